@@ -1,0 +1,112 @@
+//! The answers: [`Decision`] for policing (`check`), [`Reservation`] for
+//! shaping (`reserve`), and the [`Reason`] behind each.
+
+use core::time::Duration;
+
+/// Which rule produced a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The quota decided: the ordinary path of every backend.
+    Quota,
+    /// A bounded in-memory limiter had no room for a key it had never seen,
+    /// and could free none without forgetting consumption: the request is
+    /// denied rather than risk admitting more than the quota.
+    KeyTableFull,
+}
+
+/// The answer to `check(key, cost)`: allowed or denied now, and what is left.
+///
+/// The fields are enough to fill the HTTP `RateLimit`, `RateLimit-Policy`
+/// and `Retry-After` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct Decision {
+    /// Whether the request may proceed now.
+    pub allowed: bool,
+    /// Whole units still available after this decision: tokens left in a
+    /// token bucket, free queue slots in a leaky bucket, 0 while a
+    /// reservation holds the bucket in debt.
+    pub remaining: u64,
+    /// `None` when allowed. When denied, the earliest wait after which the
+    /// same request would be allowed if nothing else consumes.
+    pub retry_after: Option<Duration>,
+    /// The time until the bucket is back to its initial state (full token
+    /// bucket, empty leaky bucket).
+    pub reset_after: Duration,
+    /// The capacity `C`.
+    pub limit: u64,
+    /// Which rule produced this decision.
+    pub reason: Reason,
+}
+
+/// The answer to `reserve(key, cost, max_wait)`: admitted, to proceed after
+/// [`wait`](Self::wait), or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct Reservation {
+    /// Whether the request was admitted (and its cost consumed).
+    pub allowed: bool,
+    /// When admitted, how long the caller must wait before proceeding;
+    /// zero when rejected.
+    pub wait: Duration,
+    /// `None` when admitted. When rejected, the wait after which the same
+    /// reservation would be admitted if nothing else consumes.
+    pub retry_after: Option<Duration>,
+    /// The time until the bucket is back to its initial state, after this
+    /// decision.
+    pub reset_after: Duration,
+    /// The capacity `C`.
+    pub limit: u64,
+    /// Which rule produced this decision.
+    pub reason: Reason,
+}
+
+/// The answer of `allow_request(key)`, with the field names of the Python
+/// system this project replaces: a [`Decision`] for a cost of one.
+///
+/// ```
+/// # use core::time::Duration;
+/// # use ratelimit_core::{AllowResult, Decision, Reason};
+/// let decision = Decision {
+///     allowed: true,
+///     remaining: 9,
+///     retry_after: None,
+///     reset_after: Duration::from_millis(500),
+///     limit: 10,
+///     reason: Reason::Quota,
+/// };
+/// let result = AllowResult::from(decision);
+/// assert_eq!(result.tokens_remaining, 9);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct AllowResult {
+    /// Whether the request may proceed now.
+    pub allowed: bool,
+    /// Whole units still available: tokens for a token bucket, free queue
+    /// slots for a leaky bucket.
+    pub tokens_remaining: u64,
+    /// `None` when allowed; when denied, how long until a retry would be
+    /// allowed.
+    pub retry_after: Option<Duration>,
+    /// The time until the bucket is back to its initial state.
+    pub reset_after: Duration,
+    /// The capacity.
+    pub limit: u64,
+    /// Which rule produced this answer.
+    pub reason: Reason,
+}
+
+impl From<Decision> for AllowResult {
+    fn from(d: Decision) -> Self {
+        Self {
+            allowed: d.allowed,
+            tokens_remaining: d.remaining,
+            retry_after: d.retry_after,
+            reset_after: d.reset_after,
+            limit: d.limit,
+            reason: d.reason,
+        }
+    }
+}

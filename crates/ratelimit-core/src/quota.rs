@@ -1,0 +1,95 @@
+//! [`Quota`]: a validated capacity and rate, with the derived GCRA
+//! constants `T` (emission interval) and `τ` (tolerance).
+
+use core::time::Duration;
+
+use crate::error::ConfigError;
+use crate::rate::Rate;
+
+/// A capacity `C` and a rate, checked once so that no decision can overflow.
+///
+/// `T` is the rate's emission interval in whole nanoseconds (rounded up)
+/// and `τ = C × T` the burst tolerance: the longest a bucket can take to
+/// return to its initial state.
+///
+/// ```
+/// use ratelimit_core::{ConfigError, Quota, Rate};
+///
+/// let quota = Quota::new(10, Rate::per_second(2))?;
+/// assert_eq!(quota.interval_ns(), 500_000_000);
+/// assert_eq!(quota.tolerance_ns(), 5_000_000_000);
+/// assert_eq!(Quota::new(0, Rate::per_second(2)), Err(ConfigError::ZeroCapacity));
+/// assert_eq!(Quota::new(u64::MAX, Rate::per_second(2)), Err(ConfigError::ToleranceOverflow));
+/// # Ok::<(), ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    capacity: u64,
+    interval: u64,
+    tolerance: u64,
+}
+
+impl Quota {
+    /// A quota of `capacity` units, refilled or drained at `rate`.
+    pub const fn new(capacity: u64, rate: Rate) -> Result<Self, ConfigError> {
+        if capacity == 0 {
+            return Err(ConfigError::ZeroCapacity);
+        }
+        let interval = match rate.interval_ns() {
+            Ok(interval) => interval,
+            Err(e) => return Err(e),
+        };
+        match capacity.checked_mul(interval) {
+            Some(tolerance) => Ok(Self {
+                capacity,
+                interval,
+                tolerance,
+            }),
+            None => Err(ConfigError::ToleranceOverflow),
+        }
+    }
+
+    /// The capacity `C`: the burst size of a token bucket, the queue length
+    /// of a leaky bucket.
+    #[must_use]
+    pub const fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The emission interval `T` in nanoseconds: the time one unit takes.
+    #[must_use]
+    pub const fn interval_ns(&self) -> u64 {
+        self.interval
+    }
+
+    /// The emission interval `T`.
+    #[must_use]
+    pub const fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval)
+    }
+
+    /// The tolerance `τ = C × T` in nanoseconds.
+    #[must_use]
+    pub const fn tolerance_ns(&self) -> u64 {
+        self.tolerance
+    }
+
+    /// Whole units available at `now` in a bucket whose state is `tat`:
+    /// `max(0, floor((τ − max(0, tat − now)) / T))`.
+    #[must_use]
+    pub const fn remaining(&self, tat: u64, now: u64) -> u64 {
+        let used = tat.saturating_sub(now);
+        if used >= self.tolerance {
+            0
+        } else {
+            (self.tolerance - used) / self.interval
+        }
+    }
+
+    /// Nanoseconds until a bucket whose state is `tat` is back to its initial
+    /// state (full token bucket, empty leaky bucket): `max(0, tat − now)`.
+    #[must_use]
+    pub const fn reset_after_ns(&self, tat: u64, now: u64) -> u64 {
+        tat.saturating_sub(now)
+    }
+}
