@@ -1,8 +1,8 @@
 //! [`Backend`]: what a limiter must offer to be replayed, and [`Model`],
 //! the reference implementation straight over the core.
 
+use core::convert::Infallible;
 use std::collections::HashMap;
-use std::convert::Infallible;
 
 use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
 
@@ -13,7 +13,7 @@ use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
 /// [`InsufficientCapacity`].
 pub trait Backend {
     /// A failure of the backend itself.
-    type Error: std::fmt::Display;
+    type Error: core::fmt::Display;
 
     /// `check(key, cost)` at `now_ns`.
     fn check(

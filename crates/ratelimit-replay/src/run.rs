@@ -1,8 +1,8 @@
 //! The replay loop: events in, one decision line out per event, and an
 //! optional per-key summary.
 
+use core::fmt;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::{self, BufRead, Write};
 
 use crate::backend::Backend;
@@ -60,8 +60,8 @@ impl fmt::Display for ReplayError {
     }
 }
 
-impl std::error::Error for ReplayError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for ReplayError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Io(e) => Some(e),
             _ => None,

@@ -2,7 +2,7 @@
 //! the contract, each a fresh limiter, a list of events and the expected
 //! output for each.
 
-use std::fmt;
+use core::fmt;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 
@@ -83,7 +83,7 @@ impl fmt::Display for Mismatch {
 
 /// Runs `scenario` through `backend` (fresh for this scenario) and compares
 /// every answer with the expected one, field by field.
-pub fn run_scenario<B: Backend>(scenario: &Scenario, backend: &mut B) -> Result<(), Mismatch> {
+pub fn run_scenario<B: Backend>(scenario: &Scenario, backend: &mut B) -> Result<(), Box<Mismatch>> {
     assert_eq!(
         scenario.events.len(),
         scenario.expected.len(),
@@ -91,12 +91,14 @@ pub fn run_scenario<B: Backend>(scenario: &Scenario, backend: &mut B) -> Result<
         scenario.id
     );
     for (index, (event, expected)) in scenario.events.iter().zip(&scenario.expected).enumerate() {
-        let mismatch = |got: String| Mismatch {
-            id: scenario.id,
-            index,
-            event: event.clone(),
-            expected: expected.clone(),
-            got,
+        let mismatch = |got: String| {
+            Box::new(Mismatch {
+                id: scenario.id,
+                index,
+                event: event.clone(),
+                expected: expected.clone(),
+                got,
+            })
         };
         let (text, _) =
             answer(backend, event).map_err(|e| mismatch(format!("backend error: {e}")))?;
