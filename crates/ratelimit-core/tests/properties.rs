@@ -91,7 +91,7 @@ proptest! {
         traffic in prop::collection::vec((0u64..12, 0u64..=20, prop::option::of(0u64..4)), 1..48),
     ) {
         let t = q.interval_ns();
-        let algorithms: [&ReserveFn; 2] = [
+        let algorithms: [&ReserveFn<'_>; 2] = [
             &|tat, now, c, w| TokenBucket::new(q).reserve(tat, now, c, w).unwrap(),
             &|tat, now, c, w| LeakyBucket::new(q).reserve(tat, now, c, w).unwrap(),
         ];
