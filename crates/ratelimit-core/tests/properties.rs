@@ -4,8 +4,8 @@ use proptest::prelude::*;
 use ratelimit_core::{Algorithm, LeakyBucket, Quota, Rate, TokenBucket};
 
 /// `reserve` of one algorithm: (tat, now, cost, max_wait) to a step.
-type ReserveFn =
-    dyn Fn(u64, u64, u64, Option<u64>) -> ratelimit_core::Step<ratelimit_core::Reservation>;
+type ReserveFn<'a> =
+    dyn Fn(u64, u64, u64, Option<u64>) -> ratelimit_core::Step<ratelimit_core::Reservation> + 'a;
 
 /// A quota with a small capacity and an interval from 1 ns to 1 s.
 fn quota() -> impl Strategy<Value = Quota> {
