@@ -1,9 +1,9 @@
 //! One input event of the replay format.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What an event asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     /// Policing: allow or deny now.
@@ -14,7 +14,7 @@ pub enum Op {
 
 /// One line of replay input:
 /// `{"t_ns": 1000000000, "key": "user1", "op": "check", "cost": 1}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     /// Virtual time in nanoseconds; never decreases from one line to the next.
