@@ -1,0 +1,506 @@
+//! [`KeyedLimiter`]: one bucket per key in a sharded, bounded map that
+//! forgets a key only when forgetting it changes no decision.
+//!
+//! Layout: `shards` (a power of two) cache-padded `RwLock`s, each around a
+//! SwissTable of `(K, AtomicU64)`. A key is hashed once; bits of that hash
+//! pick the shard and the rest find the entry. The hot path takes the
+//! shard's read lock, finds the entry and runs the compare-and-swap of
+//! [`update`]; only a key that must be stored and is not yet takes the
+//! write lock.
+//!
+//! Reclamation: an entry whose `tat ≤ now` is equivalent to a missing key
+//! (SEMANTICS.md), so it can be removed without changing any decision.
+//! A shard sweeps itself, under its write lock, when an insertion would
+//! grow its table or meet its share of `max_keys`; nothing is swept on the
+//! read path and no pass ever covers all shards. Because the swaps of
+//! checkers happen under the read lock, an entry cannot be removed between
+//! the read of its state and the swap that writes it.
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use core::marker::PhantomData;
+use core::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+use ratelimit_core::{
+    Algorithm, AllowResult, Clock, Decision, InsufficientCapacity, Reason, Reservation, Step,
+};
+
+use crate::bucket::{duration_ns, update};
+use crate::clock::MonotonicClock;
+use crate::sync::{self, AtomicU64, Ordering, RwLock};
+
+/// The hasher a [`KeyedLimiter`] uses unless given another: hashbrown's
+/// default, `foldhash` seeded at random per limiter. It is several times
+/// faster than the standard library's SipHash on short keys, and its random
+/// seed keeps an attacker who cannot read the seed from choosing keys that
+/// collide (hash flooding).
+pub type DefaultHashBuilder = hashbrown::DefaultHashBuilder;
+
+/// The default bound on the number of keys held at once: 2^20 (1 048 576).
+pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
+
+/// The most shards a limiter is built with.
+const MAX_SHARDS: usize = 64;
+
+/// A shard is split no smaller than this many keys of its `max_keys` share,
+/// so a small bound is not spread over shards too small to be useful.
+const MIN_KEYS_PER_SHARD: usize = 64;
+
+/// A rate limit per key: any `K: Hash + Eq` (strings, integers, tuples,
+/// IP addresses) gets its own bucket of the same algorithm.
+///
+/// ```
+/// use ratelimit_memory::{KeyedLimiter, Rate, TokenBucket};
+///
+/// let limiter = KeyedLimiter::<String, _>::with_algorithm(
+///     TokenBucket::with_rate(1, Rate::per_minute(30))?,
+/// );
+/// assert!(limiter.check("alice").allowed);
+/// assert!(!limiter.check("alice").allowed);
+/// assert!(limiter.check("bob").allowed); // another key, another bucket
+/// assert_eq!(limiter.len(), 2);
+/// # Ok::<(), ratelimit_memory::ConfigError>(())
+/// ```
+///
+/// # Memory bound and the `max_keys` policy
+///
+/// A key takes a slot only when a decision changes its state (a cost of
+/// zero, a denial and a cost above the capacity store nothing), and gives
+/// it back as soon as its bucket is back to the initial state (`tat ≤
+/// now`): from then on it is indistinguishable from a key never seen, so
+/// dropping it is lossless. At most [`max_keys`](Self::max_keys) keys are
+/// held at once (default [`DEFAULT_MAX_KEYS`]); the bound is split evenly
+/// across the shards, and each shard holds at most its share.
+///
+/// When a new key needs a slot, its shard is full, and no key of the shard
+/// can be dropped losslessly, the request is **denied** with
+/// [`Reason::KeyTableFull`]: `allowed: false`, `remaining: 0`,
+/// `reset_after: 0` (the key's own bucket is untouched), and `retry_after`
+/// the time until the shard's earliest-expiring key frees its slot. Keys
+/// already held are never evicted early, because forgetting live state could
+/// admit more than the quota; the map never grows past the bound. Size
+/// `max_keys` for the number of keys active within one reset period
+/// (`capacity / rate`).
+///
+/// # Time
+///
+/// Decisions use the limiter's [`Clock`] ([`MonotonicClock`] by default).
+/// If that clock goes backwards below the time of a shard's last sweep, the
+/// shard decides at the sweep's time instead: a swept key would otherwise
+/// look fresh at an earlier time than the one it was dropped at.
+pub struct KeyedLimiter<K, A, C = MonotonicClock, S = DefaultHashBuilder> {
+    shards: Box<[CachePadded<RwLock<Shard<K>>>]>,
+    /// `64 - log2(shards)`, or 64 for a single shard.
+    shard_shift: u32,
+    max_keys: usize,
+    algorithm: A,
+    clock: C,
+    hasher: S,
+}
+
+/// One shard: its entries and the bookkeeping of its sweeps, all under the
+/// shard's lock.
+struct Shard<K> {
+    entries: HashTable<(K, AtomicU64)>,
+    /// This shard's share of `max_keys`.
+    limit: usize,
+    /// The latest `now` of a sweep: decisions never use an earlier time.
+    floor: u64,
+    /// A lower bound on every held entry's `tat` (exact right after a
+    /// sweep; `u64::MAX` when empty). States only grow, so it stays a lower
+    /// bound: while `now < earliest`, a sweep would free nothing.
+    earliest: u64,
+}
+
+impl<K: Hash + Eq, A: Algorithm> KeyedLimiter<K, A> {
+    /// An empty limiter with the defaults: [`DEFAULT_MAX_KEYS`], a
+    /// [`MonotonicClock`] and a randomly seeded [`DefaultHashBuilder`].
+    #[must_use]
+    pub fn with_algorithm(algorithm: A) -> Self {
+        Self::builder(algorithm).build()
+    }
+
+    /// A builder to set the bound, the clock or the hasher.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ratelimit_memory::{KeyedLimiter, LeakyBucket, ManualClock, Rate};
+    ///
+    /// let clock = Arc::new(ManualClock::new(0));
+    /// let limiter = KeyedLimiter::<u64, _>::builder(LeakyBucket::with_rate(5, Rate::per_second(2))?)
+    ///     .max_keys(10_000)
+    ///     .clock(Arc::clone(&clock))
+    ///     .build();
+    /// assert_eq!(limiter.max_keys(), 10_000);
+    /// # Ok::<(), ratelimit_memory::ConfigError>(())
+    /// ```
+    pub fn builder(algorithm: A) -> KeyedBuilder<K, A> {
+        KeyedBuilder {
+            algorithm,
+            max_keys: DEFAULT_MAX_KEYS,
+            shards: None,
+            clock: MonotonicClock::new(),
+            hasher: DefaultHashBuilder::default(),
+            key: PhantomData,
+        }
+    }
+}
+
+/// Builds a [`KeyedLimiter`]; from [`KeyedLimiter::builder`].
+#[must_use]
+pub struct KeyedBuilder<K, A, C = MonotonicClock, S = DefaultHashBuilder> {
+    algorithm: A,
+    max_keys: usize,
+    shards: Option<usize>,
+    clock: C,
+    hasher: S,
+    key: PhantomData<fn(K)>,
+}
+
+impl<K, A, C, S> KeyedBuilder<K, A, C, S> {
+    /// The most keys held at once (default [`DEFAULT_MAX_KEYS`]); see the
+    /// policy on [`KeyedLimiter`]. Zero is allowed and means no key is ever
+    /// stored, so every request that would store state is denied.
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// The number of shards, rounded up to a power of two and capped at 64.
+    /// By default the limiter uses 64, fewer when `max_keys` is small (each
+    /// shard holds at least 64 keys of the bound).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// The clock decisions read, e.g. an `Arc<ManualClock>` shared with a
+    /// test or a replay that sets the time before each call.
+    pub fn clock<C2: Clock>(self, clock: C2) -> KeyedBuilder<K, A, C2, S> {
+        KeyedBuilder {
+            algorithm: self.algorithm,
+            max_keys: self.max_keys,
+            shards: self.shards,
+            clock,
+            hasher: self.hasher,
+            key: PhantomData,
+        }
+    }
+
+    /// The hasher for keys. Keep it seeded at random if keys come from
+    /// untrusted input, so that nobody can pick keys that collide.
+    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> KeyedBuilder<K, A, C, S2> {
+        KeyedBuilder {
+            algorithm: self.algorithm,
+            max_keys: self.max_keys,
+            shards: self.shards,
+            clock: self.clock,
+            hasher,
+            key: PhantomData,
+        }
+    }
+
+    /// The limiter, empty.
+    pub fn build(self) -> KeyedLimiter<K, A, C, S> {
+        let shards = match self.shards {
+            Some(n) => n.clamp(1, MAX_SHARDS).next_power_of_two(),
+            None => {
+                let wanted = (self.max_keys / MIN_KEYS_PER_SHARD).clamp(1, MAX_SHARDS);
+                // The largest power of two not above `wanted`.
+                1 << wanted.ilog2()
+            }
+        };
+        let (base, extra) = (self.max_keys / shards, self.max_keys % shards);
+        let shard_table = (0..shards)
+            .map(|i| {
+                CachePadded::new(RwLock::new(Shard {
+                    entries: HashTable::new(),
+                    limit: base + usize::from(i < extra),
+                    floor: 0,
+                    earliest: u64::MAX,
+                }))
+            })
+            .collect();
+        KeyedLimiter {
+            shards: shard_table,
+            shard_shift: 64 - shards.trailing_zeros(),
+            max_keys: self.max_keys,
+            algorithm: self.algorithm,
+            clock: self.clock,
+            hasher: self.hasher,
+        }
+    }
+}
+
+impl<K, A, C, S> KeyedLimiter<K, A, C, S>
+where
+    K: Hash + Eq,
+    A: Algorithm,
+    C: Clock,
+    S: BuildHasher,
+{
+    /// Allows or denies a request of cost 1 for `key` now.
+    pub fn check<Q>(&self, key: &Q) -> Decision
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match self.check_n(key, 1) {
+            Ok(decision) => decision,
+            Err(_) => unreachable!("a cost of 1 never exceeds a capacity of at least 1"),
+        }
+    }
+
+    /// Allows or denies a request of `cost` units for `key` now.
+    ///
+    /// # Errors
+    /// [`InsufficientCapacity`] when `cost` exceeds the capacity: such a
+    /// request can never succeed, and nothing is stored.
+    pub fn check_n<Q>(&self, key: &Q, cost: u64) -> Result<Decision, InsufficientCapacity>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let limit = self.algorithm.quota().capacity();
+        self.decide(
+            key,
+            |tat, now| self.algorithm.check(tat, now, cost),
+            |retry_after| Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after: Some(retry_after),
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::KeyTableFull,
+            },
+        )
+    }
+
+    /// Admits a request of `cost` units for `key` to proceed after the
+    /// returned [`Reservation::wait`], if that wait is at most `max_wait`
+    /// (`None`: any wait), or rejects it.
+    ///
+    /// # Errors
+    /// [`InsufficientCapacity`] when `cost` exceeds the capacity.
+    pub fn reserve<Q>(
+        &self,
+        key: &Q,
+        cost: u64,
+        max_wait: Option<Duration>,
+    ) -> Result<Reservation, InsufficientCapacity>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let limit = self.algorithm.quota().capacity();
+        let max_wait_ns = max_wait.map(duration_ns);
+        self.decide(
+            key,
+            |tat, now| self.algorithm.reserve(tat, now, cost, max_wait_ns),
+            |retry_after| Reservation {
+                allowed: false,
+                wait: Duration::ZERO,
+                retry_after: Some(retry_after),
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::KeyTableFull,
+            },
+        )
+    }
+
+    /// [`check`](Self::check) with the field names of the Python system
+    /// this crate replaces (`tokens_remaining`, ...).
+    pub fn allow_request<Q>(&self, key: &Q) -> AllowResult
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        AllowResult::from(self.check(key))
+    }
+
+    /// Runs `step` for `key` atomically; `full` answers a new key that
+    /// finds no room, given the wait until a slot frees.
+    #[inline]
+    fn decide<Q, D>(
+        &self,
+        key: &Q,
+        step: impl Fn(u64, u64) -> Result<Step<D>, InsufficientCapacity>,
+        full: impl FnOnce(Duration) -> D,
+    ) -> Result<D, InsufficientCapacity>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let lock = &self.shards[self.shard_index(hash)];
+        let now = self.clock.now_ns();
+        let eq = |entry: &(K, AtomicU64)| entry.0.borrow() == key;
+        {
+            let shard = sync::read(lock);
+            // Never decide before the shard's last sweep (see `Shard::floor`).
+            let now = now.max(shard.floor);
+            if let Some((_, state)) = shard.entries.find(hash, eq) {
+                // The read lock is held across the load and the swap in
+                // `update`: a sweep (write lock) cannot remove this entry in
+                // between, so a swap never lands on a forgotten entry.
+                return update(state, |tat| step(tat, now));
+            }
+            // Not held: it is a bucket in its initial state (tat = 0). It
+            // needs a slot only if this decision changes that state.
+            let fresh = step(0, now)?;
+            if fresh.next.is_none() {
+                return Ok(fresh.decision);
+            }
+        }
+        let mut shard = sync::write(lock);
+        let now = now.max(shard.floor);
+        // Another thread may have stored it between the two locks.
+        if let Some((_, state)) = shard.entries.find(hash, eq) {
+            return update(state, |tat| step(tat, now));
+        }
+        let fresh = step(0, now)?;
+        let Some(tat) = fresh.next else {
+            return Ok(fresh.decision);
+        };
+        let rehash = |entry: &(K, AtomicU64)| self.hasher.hash_one(&entry.0);
+        if !shard.make_room(now, rehash) {
+            return Ok(full(Duration::from_nanos(
+                shard.earliest.saturating_sub(now),
+            )));
+        }
+        // Initialising a word no other thread can see yet (we hold the write
+        // lock) is not a write to shared state: every later write goes
+        // through `update`.
+        shard
+            .entries
+            .insert_unique(hash, (key.to_owned(), AtomicU64::new(tat)), rehash);
+        shard.earliest = shard.earliest.min(tat);
+        Ok(fresh.decision)
+    }
+
+    fn shard_index(&self, hash: u64) -> usize {
+        // hashbrown takes its 7-bit tag from the top 7 bits of the hash and
+        // the bucket index from the low bits, so the shard comes from the
+        // bits just below the tag: every key of a shard shares these bits,
+        // and they must not be bits the table itself relies on.
+        let below_tag = hash << 7;
+        // `checked_shr` covers the single shard, a shift by 64.
+        below_tag.checked_shr(self.shard_shift).unwrap_or(0) as usize
+    }
+}
+
+impl<K, A, C, S> KeyedLimiter<K, A, C, S> {
+    /// The number of keys held now, across all shards. Keys whose bucket is
+    /// back to its initial state may still be counted until their shard
+    /// next sweeps.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| sync::read(s).entries.len())
+            .sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| sync::read(s).entries.is_empty())
+    }
+
+    /// The most keys held at once.
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
+    /// How many keys the tables have room for before they next grow (at
+    /// least [`len`](Self::len); the memory actually allocated).
+    pub fn capacity(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| sync::read(s).entries.capacity())
+            .sum()
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The clock decisions read.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The algorithm (and through it the quota) every key's bucket enforces.
+    pub fn algorithm(&self) -> &A {
+        &self.algorithm
+    }
+}
+
+impl<K> Shard<K> {
+    /// Whether a new entry may be inserted, after a sweep if one can help.
+    ///
+    /// A sweep runs only when the insertion would grow the table or meet
+    /// the shard's share of `max_keys`, and only if some entry may have
+    /// expired (`now ≥ earliest`). Each sweep is paid for by the insertions
+    /// before the next one: a sweep that frees less than an eighth of the
+    /// table grows it anyway, so the next growth point is as far as the
+    /// table's size.
+    fn make_room(&mut self, now: u64, rehash: impl Fn(&(K, AtomicU64)) -> u64) -> bool {
+        let before = self.entries.len();
+        let at_limit = before >= self.limit;
+        let would_grow = before == self.entries.capacity();
+        if (at_limit || would_grow) && now >= self.earliest {
+            self.sweep(now);
+            let freed = before - self.entries.len();
+            let len = self.entries.len();
+            if would_grow && freed < before / 8 && len < self.limit {
+                self.entries.reserve((self.limit - len).min(before), rehash);
+            }
+        }
+        self.entries.len() < self.limit
+    }
+
+    /// Removes every entry whose bucket is back to its initial state at
+    /// `now`, and makes `earliest` exact.
+    fn sweep(&mut self, now: u64) {
+        let mut earliest = u64::MAX;
+        self.entries.retain(|(_, state)| {
+            // Relaxed: we hold the write lock, and every swap of this word
+            // was made under a read lock released before we acquired it, so
+            // the lock orders them before this load, which reads the last.
+            let tat = state.load(Ordering::Relaxed);
+            let keep = tat > now;
+            if keep {
+                earliest = earliest.min(tat);
+            }
+            keep
+        });
+        self.earliest = earliest;
+        self.floor = self.floor.max(now);
+    }
+}
+
+impl<K, A: fmt::Debug, C: fmt::Debug, S> fmt::Debug for KeyedLimiter<K, A, C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("algorithm", &self.algorithm)
+            .field("clock", &self.clock)
+            .field("max_keys", &self.max_keys)
+            .field("shards", &self.shards.len())
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, A: fmt::Debug, C: fmt::Debug, S> fmt::Debug for KeyedBuilder<K, A, C, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBuilder")
+            .field("algorithm", &self.algorithm)
+            .field("clock", &self.clock)
+            .field("max_keys", &self.max_keys)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
