@@ -113,6 +113,8 @@ struct Shard<K> {
     /// sweep; `u64::MAX` when empty). States only grow, so it stays a lower
     /// bound: while `now < earliest`, a sweep would free nothing.
     earliest: u64,
+    /// Entries inserted since the last sweep.
+    inserted: usize,
 }
 
 impl<K: Hash + Eq, A: Algorithm> KeyedLimiter<K, A> {
@@ -221,6 +223,7 @@ impl<K, A, C, S> KeyedBuilder<K, A, C, S> {
                     limit: base + usize::from(i < extra),
                     floor: 0,
                     earliest: u64::MAX,
+                    inserted: 0,
                 }))
             })
             .collect();
@@ -365,8 +368,7 @@ where
         let Some(tat) = fresh.next else {
             return Ok(fresh.decision);
         };
-        let rehash = |entry: &(K, AtomicU64)| self.hasher.hash_one(&entry.0);
-        if !shard.make_room(now, rehash) {
+        if !shard.make_room(now) {
             return Ok(full(Duration::from_nanos(
                 shard.earliest.saturating_sub(now),
             )));
@@ -374,10 +376,12 @@ where
         // Initialising a word no other thread can see yet (we hold the write
         // lock) is not a write to shared state: every later write goes
         // through `update`.
+        let rehash = |entry: &(K, AtomicU64)| self.hasher.hash_one(&entry.0);
         shard
             .entries
             .insert_unique(hash, (key.to_owned(), AtomicU64::new(tat)), rehash);
         shard.earliest = shard.earliest.min(tat);
+        shard.inserted += 1;
         Ok(fresh.decision)
     }
 
@@ -441,23 +445,21 @@ impl<K, A, C, S> KeyedLimiter<K, A, C, S> {
 impl<K> Shard<K> {
     /// Whether a new entry may be inserted, after a sweep if one can help.
     ///
-    /// A sweep runs only when the insertion would grow the table or meet
-    /// the shard's share of `max_keys`, and only if some entry may have
-    /// expired (`now ≥ earliest`). Each sweep is paid for by the insertions
-    /// before the next one: a sweep that frees less than an eighth of the
-    /// table grows it anyway, so the next growth point is as far as the
-    /// table's size.
-    fn make_room(&mut self, now: u64, rehash: impl Fn(&(K, AtomicU64)) -> u64) -> bool {
-        let before = self.entries.len();
-        let at_limit = before >= self.limit;
-        let would_grow = before == self.entries.capacity();
-        if (at_limit || would_grow) && now >= self.earliest {
+    /// A sweep runs only if some entry may have expired (`now ≥ earliest`),
+    /// and then:
+    /// - when the shard holds its share of `max_keys`, always: a new key is
+    ///   refused only if no entry can be dropped;
+    /// - when the insertion would grow the table, if at least an eighth of
+    ///   the entries were inserted since the last sweep: the `O(len)` sweep
+    ///   is paid for by those insertions (amortized `O(1)` each). Otherwise
+    ///   the table grows (or rehashes in place, if erased slots allow).
+    fn make_room(&mut self, now: u64) -> bool {
+        let len = self.entries.len();
+        let at_limit = len >= self.limit;
+        let would_grow = len == self.entries.capacity();
+        let paid_for = self.inserted >= len / 8;
+        if now >= self.earliest && (at_limit || (would_grow && paid_for)) {
             self.sweep(now);
-            let freed = before - self.entries.len();
-            let len = self.entries.len();
-            if would_grow && freed < before / 8 && len < self.limit {
-                self.entries.reserve((self.limit - len).min(before), rehash);
-            }
         }
         self.entries.len() < self.limit
     }
@@ -479,6 +481,7 @@ impl<K> Shard<K> {
         });
         self.earliest = earliest;
         self.floor = self.floor.max(now);
+        self.inserted = 0;
     }
 }
 
