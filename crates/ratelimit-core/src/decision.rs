@@ -13,6 +13,15 @@ pub enum Reason {
     /// and could free none without forgetting consumption: the request is
     /// denied rather than risk admitting more than the quota.
     KeyTableFull,
+    /// The backend (Redis) failed and the limiter's failure policy is to
+    /// allow: the request was admitted without being counted anywhere.
+    FailOpen,
+    /// The backend (Redis) failed and the limiter's failure policy is to
+    /// deny: the request was refused without consulting the quota.
+    FailClosed,
+    /// The backend (Redis) failed and a local in-memory limiter with the
+    /// same quota decided instead; its state is this process's alone.
+    Fallback,
 }
 
 /// The answer to `check(key, cost)`: allowed or denied now, and what is left.

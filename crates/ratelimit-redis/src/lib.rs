@@ -1,1 +1,25 @@
-//! Placeholder.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod fallback;
+mod key;
+mod limiter;
+mod pool;
+mod reply;
+mod script;
+
+pub use crate::config::{DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
+pub use crate::error::RedisLimitError;
+pub use crate::limiter::{
+    KeyState, LeakyBucketRedis, RedisLimiter, RedisLimiterBuilder, Session, TokenBucketRedis,
+};
+pub use crate::pool::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT, RedisPool,
+    RedisPoolBuilder,
+};
+pub use ratelimit_core::{
+    AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reason, Reservation,
+    TokenBucket,
+};

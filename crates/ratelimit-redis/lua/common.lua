@@ -1,0 +1,142 @@
+-- common.lua: the helpers every script of ratelimit-redis starts with
+-- (prepended by script.rs; not a script on its own).
+--
+-- Units: nanoseconds, as in SEMANTICS.md. A stored state is the decimal text
+-- of `tat` (nanoseconds since the epoch of the clock in use). Lua numbers are
+-- doubles, exact only below 2^53, and `tat` since 1970 is about 2^61: so an
+-- absolute time is always handled as two exact parts, whole seconds and
+-- nanoseconds within the second, and every GCRA quantity is taken relative to
+-- `now` (`tat - now`, `T`, `tau`, waits), where it is far below 2^53.
+-- script.rs refuses quotas with tau >= 2^53 ns (about 104 days), and a state
+-- more than 2^53 ns ahead of `now` is treated as 2^53 ns ahead (stricter).
+--
+-- Common ARGV of every script:
+--   ARGV[1] now: '' = the server's TIME (microseconds), or the caller's time
+--           as decimal nanoseconds (client time)
+--   ARGV[2] TTL margin in milliseconds added under client time
+--   ARGV[3] T, the emission interval in ns   (1 <= T < 2^53)
+--   ARGV[4] tau = C * T in ns                 (T <= tau < 2^53)
+-- Reply integers: -1 stands for "none" (retry_after: None).
+
+local LIMIT = 9007199254740992 -- 2^53
+local NS = 1000000000
+local MAX_S, MAX_LO = 18446744073, 709551615 -- u64::MAX ns as (s, ns)
+
+-- A decimal nanosecond text as (seconds, nanoseconds), or nil.
+local function split(text)
+  if type(text) ~= 'string' or #text == 0 or #text > 20 or string.find(text, '%D') then
+    return nil
+  end
+  if #text <= 9 then
+    return 0, tonumber(text)
+  end
+  return tonumber(string.sub(text, 1, -10)), tonumber(string.sub(text, -9))
+end
+
+-- floor(a / b), exact for integers 0 <= a, 0 < b below 2^53.
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+-- The clock: now as (seconds, nanoseconds) and whether it is the caller's.
+local function clock()
+  if ARGV[1] == '' then
+    local t = redis.call('TIME')
+    return tonumber(t[1]), tonumber(t[2]) * 1000, false
+  end
+  local s, lo = split(ARGV[1])
+  if not s then
+    error('ratelimit: ARGV[1] must be empty or decimal nanoseconds')
+  end
+  return s, lo, true
+end
+
+-- tat - now for the state under `key`: exact when below 2^53 in magnitude,
+-- clamped to +-2^53 otherwise. A missing key has tat = 0 (in the past).
+local function load_rel(key, now_s, now_lo)
+  local v = redis.call('GET', key)
+  if not v then
+    return -LIMIT
+  end
+  local s, lo = split(v)
+  if not s then
+    error('ratelimit: a key under the prefix holds a value that is not a rate-limit state')
+  end
+  local ds = s - now_s
+  if ds > 9007198 then
+    return LIMIT
+  elseif ds < -9007198 then
+    return -LIMIT
+  end
+  return ds * NS + (lo - now_lo)
+end
+
+-- now + rel as (seconds, nanoseconds), or nil when past u64::MAX ns
+-- (0 < rel <= 2^53).
+local function absolute(rel, now_s, now_lo)
+  local lo = now_lo + rel
+  local carry = idiv(lo, NS)
+  local s = now_s + carry
+  lo = lo - carry * NS
+  if s > MAX_S or (s == MAX_S and lo > MAX_LO) then
+    return nil
+  end
+  return s, lo
+end
+
+-- Stores tat = now + rel (0 < rel), expiring exactly when it becomes
+-- equivalent to a missing key: server time: at the first millisecond at or
+-- after tat (PXAT, the server's clock); client time: after rel rounded up to
+-- a millisecond plus the margin (PX), since the server cannot know when the
+-- caller's clock will pass tat.
+local function store(key, rel, now_s, now_lo, client)
+  local s, lo = absolute(rel, now_s, now_lo)
+  local text
+  if s > 0 then
+    text = string.format('%d%09d', s, lo)
+  else
+    text = string.format('%d', lo)
+  end
+  if client then
+    redis.call('SET', key, text, 'PX', idiv(rel + 999999, 1000000) + tonumber(ARGV[2]))
+  else
+    redis.call('SET', key, text, 'PXAT', s * 1000 + idiv(lo + 999999, 1000000))
+  end
+end
+
+-- check(key, cost): policing. Returns {allowed, remaining, retry_after, reset_after}.
+local function police(key, cost, T, tau, now_s, now_lo, client)
+  local rel = load_rel(key, now_s, now_lo)
+  local base = rel
+  if base < 0 then
+    base = 0
+  end
+  local new = base + cost * T
+  local over = new - tau
+  if over < 0 then
+    over = 0
+  end
+  local allowed, state, retry = 0, base, -1
+  if new > LIMIT or not absolute(new, now_s, now_lo) then
+    -- The state would not fit: refused, as the core does.
+    allowed, state, retry = 0, base, -1
+  elseif over == 0 then
+    allowed, state, retry = 1, new, -1
+  else
+    allowed, state, retry = 0, base, over
+  end
+  if allowed == 1 and cost > 0 then
+    store(key, new, now_s, now_lo, client)
+  end
+  local remaining = 0
+  if state < tau then
+    remaining = idiv(tau - state, T)
+  end
+  return { allowed, remaining, retry, state }
+end

@@ -1,0 +1,403 @@
+//! [`RedisPool`]: the r2d2 pool of connections a limiter runs its scripts
+//! on, to one Redis or to a Redis Cluster, and its [`RedisPoolBuilder`].
+//!
+//! Speed: a check-out never does a network round trip. r2d2's usual
+//! health check (a `PING` per check-out) doubles the latency of a check;
+//! instead, a connection that fails is dropped when it is returned, and a
+//! connection lost to a restart marks every idle connection of the pool
+//! stale (a generation counter), so that one failure, not one per pooled
+//! connection, tells the pool to reconnect.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use redis::ConnectionLike;
+use redis::cluster::{ClusterClient, ClusterConnection};
+
+use crate::error::RedisLimitError;
+
+/// The default connect timeout: how long a call waits for a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The default response timeout: how long a call waits for Redis's answer.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The default largest number of connections a pool holds.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// A pool of connections to one Redis or to a Redis Cluster, shared by
+/// every limiter built on it (cloning is cheap).
+///
+/// Built by [`RedisPool::builder`] / [`RedisPool::cluster_builder`] with the
+/// crate's defaults (timeouts, no per-check-out `PING`), or from a pool you
+/// built yourself with `From`: `r2d2::Pool<redis::Client>` or
+/// `r2d2::Pool<redis::cluster::ClusterClient>`. For those, build the pool
+/// with `test_on_check_out(false)` and a `connection_timeout` you can wait
+/// out on the hot path, set response timeouts on the client, and for a
+/// cluster client `retries(0)`: its built-in retries resend requests whose
+/// outcome is unknown.
+#[derive(Clone)]
+pub struct RedisPool {
+    inner: Arc<Inner>,
+}
+
+enum Kind {
+    Own(r2d2::Pool<Manager>),
+    Client(r2d2::Pool<redis::Client>),
+    Cluster(r2d2::Pool<ClusterClient>),
+}
+
+struct Inner {
+    kind: Kind,
+    response_timeout: Option<Duration>,
+    shared: Arc<Shared>,
+    cluster: bool,
+}
+
+/// What the manager and the callers share.
+#[derive(Default)]
+struct Shared {
+    /// Bumped when a connection is lost: every connection of an older
+    /// generation is dropped at its next check-out or return.
+    generation: AtomicU64,
+    /// The last connection error, to explain a check-out timeout.
+    last_error: Mutex<Option<redis::RedisError>>,
+}
+
+impl core::fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let kind = match self.inner.kind {
+            Kind::Own(_) => "own",
+            Kind::Client(_) => "r2d2::Pool<redis::Client>",
+            Kind::Cluster(_) => "r2d2::Pool<ClusterClient>",
+        };
+        f.debug_struct("RedisPool")
+            .field("kind", &kind)
+            .field("cluster", &self.inner.cluster)
+            .field("response_timeout", &self.inner.response_timeout)
+            .finish()
+    }
+}
+
+impl RedisPool {
+    /// A pool to the Redis at `url` (`redis://[user:password@]host:port[/db]`)
+    /// with the default options.
+    pub fn open(url: &str) -> Result<Self, RedisLimitError> {
+        Self::builder(url).build()
+    }
+
+    /// Options for a pool to the Redis at `url`.
+    #[must_use]
+    pub fn builder(url: &str) -> RedisPoolBuilder {
+        RedisPoolBuilder::new(vec![url.to_owned()], false)
+    }
+
+    /// Options for a pool to the Redis Cluster reachable through any of
+    /// `urls` (seed nodes; the rest of the cluster is discovered).
+    #[must_use]
+    pub fn cluster_builder<S: AsRef<str>>(urls: &[S]) -> RedisPoolBuilder {
+        RedisPoolBuilder::new(urls.iter().map(|u| u.as_ref().to_owned()).collect(), true)
+    }
+
+    /// Whether this pool talks to a Redis Cluster.
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster
+    }
+
+    /// Checks out a connection.
+    pub(crate) fn get(&self) -> Result<Pooled, RedisLimitError> {
+        let result = match &self.inner.kind {
+            Kind::Own(p) => p.get().map(Pooled::Own),
+            Kind::Client(p) => p.get().map(Pooled::Client),
+            Kind::Cluster(p) => p.get().map(|c| Pooled::Cluster(Box::new(c))),
+        };
+        result.map_err(|e| {
+            let last = self
+                .inner
+                .shared
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            match last {
+                Some(last) => match RedisLimitError::from_connect(last) {
+                    RedisLimitError::Connect { source, .. } => RedisLimitError::Connect {
+                        message: e.to_string(),
+                        source,
+                    },
+                    other => other,
+                },
+                None => RedisLimitError::Connect {
+                    message: e.to_string(),
+                    source: None,
+                },
+            }
+        })
+    }
+
+    /// Classifies a call's error and, when the connection was lost, marks
+    /// every idle connection stale (a lost connection usually means the
+    /// server restarted or failed over).
+    pub(crate) fn call_failed(&self, conn: &mut Pooled, e: redis::RedisError) -> RedisLimitError {
+        let err = RedisLimitError::from_call(e, self.inner.response_timeout);
+        if err.outcome_unknown() || matches!(err, RedisLimitError::Connect { .. }) {
+            conn.mark_broken();
+            if !self.inner.cluster {
+                // Pairs with the Relaxed loads in `Manager`: staleness is a
+                // hint, a connection that misses it fails once more at most.
+                self.inner.shared.generation.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        err
+    }
+}
+
+impl From<r2d2::Pool<redis::Client>> for RedisPool {
+    fn from(pool: r2d2::Pool<redis::Client>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                kind: Kind::Client(pool),
+                response_timeout: None,
+                shared: Arc::default(),
+                cluster: false,
+            }),
+        }
+    }
+}
+
+impl From<r2d2::Pool<ClusterClient>> for RedisPool {
+    fn from(pool: r2d2::Pool<ClusterClient>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                kind: Kind::Cluster(pool),
+                response_timeout: None,
+                shared: Arc::default(),
+                cluster: true,
+            }),
+        }
+    }
+}
+
+/// Options of a [`RedisPool`]: timeouts and size.
+#[derive(Debug, Clone)]
+pub struct RedisPoolBuilder {
+    urls: Vec<String>,
+    cluster: bool,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    max_connections: u32,
+}
+
+impl RedisPoolBuilder {
+    fn new(urls: Vec<String>, cluster: bool) -> Self {
+        Self {
+            urls,
+            cluster,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    /// How long a call waits for a connection (to be made, or to be free in
+    /// the pool) before failing with `Connect`. Default 500 ms.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a call waits for Redis's answer before failing with
+    /// `Timeout` (the request may have counted; it is not retried).
+    /// Default 500 ms.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The largest number of connections; calls beyond it wait for a free
+    /// one (up to the connect timeout). Default 16.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Builds the pool. Connections are made on demand, so a Redis that is
+    /// down at start-up is not an error (calls fail until it is up); a URL
+    /// that cannot be parsed, or credentials the server refuses, are.
+    pub fn build(self) -> Result<RedisPool, RedisLimitError> {
+        let invalid = |e: redis::RedisError| RedisLimitError::InvalidOption(e.to_string());
+        if self.max_connections == 0
+            || self.connect_timeout.is_zero()
+            || self.response_timeout.is_zero()
+        {
+            return Err(RedisLimitError::InvalidOption(
+                "max_connections and the timeouts must be greater than zero".to_owned(),
+            ));
+        }
+        let target = if self.cluster {
+            Target::Cluster(
+                ClusterClient::builder(self.urls.iter().map(String::as_str))
+                    .connection_timeout(self.connect_timeout)
+                    .response_timeout(self.response_timeout)
+                    // The client's own retries resend requests whose outcome
+                    // is unknown; redirects are followed by the limiter.
+                    .retries(0)
+                    .build()
+                    .map_err(invalid)?,
+            )
+        } else {
+            let [url] = self.urls.as_slice() else {
+                return Err(RedisLimitError::InvalidOption(
+                    "a single-node pool takes exactly one URL".to_owned(),
+                ));
+            };
+            Target::Single(redis::Client::open(url.as_str()).map_err(invalid)?)
+        };
+        let shared = Arc::new(Shared::default());
+        let manager = Manager {
+            target,
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            shared: Arc::clone(&shared),
+        };
+        // Wrong credentials are a configuration error: find out now.
+        if let Err(e) = manager.open() {
+            let err = RedisLimitError::from_connect(e);
+            if matches!(err, RedisLimitError::Authentication(_)) {
+                return Err(err);
+            }
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(self.max_connections)
+            .min_idle(Some(0))
+            .connection_timeout(self.connect_timeout)
+            // `Manager::is_valid` is a flag check, not a round trip.
+            .test_on_check_out(true)
+            .build_unchecked(manager);
+        Ok(RedisPool {
+            inner: Arc::new(Inner {
+                kind: Kind::Own(pool),
+                response_timeout: Some(self.response_timeout),
+                shared,
+                cluster: self.cluster,
+            }),
+        })
+    }
+}
+
+enum Target {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// The crate's own r2d2 manager: timeouts on every connection, validity
+/// without a round trip.
+pub(crate) struct Manager {
+    target: Target,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    shared: Arc<Shared>,
+}
+
+/// A connection made by [`Manager`].
+pub(crate) struct Conn {
+    link: Link,
+    generation: u64,
+    broken: bool,
+}
+
+enum Link {
+    Single(redis::Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Manager {
+    fn open(&self) -> redis::RedisResult<Link> {
+        match &self.target {
+            Target::Single(client) => {
+                let con = client.get_connection_with_timeout(self.connect_timeout)?;
+                con.set_read_timeout(Some(self.response_timeout))?;
+                con.set_write_timeout(Some(self.response_timeout))?;
+                Ok(Link::Single(con))
+            }
+            Target::Cluster(client) => client.get_connection().map(|c| Link::Cluster(Box::new(c))),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = redis::RedisError;
+
+    fn connect(&self) -> Result<Conn, redis::RedisError> {
+        // Read before connecting: a bump during the connect makes this
+        // connection stale, never a stale one current.
+        let generation = self.shared.generation.load(Ordering::Relaxed);
+        match self.open() {
+            Ok(link) => Ok(Conn {
+                link,
+                generation,
+                broken: false,
+            }),
+            Err(e) => {
+                *self
+                    .shared
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), redis::RedisError> {
+        if self.has_broken(conn) {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "stale connection",
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        let open = match &conn.link {
+            Link::Single(c) => c.is_open(),
+            Link::Cluster(c) => c.is_open(),
+        };
+        conn.broken || !open || conn.generation != self.shared.generation.load(Ordering::Relaxed)
+    }
+}
+
+/// A checked-out connection, whatever the pool.
+pub(crate) enum Pooled {
+    Own(r2d2::PooledConnection<Manager>),
+    Client(r2d2::PooledConnection<redis::Client>),
+    Cluster(Box<r2d2::PooledConnection<ClusterClient>>),
+}
+
+impl Pooled {
+    /// Drops this connection when it is returned (our own pools only; the
+    /// others drop a connection once it reports itself closed).
+    pub(crate) fn mark_broken(&mut self) {
+        if let Self::Own(c) = self {
+            c.broken = true;
+        }
+    }
+
+    /// The connection to send commands on.
+    pub(crate) fn con(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Self::Own(c) => match &mut c.link {
+                Link::Single(c) => c,
+                Link::Cluster(c) => &mut **c,
+            },
+            Self::Client(c) => &mut **c,
+            Self::Cluster(c) => &mut ***c,
+        }
+    }
+}
