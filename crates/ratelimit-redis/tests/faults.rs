@@ -1,0 +1,224 @@
+//! What Redis deployments do to a limiter: a server killed mid-run and
+//! restarted, a hung server, `SCRIPT FLUSH`, `maxmemory` with
+//! `noeviction`, passwords. Each test prints what it measured.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ratelimit_core::{Quota, Rate, Reason};
+use ratelimit_redis::{
+    FailurePolicy, RedisLimitError, RedisLimiter, RedisPool, TokenBucket, TokenBucketRedis,
+};
+use support::RedisServer;
+
+const S: u64 = 1_000_000_000;
+const TIMEOUT: Duration = Duration::from_millis(200);
+
+fn pool(server: &RedisServer) -> RedisPool {
+    RedisPool::builder(&server.url())
+        .connect_timeout(TIMEOUT)
+        .response_timeout(TIMEOUT)
+        .build()
+        .unwrap()
+}
+
+fn limiter(pool: &RedisPool, policy: FailurePolicy) -> TokenBucketRedis {
+    RedisLimiter::builder(TokenBucket::new(Quota::new(3, Rate::per_hour(1)).unwrap()))
+        .prefix(format!("{policy:?}"))
+        .failure_policy(policy)
+        .build(pool.clone())
+        .unwrap()
+}
+
+#[test]
+fn killed_then_restarted_server() {
+    let mut server = RedisServer::start();
+    let pool = pool(&server);
+    let policies = [
+        FailurePolicy::ReturnError,
+        FailurePolicy::FailClosed,
+        FailurePolicy::FailOpen,
+        FailurePolicy::Fallback,
+    ];
+    let limiters: Vec<_> = policies.iter().map(|&p| limiter(&pool, p)).collect();
+    for l in &limiters {
+        assert_eq!(l.check("k").unwrap().reason, Reason::Quota);
+    }
+
+    server.kill();
+    let mut slowest = Duration::ZERO;
+    let mut timed = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        slowest = slowest.max(t.elapsed());
+    };
+    // Return the error: typed, no panic, no hang.
+    for _ in 0..3 {
+        timed(&mut || {
+            let e = limiters[0].check("k").unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    RedisLimitError::Connect { .. } | RedisLimitError::ConnectionLost(_)
+                ),
+                "{e}"
+            );
+            assert!(e.is_redis_failure());
+        });
+    }
+    timed(&mut || {
+        let d = limiters[1].check("k").unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.reason, Reason::FailClosed);
+    });
+    timed(&mut || {
+        let d = limiters[2].check("k").unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.reason, Reason::FailOpen);
+    });
+    // The local fallback enforces the same quota, on its own.
+    let mut fallback = Vec::new();
+    for _ in 0..4 {
+        timed(&mut || fallback.push(limiters[3].check("k").unwrap()));
+    }
+    assert!(fallback.iter().all(|d| d.reason == Reason::Fallback));
+    assert_eq!(
+        fallback.iter().map(|d| d.allowed).collect::<Vec<_>>(),
+        [true, true, true, false]
+    );
+    // A cost above the capacity is still the caller's error, not a policy.
+    assert!(matches!(
+        limiters[2].check_n("k", 4),
+        Err(RedisLimitError::InsufficientCapacity(_))
+    ));
+    assert_eq!(limiters[3].policy_failures(), 4);
+    eprintln!("server killed: slowest call {slowest:?} (connect timeout {TIMEOUT:?})");
+    assert!(
+        slowest < TIMEOUT * 3,
+        "calls returned within the timeout: {slowest:?}"
+    );
+
+    // Restarted (empty: no persistence): the same pool recovers by itself.
+    server.restart();
+    let t = Instant::now();
+    let mut failed = 0;
+    let recovered = loop {
+        match limiters[0].check("k") {
+            Ok(d) => break d,
+            Err(_) => failed += 1,
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "no recovery");
+    };
+    eprintln!(
+        "restarted: {failed} failed calls, recovered in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(recovered.reason, Reason::Quota);
+    // The state was lost with the server: a full bucket again.
+    assert_eq!(recovered.remaining, 2);
+    for l in &limiters[1..] {
+        assert_eq!(l.check("k").unwrap().reason, Reason::Quota);
+    }
+}
+
+#[test]
+fn hung_server_times_out_and_is_not_retried() {
+    let server = RedisServer::start();
+    let pool = pool(&server);
+    let l = limiter(&pool, FailurePolicy::ReturnError);
+    let now = 100 * S;
+    assert_eq!(l.check_at("k", 1, now).unwrap().remaining, 2);
+    server.pause();
+    let t = Instant::now();
+    let e = l.check_at("k", 1, now).unwrap_err();
+    let took = t.elapsed();
+    server.resume();
+    eprintln!("hung server: {e} after {took:?}");
+    assert!(matches!(e, RedisLimitError::Timeout { .. }), "{e}");
+    assert!(e.outcome_unknown());
+    assert!(took < TIMEOUT * 3);
+    // The request reached Redis and counted once it woke up: retrying it
+    // would have counted it twice.
+    std::thread::sleep(Duration::from_millis(100));
+    let d_at = l.check_at("k", 0, now).unwrap();
+    assert_eq!(
+        d_at.remaining, 1,
+        "the timed-out request counted exactly once"
+    );
+}
+
+#[test]
+fn script_flush_is_transparent() {
+    let server = RedisServer::start();
+    let pool = pool(&server);
+    let l = limiter(&pool, FailurePolicy::ReturnError);
+    assert_eq!(l.check_at("k", 1, S).unwrap().remaining, 2);
+    assert_eq!(server.cli(&["script", "flush"]).trim(), "OK");
+    assert_eq!(l.check_at("k", 1, S).unwrap().remaining, 1);
+    assert_eq!(
+        l.check_batch_at(&[("k", 1)], S).unwrap()[0]
+            .unwrap()
+            .remaining,
+        0
+    );
+    assert_eq!(server.cli(&["script", "flush"]).trim(), "OK");
+    assert!(
+        l.reserve_at("k", 1, Some(0), S)
+            .unwrap()
+            .retry_after
+            .is_some()
+    );
+}
+
+#[test]
+fn maxmemory_with_noeviction_is_a_clear_error() {
+    let server = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+    let pool = pool(&server);
+    let l = limiter(&pool, FailurePolicy::ReturnError);
+    assert!(l.check("before").unwrap().allowed);
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // 4 MiB of data, then a limit below it: Redis refuses every write.
+    let _: () = redis::cmd("SET")
+        .arg("filler")
+        .arg(vec![b'x'; 4 << 20])
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("2mb")
+        .query(&mut con)
+        .unwrap();
+    let e = l.check("after").unwrap_err();
+    eprintln!("maxmemory: {e}");
+    assert!(matches!(e, RedisLimitError::OutOfMemory(_)), "{e}");
+    assert!(e.to_string().contains("out of memory"));
+    // The policy applies to it like to any Redis failure.
+    let open = limiter(&pool, FailurePolicy::FailOpen);
+    assert_eq!(open.check("after").unwrap().reason, Reason::FailOpen);
+}
+
+#[test]
+fn passwords_in_the_url() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    // The right password (from the URL) works.
+    let l = limiter(&pool(&server), FailurePolicy::ReturnError);
+    assert!(l.check("k").unwrap().allowed);
+    // A wrong one is refused when the pool is built, clearly.
+    let wrong = format!("redis://:nope@127.0.0.1:{}/", server.port);
+    let e = RedisPool::open(&wrong).unwrap_err();
+    eprintln!("wrong password: {e}");
+    assert!(matches!(e, RedisLimitError::Authentication(_)), "{e}");
+    assert!(e.to_string().contains("credentials"));
+    // None at all: the server says NOAUTH at the first call.
+    let none = RedisPool::open(&format!("redis://127.0.0.1:{}/", server.port)).unwrap();
+    let e = limiter(&none, FailurePolicy::ReturnError)
+        .check("k")
+        .unwrap_err();
+    eprintln!("no password: {e}");
+    assert!(matches!(e, RedisLimitError::Authentication(_)), "{e}");
+}
