@@ -15,3 +15,8 @@ pub use ratelimit_core::{
     Algorithm, AllowResult, Clock, ConfigError, Decision, InsufficientCapacity, LeakyBucket,
     ManualClock, Quota, Rate, Reason, Reservation, TokenBucket,
 };
+
+/// The workspace README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
