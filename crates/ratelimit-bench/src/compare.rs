@@ -18,8 +18,11 @@ pub struct Config {
     pub settings: Settings,
     /// Whether this is the `--quick` smoke run (noted in the report).
     pub quick: bool,
-    /// Keys for the bytes-per-key measurement.
+    /// Keys for the bytes-per-key measurement; 0 skips it.
     pub memory_keys: usize,
+    /// Only the shapes whose id contains this text (all when `None`): for
+    /// studying one shape, e.g. under a profiler.
+    pub only: Option<String>,
 }
 
 impl Config {
@@ -34,6 +37,7 @@ impl Config {
             },
             quick,
             memory_keys: 1_000_000,
+            only: None,
         }
     }
 }
@@ -67,8 +71,17 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
     let settings = config.settings;
     log("building keys and limiters (1 000 000 keys pre-inserted per keyed limiter)");
     let fixture = Fixture::new();
+    let shapes: Vec<Shape> = Shape::ALL
+        .into_iter()
+        .filter(|s| {
+            config
+                .only
+                .as_deref()
+                .is_none_or(|only| s.id().contains(only))
+        })
+        .collect();
     let mut cases: Vec<Case> = Vec::new();
-    for shape in Shape::ALL {
+    for &shape in &shapes {
         for implementation in Implementation::ALL {
             if let Some(mut workers) = implementation.workers(shape, &fixture) {
                 let batch = measure::calibrate(&mut workers[0], settings.batch);
@@ -90,7 +103,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
         settings.sample.as_millis()
     ));
     for round in 0..settings.rounds {
-        for shape in Shape::ALL {
+        for &shape in &shapes {
             let mut group: Vec<&mut Case> = cases.iter_mut().filter(|c| c.shape == shape).collect();
             // Rotate who goes first each round, so no implementation always
             // runs right after the same neighbour or at the same point of
@@ -105,7 +118,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
         log(&format!("round {}/{} done", round + 1, settings.rounds));
     }
     let mut rows: Vec<Row> = Vec::new();
-    for shape in Shape::ALL {
+    for &shape in &shapes {
         for implementation in Implementation::ALL {
             match cases
                 .iter()
@@ -130,6 +143,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
     log("measuring bytes per key in child processes");
     let memory: Vec<MemoryRow> = rss::MEASURED
         .iter()
+        .filter(|_| config.memory_keys > 0)
         .map(|&which| {
             let result = rss::measure(exe, which, config.memory_keys);
             MemoryRow {

@@ -194,7 +194,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "  {:<58} {:>8}  target {:<8} {verdict}",
+                "  {:<72} {:>8}  target {:<8} {verdict}",
                 t.name, value, t.bound
             );
         }

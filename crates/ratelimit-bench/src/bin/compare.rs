@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! compare [--quick] [--out DIR]      measure, print the table, write DIR/compare.{json,txt}
+//! compare --only TEXT [--no-memory]  only the shapes whose id contains TEXT (profiling)
 //! compare --rss-child IMPL KEYS      (internal) one bytes-per-key measurement
 //! ```
 //!
@@ -33,15 +34,19 @@ fn run() -> Result<(), String> {
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let mut quick = false;
+    let mut only = None;
+    let mut memory = true;
     let mut out: Option<PathBuf> = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--only" => only = Some(rest.next().ok_or("--only needs a shape id")?.clone()),
+            "--no-memory" => memory = false,
             "--out" => out = Some(rest.next().ok_or("--out needs a directory")?.into()),
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (usage: compare [--quick] [--out DIR])"
+                    "unknown argument {other:?} (usage: compare [--quick] [--only TEXT] [--no-memory] [--out DIR])"
                 ));
             }
         }
@@ -55,9 +60,12 @@ fn run() -> Result<(), String> {
             .ok_or("cannot place the output: pass --out DIR")?
             .join("bench"),
     };
-    let report = ratelimit_bench::run(&Config::new(quick), &exe, |line| {
-        eprintln!("compare: {line}")
-    });
+    let mut config = Config::new(quick);
+    config.only = only;
+    if !memory {
+        config.memory_keys = 0;
+    }
+    let report = ratelimit_bench::run(&config, &exe, |line| eprintln!("compare: {line}"));
     let table = report.table();
     print!("{table}");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
