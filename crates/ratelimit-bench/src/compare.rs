@@ -167,6 +167,10 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
             rss::METHOD
         ),
         targets,
+        shapes: shapes
+            .iter()
+            .map(|s| (s.id().to_owned(), s.describe().to_owned()))
+            .collect(),
         skipped,
         seconds: started.elapsed().as_secs_f64(),
     }

@@ -78,6 +78,8 @@ pub struct Report {
     pub memory_method: String,
     /// The targets against the figures.
     pub targets: Vec<Target>,
+    /// Each shape's id and what it measures, in table order.
+    pub shapes: Vec<(String, String)>,
     /// Parts left out, and why (`redis: redis-server not on PATH`).
     pub skipped: Vec<(String, String)>,
     /// Wall time of the measurement, in seconds.
@@ -157,6 +159,10 @@ impl Report {
                 ns(r.p99_ns),
                 throughput(r.ops_per_s),
             );
+        }
+        let _ = writeln!(out, "\nSHAPES");
+        for (id, what) in &self.shapes {
+            let _ = writeln!(out, "  {id:<32} {what}");
         }
         let _ = writeln!(out, "\nMEMORY ({})", self.memory_method);
         for mrow in &self.memory {
@@ -249,6 +255,7 @@ impl Report {
                     "detail": m.detail,
                 })).collect::<Vec<_>>(),
             },
+            "shapes": self.shapes.iter().map(|(id, what)| json!({"shape": id, "measures": what})).collect::<Vec<_>>(),
             "targets": self.targets.iter().map(|t| json!({
                 "name": t.name,
                 "value": t.value.and_then(finite),

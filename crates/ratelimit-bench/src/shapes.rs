@@ -112,7 +112,10 @@ impl Shape {
     #[must_use]
     pub const fn describe(self) -> &'static str {
         match self {
-            Self::CoreStep => "pure check(tat, now, 1) on a local state, time advanced by hand",
+            Self::CoreStep => {
+                "pure step on a local state, time advanced by hand: ours returns the full Decision \
+                 (remaining, retry_after, reset_after), the naive float step a bool"
+            }
             Self::CheckOneKey => "one key, allowed path (capacity 2^42, 1e9/s)",
             Self::CheckOneKeyDenied => {
                 "one key, denied path (drained, refill 1/hour: no refill within the run)"
