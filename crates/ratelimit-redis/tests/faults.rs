@@ -2,6 +2,8 @@
 //! restarted, a hung server, `SCRIPT FLUSH`, `maxmemory` with
 //! `noeviction`, passwords. Each test prints what it measured.
 
+#![allow(clippy::std_instead_of_core)]
+
 mod support;
 
 use std::time::{Duration, Instant};

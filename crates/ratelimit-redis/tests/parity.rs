@@ -3,53 +3,12 @@
 //! (microsecond and arbitrary-nanosecond times: the scripts are exact to
 //! the nanosecond).
 
+#![allow(clippy::std_instead_of_core)]
+
 mod support;
 
-use std::time::Duration;
-
-use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
-use ratelimit_redis::{RedisLimiter, RedisPool, TimeSource};
-use ratelimit_replay::{Scenario, load_scenarios, run_scenario};
-use support::{RedisServer, ReplayAdapter};
-
-fn run_file(pool: &RedisPool, file: &str) -> (usize, Vec<String>) {
-    let scenarios: Vec<Scenario> = load_scenarios(file).expect("conformance files are present");
-    let mut failures = Vec::new();
-    // Replays keep state however long virtual time stands still.
-    let time = TimeSource::Client {
-        ttl_margin: Duration::from_secs(3600),
-    };
-    for s in &scenarios {
-        let quota = s.quota().expect("scenario quota is valid");
-        let prefix = format!("parity:{file}:{}", s.id);
-        let result = match s.kind() {
-            AlgorithmKind::TokenBucket => run_scenario(
-                s,
-                &mut ReplayAdapter(
-                    RedisLimiter::builder(TokenBucket::new(quota))
-                        .prefix(prefix)
-                        .time_source(time)
-                        .build(pool.clone())
-                        .unwrap(),
-                ),
-            ),
-            AlgorithmKind::LeakyBucket => run_scenario(
-                s,
-                &mut ReplayAdapter(
-                    RedisLimiter::builder(LeakyBucket::new(quota))
-                        .prefix(prefix)
-                        .time_source(time)
-                        .build(pool.clone())
-                        .unwrap(),
-                ),
-            ),
-        };
-        if let Err(m) = result {
-            failures.push(format!("{file}: {m}"));
-        }
-    }
-    (scenarios.len(), failures)
-}
+use ratelimit_redis::RedisPool;
+use support::{RedisServer, run_file};
 
 #[test]
 fn every_scenario_matches_exactly() {

@@ -1,6 +1,8 @@
 //! One state shared by many threads and processes: server time, exactness
 //! under concurrency, expiry, odd keys, the batch call.
 
+#![allow(clippy::std_instead_of_core)]
+
 mod support;
 
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! three-master cluster, and the replay adapter for the conformance
 //! scenarios. A missing `redis-server` fails the tests: CI installs it.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::std_instead_of_core)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
-use ratelimit_redis::{RedisLimitError, RedisLimiter};
+use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
+use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
+use ratelimit_replay::{Scenario, load_scenarios, run_scenario};
 
 /// A `redis-server` started by a test, killed and its directory removed on
 /// drop.
@@ -232,16 +234,22 @@ impl RedisCluster {
 
     /// The node that serves `redis_key`, by `CLUSTER KEYSLOT` and `CLUSTER NODES`.
     pub fn node_of(&self, redis_key: &str) -> usize {
-        let slot: u16 = self.nodes[0]
+        self.node_of_offline(redis_key, usize::MAX)
+    }
+
+    /// `node_of`, asking a node other than `dead`.
+    pub fn node_of_offline(&self, redis_key: &str, dead: usize) -> usize {
+        let ask = &self.nodes[if dead == 0 { 1 } else { 0 }];
+        let slot: u16 = ask
             .cli(&["cluster", "keyslot", redis_key])
             .trim()
             .parse()
             .unwrap();
-        let nodes = self.nodes[0].cli(&["cluster", "nodes"]);
+        let nodes = ask.cli(&["cluster", "nodes"]);
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
-            for range in &fields[8..] {
+            for range in fields.iter().skip(8).filter(|r| !r.starts_with('[')) {
                 let (lo, hi) = range.split_once('-').unwrap_or((range, range));
                 if (lo.parse::<u16>().unwrap()..=hi.parse::<u16>().unwrap()).contains(&slot) {
                     return self.nodes.iter().position(|n| n.port == port).unwrap();
@@ -286,4 +294,45 @@ impl<A: Algorithm> ratelimit_replay::Backend for ReplayAdapter<A> {
     ) -> Result<Result<Reservation, InsufficientCapacity>, RedisLimitError> {
         split(self.0.reserve_at(key, cost, max_wait_ns, now_ns))
     }
+}
+
+/// Runs every scenario of a conformance file against `pool` with client
+/// time, one prefix per scenario; returns the count and the mismatches.
+pub fn run_file(pool: &RedisPool, file: &str) -> (usize, Vec<String>) {
+    let scenarios: Vec<Scenario> = load_scenarios(file).expect("conformance files are present");
+    let mut failures = Vec::new();
+    // Replays keep state however long virtual time stands still.
+    let time = TimeSource::Client {
+        ttl_margin: Duration::from_secs(3600),
+    };
+    for s in &scenarios {
+        let quota = s.quota().expect("scenario quota is valid");
+        let prefix = format!("parity:{file}:{}", s.id);
+        let result = match s.kind() {
+            AlgorithmKind::TokenBucket => run_scenario(
+                s,
+                &mut ReplayAdapter(
+                    RedisLimiter::builder(TokenBucket::new(quota))
+                        .prefix(prefix)
+                        .time_source(time)
+                        .build(pool.clone())
+                        .unwrap(),
+                ),
+            ),
+            AlgorithmKind::LeakyBucket => run_scenario(
+                s,
+                &mut ReplayAdapter(
+                    RedisLimiter::builder(LeakyBucket::new(quota))
+                        .prefix(prefix)
+                        .time_source(time)
+                        .build(pool.clone())
+                        .unwrap(),
+                ),
+            ),
+        };
+        if let Err(m) = result {
+            failures.push(format!("{file}: {m}"));
+        }
+    }
+    (scenarios.len(), failures)
 }
