@@ -3,6 +3,7 @@
 //! have done to this traffic?".
 
 mod args;
+mod redis;
 mod replay;
 
 use std::process::ExitCode;
@@ -17,7 +18,14 @@ usage:
     {\"t_ns\": 1000000500, \"key\": \"user1\", \"op\": \"reserve\", \"cost\": 2, \"max_wait_ns\": 5000000}
   and writes one decision per event, in order, to stdout. Time comes from the
   events. --rate is in units per second (2, 0.5, 2.5e6). --summary prints
-  per-key allowed/denied counts to stderr.
+  per-key allowed/denied counts to stderr. With --backend redis the state is
+  kept in Redis under a fresh prefix (or --prefix P, to continue a replay).
+
+  ratelimit inspect --redis-url URL [--prefix P]
+                    [--algorithm token-bucket|leaky-bucket --capacity C --rate R] KEY
+
+  Prints one Redis key's state as one JSON line: tat, server time, TTL,
+  time until reset, and tokens or level given the limit.
 ";
 
 fn main() -> ExitCode {
@@ -31,6 +39,7 @@ fn main() -> ExitCode {
             }
             Err(message) => usage_error(&message),
         },
+        Some("inspect") => redis::inspect(&argv[1..]),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             ExitCode::SUCCESS

@@ -68,10 +68,7 @@ pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
         (BackendKind::Memory, AlgorithmKind::LeakyBucket) => {
             drive(&mut Memory::new(LeakyBucket::new(args.quota)), args.summary)
         }
-        (BackendKind::Redis, _) => Err(format!(
-            "the redis backend (--redis-url {:?}, --prefix {:?}) is not available in this build",
-            args.redis_url, args.prefix
-        )),
+        (BackendKind::Redis, _) => crate::redis::replay(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,7 +80,7 @@ pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
 }
 
 /// Replays stdin through `backend` to stdout, then prints the summary.
-fn drive<B: Backend>(backend: &mut B, summary: bool) -> Result<(), String> {
+pub(crate) fn drive<B: Backend>(backend: &mut B, summary: bool) -> Result<(), String> {
     let mut counts = Summary::default();
     let stdout = io::stdout();
     let result = ratelimit_replay::replay(

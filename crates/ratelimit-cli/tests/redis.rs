@@ -1,0 +1,214 @@
+//! `ratelimit replay --backend redis` prints what the memory backend
+//! prints on the same input, and `ratelimit inspect` shows a key's state,
+//! against a `redis-server` this test starts (and kills) itself.
+
+#![allow(clippy::std_instead_of_core)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ratelimit_replay::load_scenarios;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for the Redis tests");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ratelimit(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimit"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn replay_redis_prints_what_memory_prints() {
+    let server = Server::start();
+    let url = server.url();
+    let mut compared = 0;
+    for file in ["scenarios-us.jsonl.gz", "scenarios-ns.jsonl.gz"] {
+        // Every fourth scenario keeps the run short; the crate's own parity
+        // test runs them all.
+        for s in load_scenarios(file).unwrap().iter().step_by(4) {
+            let input: String = s
+                .events
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap() + "\n")
+                .collect();
+            let (rate, capacity) = (s.rate.to_string(), s.capacity.to_string());
+            let common = [
+                "replay",
+                "--algorithm",
+                &s.algorithm,
+                "--capacity",
+                &capacity,
+                "--rate",
+                &rate,
+                "--summary",
+            ];
+            let memory = ratelimit(&common, &input);
+            let mut args = common.to_vec();
+            args.extend(["--backend", "redis", "--redis-url", &url]);
+            let redis = ratelimit(&args, &input);
+            assert!(
+                redis.status.success(),
+                "{}",
+                String::from_utf8_lossy(&redis.stderr)
+            );
+            assert_eq!(redis.stdout, memory.stdout, "{file} scenario {}", s.id);
+            assert_eq!(
+                redis.stderr, memory.stderr,
+                "{file} scenario {}: summary",
+                s.id
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 45);
+}
+
+#[test]
+fn replay_redis_errors_are_clear() {
+    // Nothing listens on this port.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let out = ratelimit(
+        &[
+            "replay",
+            "--algorithm",
+            "token-bucket",
+            "--capacity",
+            "2",
+            "--rate",
+            "1",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+        ],
+        "{\"t_ns\": 1, \"key\": \"a\", \"op\": \"check\"}\n",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 1: backend error: cannot connect to Redis"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inspect_shows_tokens_ttl_and_reset() {
+    let server = Server::start();
+    let url = server.url();
+    let input = "{\"t_ns\": 1000000000, \"key\": \"user1\", \"op\": \"check\", \"cost\": 2}\n";
+    let out = ratelimit(
+        &[
+            "replay",
+            "--algorithm",
+            "token-bucket",
+            "--capacity",
+            "5",
+            "--rate",
+            "1",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--prefix",
+            "ops",
+        ],
+        input,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ratelimit(
+        &[
+            "inspect",
+            "--redis-url",
+            &url,
+            "--prefix",
+            "ops",
+            "--algorithm",
+            "token-bucket",
+            "--capacity",
+            "5",
+            "--rate",
+            "1",
+            "user1",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["redis_key"], "ops|user1");
+    assert_eq!(v["exists"], true);
+    // Replayed at t = 1 s with cost 2 at T = 1 s: tat = 3 s.
+    assert_eq!(v["tat_ns"], 3_000_000_000_u64);
+    // The replay's TTL: 2 s plus the replay margin of a day.
+    let ttl = v["ttl_ms"].as_u64().unwrap();
+    assert!(ttl > 86_000_000 && ttl <= 86_402_000, "{ttl}");
+    // On the server's clock (2026), 1970's tat is long past: a full bucket.
+    assert_eq!(v["tokens"], 5);
+    assert_eq!(v["reset_after_ns"], 0);
+    let missing = ratelimit(&["inspect", "--redis-url", &url, "nobody"], "");
+    let v: serde_json::Value = serde_json::from_slice(&missing.stdout).unwrap();
+    assert_eq!(v["exists"], false);
+    assert_eq!(v["ttl_ms"], serde_json::Value::Null);
+}
