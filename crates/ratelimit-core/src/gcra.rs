@@ -190,6 +190,7 @@ impl Algorithm for LeakyBucket {
 }
 
 /// `max(tat, now) + cost × T`, after refusing a cost above the capacity.
+#[inline]
 fn next_tat(q: &Quota, tat: u64, now: u64, cost: u64) -> Result<u128, InsufficientCapacity> {
     if cost > q.capacity() {
         return Err(InsufficientCapacity {
@@ -201,6 +202,7 @@ fn next_tat(q: &Quota, tat: u64, now: u64, cost: u64) -> Result<u128, Insufficie
     Ok(u128::from(tat.max(now)) + u128::from(cost * q.interval_ns()))
 }
 
+#[inline]
 fn police(
     q: &Quota,
     tat: u64,
@@ -229,6 +231,7 @@ fn police(
     })
 }
 
+#[inline]
 fn admit(q: &Quota, new_tat: u64, now: u64, cost: u64, wait: u128) -> Step<Reservation> {
     Step {
         decision: Reservation {
@@ -243,6 +246,7 @@ fn admit(q: &Quota, new_tat: u64, now: u64, cost: u64, wait: u128) -> Step<Reser
     }
 }
 
+#[inline]
 fn refuse(q: &Quota, tat: u64, now: u64, retry_after: Option<u128>) -> Step<Reservation> {
     Step {
         decision: Reservation {
@@ -259,6 +263,7 @@ fn refuse(q: &Quota, tat: u64, now: u64, retry_after: Option<u128>) -> Step<Rese
 
 /// A nanosecond count as a `Duration`; every caller passes a value that
 /// fits in `u64` (a difference of two `u64` times), saturating otherwise.
+#[inline]
 fn nanos(ns: u128) -> Duration {
     Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
 }

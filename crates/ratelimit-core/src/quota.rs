@@ -77,6 +77,7 @@ impl Quota {
     /// Whole units available at `now` in a bucket whose state is `tat`:
     /// `max(0, floor((τ − max(0, tat − now)) / T))`.
     #[must_use]
+    #[inline]
     pub const fn remaining(&self, tat: u64, now: u64) -> u64 {
         let used = tat.saturating_sub(now);
         if used >= self.tolerance {
@@ -89,6 +90,7 @@ impl Quota {
     /// Nanoseconds until a bucket whose state is `tat` is back to its initial
     /// state (full token bucket, empty leaky bucket): `max(0, tat − now)`.
     #[must_use]
+    #[inline]
     pub const fn reset_after_ns(&self, tat: u64, now: u64) -> u64 {
         tat.saturating_sub(now)
     }

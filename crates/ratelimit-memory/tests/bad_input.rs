@@ -1,9 +1,9 @@
 //! Bad input gets a clear error or the contract's answer, never a panic:
 //! configurations, costs, keys of every shape, and times at the edges.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::time::Duration;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ratelimit_memory::{
     Bucket, ConfigError, InsufficientCapacity, KeyedLimiter, LeakyBucket, LeakyBucketMemory,

@@ -3,9 +3,9 @@
 //! no held key could be dropped without loss, and dropped keys come back
 //! with exactly the model's decisions.
 
+use core::time::Duration;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ratelimit_memory::{Algorithm, Clock, KeyedLimiter, ManualClock, Rate, Reason, TokenBucket};
 

@@ -3,10 +3,10 @@
 //! (time from a shared `ManualClock` set before each call), and through
 //! one `Bucket` per key.
 
+use core::convert::Infallible;
+use core::time::Duration;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ratelimit_core::AlgorithmKind;
 use ratelimit_memory::{

@@ -2,10 +2,10 @@
 //! checked at scale. Time comes from a `ManualClock` that only the test
 //! moves, between barriers, so every expected count is exact.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use ratelimit_memory::{
     Algorithm, Bucket, Clock, KeyedLimiter, LeakyBucket, ManualClock, Rate, Reason, TokenBucket,

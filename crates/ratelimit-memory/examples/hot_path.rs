@@ -1,0 +1,98 @@
+//! A quick measurement of the hot paths, without criterion: nanoseconds per
+//! call, best of several runs, single thread. The project's comparison
+//! (`cargo xtask bench`, governor side by side) is the reference; this
+//! exists to check a change to this crate in seconds:
+//!
+//! ```text
+//! cargo run -p ratelimit-memory --release --example hot_path
+//! ```
+
+use core::hint::black_box;
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use ratelimit_memory::{Algorithm, Bucket, Clock, KeyedLimiter, MonotonicClock, Rate, TokenBucket};
+
+/// Best-of-7 nanoseconds per call of `f` over `n` calls.
+fn ns_per_op(n: u64, mut f: impl FnMut(u64)) -> f64 {
+    (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            for i in 0..n {
+                f(i);
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn row(name: &str, ns: f64) {
+    println!("{name:<34} {ns:6.1} ns");
+}
+
+fn main() {
+    const N: u64 = 5_000_000;
+    let clock = MonotonicClock::new();
+    row(
+        "MonotonicClock::now_ns",
+        ns_per_op(N, |_| {
+            let _ = black_box(clock.now_ns());
+        }),
+    );
+    let origin = Instant::now();
+    row(
+        "std Instant::elapsed",
+        ns_per_op(N, |_| {
+            let _ = black_box(origin.elapsed());
+        }),
+    );
+    let roomy = TokenBucket::with_rate(1 << 42, Rate::per_second(1_000_000_000)).unwrap();
+    row(
+        "core step (check)",
+        ns_per_op(N, |i| {
+            let _ = black_box(roomy.check(black_box(i), black_box(i * 3), 1).unwrap());
+        }),
+    );
+    let word = AtomicU64::new(0);
+    row(
+        "uncontended CAS",
+        ns_per_op(N, |i| {
+            let _ = black_box(word.compare_exchange_weak(
+                i,
+                i + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ));
+        }),
+    );
+    let bucket = Bucket::new(roomy);
+    row(
+        "Bucket::check, allowed",
+        ns_per_op(N, |_| {
+            let _ = black_box(bucket.check());
+        }),
+    );
+    let tight = Bucket::new(TokenBucket::with_rate(1, Rate::per_hour(1)).unwrap());
+    row(
+        "Bucket::check, denied",
+        ns_per_op(N, |_| {
+            let _ = black_box(tight.check());
+        }),
+    );
+    for keys in [10_000u64, 1_000_000] {
+        let limiter = KeyedLimiter::<u64, _>::builder(roomy)
+            .max_keys(2 * keys as usize)
+            .build();
+        for k in 0..keys {
+            let _ = limiter.check(&k);
+        }
+        // Random order: a multiplicative permutation of 0..keys.
+        let order: Vec<u64> = (0..keys)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % keys)
+            .collect();
+        let ns = ns_per_op(N, |i| {
+            let _ = black_box(limiter.check(&order[(i % keys) as usize]));
+        });
+        row(&format!("KeyedLimiter::check, {keys} keys"), ns);
+    }
+}
