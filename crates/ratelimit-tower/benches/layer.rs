@@ -1,0 +1,2 @@
+//! The layer's per-request cost (work in progress).
+fn main() {}

@@ -1,0 +1,2 @@
+//! The API gateway example (work in progress).
+fn main() {}

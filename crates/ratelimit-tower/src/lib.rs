@@ -1,0 +1,2 @@
+//! HTTP rate limiting as a tower `Layer` (work in progress).
+#![forbid(unsafe_code)]
