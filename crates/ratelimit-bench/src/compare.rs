@@ -1,5 +1,5 @@
 //! The comparison: every shape for every implementation, in one process
-//! and one run, measured as [`measure`](crate::measure) describes.
+//! and one run, measured as [`measure`] describes.
 
 use std::path::Path;
 use std::time::Instant;

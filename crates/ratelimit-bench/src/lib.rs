@@ -1,15 +1,4 @@
-//! Benchmarks of the rate limiters and the PERFORMANCE COMPARISON table.
-//!
-//! `cargo xtask bench` runs the `compare` binary of this crate: every
-//! [`Shape`] for every [`Implementation`] (this project, `governor`, a
-//! naive `Mutex<HashMap>` port of the Python design, and the floors: a
-//! clock read and an uncontended compare-and-swap) in one process and one
-//! run, so that the ratios to governor mean something on a noisy machine.
-//! It prints the table and writes it, with the same figures as JSON, under
-//! `target/bench/`. The criterion benches (`cargo bench -p
-//! ratelimit-bench`) cover the same layers for closer study.
-//!
-//! The crate is not published; its API serves the binary and the benches.
+#![doc = include_str!("../README.md")]
 
 pub mod compare;
 pub mod contenders;

@@ -92,12 +92,12 @@ impl Report {
     pub fn method(&self) -> String {
         let s = &self.settings;
         format!(
-            "mean, p99: per-op time from batches of N ops (N sized so a batch takes >= {} us, timed with Instant); \
-             mean and 99th percentile of the batch means of one {} ms sample after {} ms warm-up; \
-             each figure is the median of {} rounds, the implementations of a shape interleaved in rotating order.\n\
-             2-thread rows: mean and p99 are the per-op latency one thread sees; throughput is both threads' ops per wall second.\n\
-             vs governor: our mean / governor's mean (below 1.00 is faster); on 2-thread rows, governor's ops/s / ours \
-             (below 1.00 is more throughput than governor). A floor has no ratio.",
+            "how measured: per-op time from batches of N ops (N sized once so a batch takes >= {} us), timed with Instant.\n\
+             \x20 mean, p99: mean and 99th percentile of the batch means of one {} ms sample (after {} ms warm-up);\n\
+             \x20 each figure is the median of {} rounds; the implementations of a shape run interleaved, in rotating order.\n\
+             \x20 2-thread rows: mean and p99 are the per-op latency one thread sees; throughput is both threads' ops per wall second.\n\
+             \x20 vs governor: our mean / governor's (below 1.00 is faster); on 2-thread rows, governor's ops/s / ours\n\
+             \x20 (below 1.00 is more throughput than governor). Floors have no ratio.",
             s.batch.as_micros(),
             s.sample.as_millis(),
             s.warmup.as_millis(),
@@ -164,7 +164,7 @@ impl Report {
         for (id, what) in &self.shapes {
             let _ = writeln!(out, "  {id:<32} {what}");
         }
-        let _ = writeln!(out, "\nMEMORY ({})", self.memory_method);
+        let _ = writeln!(out, "\nMEMORY\n  {}", self.memory_method);
         for mrow in &self.memory {
             match &mrow.bytes_per_key {
                 Ok(b) => {
