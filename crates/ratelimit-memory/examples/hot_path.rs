@@ -4,7 +4,7 @@
 //! exists to check a change to this crate in seconds:
 //!
 //! ```text
-//! cargo run -p ratelimit-memory --release --example hot_path
+//! cargo run -p ratelimit-memory --release --example hot_path [-- --two]
 //! ```
 
 use core::hint::black_box;
@@ -31,6 +31,10 @@ fn row(name: &str, ns: f64) {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--two") {
+        two_threads();
+        return;
+    }
     const N: u64 = 5_000_000;
     let clock = MonotonicClock::new();
     row(
@@ -94,5 +98,28 @@ fn main() {
             let _ = black_box(limiter.check(&order[(i % keys) as usize]));
         });
         row(&format!("KeyedLimiter::check, {keys} keys"), ns);
+    }
+}
+
+/// `--two`: two threads checking one bucket (every op a write), the
+/// contended case; very sensitive to other load on the machine.
+fn two_threads() {
+    let roomy = TokenBucket::with_rate(1 << 42, Rate::per_second(1_000_000_000)).unwrap();
+    let bucket = Bucket::new(roomy);
+    for _ in 0..5 {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..2_000_000 {
+                        let _ = black_box(bucket.check());
+                    }
+                });
+            }
+        });
+        println!(
+            "2 threads one bucket: {:.1} ns per op per thread",
+            start.elapsed().as_nanos() as f64 / 2_000_000.0
+        );
     }
 }

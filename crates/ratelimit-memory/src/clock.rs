@@ -66,3 +66,37 @@ impl Clock for MonotonicClock {
         self.clock.delta_as_nanos(self.origin, self.clock.raw())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_never_decrease_within_and_across_threads() {
+        let clock = MonotonicClock::new();
+        let mut last = clock.now_ns();
+        for _ in 0..100_000 {
+            let now = clock.now_ns();
+            assert!(now >= last);
+            last = now;
+        }
+        let other = clock.clone();
+        let theirs = std::thread::spawn(move || other.now_ns()).join().unwrap();
+        assert!(theirs >= last, "a clone shares the origin");
+        assert!(clock.now_ns() >= theirs);
+    }
+
+    #[test]
+    fn readings_track_real_time() {
+        let clock = MonotonicClock::new();
+        let start = std::time::Instant::now();
+        let a = clock.now_ns();
+        std::thread::sleep(core::time::Duration::from_millis(20));
+        let b = clock.now_ns();
+        let real = start.elapsed().as_nanos() as u64;
+        // Within 5% of the OS clock over 20 ms (calibration is far better;
+        // the slack is for a loaded machine descheduling between reads).
+        assert!(b - a >= 19_000_000, "{}", b - a);
+        assert!(b - a <= real + real / 20, "{} vs {real}", b - a);
+    }
+}
