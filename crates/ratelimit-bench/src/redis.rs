@@ -1,27 +1,313 @@
-//! The extension point for the Redis backend's rows.
+//! The Redis backend's rows: a `redis-server` started by the bench itself
+//! on a free local port (never the shared one on 6379), killed at the end.
 //!
-//! `crates/ratelimit-redis` is not benchmarked yet. When it is, this
-//! module starts its own `redis-server` on a free local port (never the
-//! shared one on 6379), builds the Redis limiter, measures its shapes with
-//! [`measure_rows`] and returns them; the table prints them after the
-//! memory rows, with shapes named `redis/<scenario>`. Until then, and on a
-//! machine without `redis-server`, it returns the reason it skipped, which
-//! the report prints.
+//! Every figure is per operation, timed one operation at a time (a round
+//! trip is tens of microseconds, far above the cost of reading the clock):
+//! mean and p99 in the columns, p50 in the note. Shapes:
+//!
+//! - `redis/floor_ping`, `redis/floor_incr`: `PING` and `INCR` on a held
+//!   connection, the floors of any round trip;
+//! - `redis/check_pool`: `check` through the pool (a checkout per call), 1
+//!   and 2 threads;
+//! - `redis/check_held`: `check` on a held connection (`session()`);
+//! - `redis/batch_100`: `check_batch` of 100 keys per round trip, figures
+//!   per check.
+//!
+//! Without `redis-server` on PATH the rows are skipped with that reason.
+
+use core::time::Duration;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use ratelimit_core::{Quota, Rate, TokenBucket};
+use ratelimit_redis::{RedisLimiter, RedisPool, TokenBucketRedis};
 
 use crate::measure::{self, Settings, Worker};
 use crate::report::Row;
+
+/// A `redis-server` owned by the bench.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Server {
+    fn start() -> Result<Self, String> {
+        let port = loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("no free port: {e}"))?
+                .port();
+            if port != 6379 {
+                break port;
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("ratelimit-bench-redis-{port}"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server: {e}"))?;
+        let server = Self { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = redis::Client::open(server.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ready.is_ok() {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err("redis-server did not start within 10 s".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Per-operation latencies of one case, all threads together.
+struct Timing {
+    latencies_ns: Vec<u64>,
+    ops: u64,
+    wall: Duration,
+}
+
+/// Runs `op` on `threads` threads for `duration` after a short warm-up,
+/// timing every call; `op(thread, i)` does `per_call` checks.
+fn time_case(
+    threads: usize,
+    duration: Duration,
+    per_call: u64,
+    op: &(dyn Fn(usize, u64) + Sync),
+) -> Timing {
+    let start = Instant::now();
+    let per_thread: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let warm = Instant::now();
+                    let mut i = 0;
+                    while warm.elapsed() < duration / 10 {
+                        op(t, i);
+                        i += 1;
+                    }
+                    let mut lat = Vec::new();
+                    let begin = Instant::now();
+                    while begin.elapsed() < duration {
+                        let t0 = Instant::now();
+                        op(t, i);
+                        lat.push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                        i += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let wall = start.elapsed().saturating_sub(duration / 10);
+    let latencies_ns: Vec<u64> = per_thread.into_iter().flatten().collect();
+    let ops = latencies_ns.len() as u64 * per_call;
+    Timing {
+        latencies_ns,
+        ops,
+        wall,
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64
+}
+
+/// One row from a timing; figures per check (a call of a batch counts as
+/// `per_call` checks).
+fn row(
+    shape: &str,
+    implementation: &str,
+    threads: usize,
+    per_call: u64,
+    mut t: Timing,
+) -> (Row, f64) {
+    t.latencies_ns.sort_unstable();
+    let per = per_call as f64;
+    let calls = t.latencies_ns.len().max(1) as f64;
+    let mean = t.latencies_ns.iter().map(|&x| x as f64).sum::<f64>() / calls / per;
+    let p50 = percentile(&t.latencies_ns, 0.50) / per;
+    let p99 = percentile(&t.latencies_ns, 0.99) / per;
+    let row = Row {
+        shape: shape.to_owned(),
+        implementation: implementation.to_owned(),
+        threads,
+        keys: if per_call > 1 {
+            per_call as usize
+        } else {
+            threads
+        },
+        mean_ns: mean,
+        p99_ns: p99,
+        ops_per_s: t.ops as f64 / t.wall.as_secs_f64(),
+        batch: per_call,
+        vs_governor: None,
+        note: Some(format!("p50 {:.1} us", p50 / 1000.0)),
+    };
+    (row, p50)
+}
 
 /// The Redis rows of the comparison, or why there are none.
 ///
 /// # Errors
 /// The reason the Redis rows are skipped (printed under SKIPPED).
 pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
-    let _ = settings;
     if !on_path("redis-server") {
-        return Err("redis-server not on PATH".to_owned());
+        return Err("redis-server not on PATH (install: apt-get install redis-server)".to_owned());
     }
-    Err("the Redis backend has no benchmark yet (extension point: crates/ratelimit-bench/src/redis.rs)"
-        .to_owned())
+    let server = Server::start()?;
+    let url = server.url();
+    // As long as the comparison spends on a shape, at least 100 ms.
+    let duration = (settings.sample * u32::try_from(settings.rounds).unwrap_or(1))
+        .max(Duration::from_millis(100));
+    let failed = |what: &str, e: &dyn core::fmt::Display| format!("{what}: {e}");
+    let pool = RedisPool::builder(&url)
+        .max_connections(4)
+        .build()
+        .map_err(|e| failed("pool", &e))?;
+    // Never empty during the run, so every check does the same work.
+    let quota =
+        Quota::new(1 << 20, Rate::per_second(1_000_000)).map_err(|e| failed("quota", &e))?;
+    let limiter: TokenBucketRedis = RedisLimiter::builder(TokenBucket::new(quota))
+        .prefix("bench")
+        .build(pool)
+        .map_err(|e| failed("limiter", &e))?;
+    let keys: Vec<String> = (0..100).map(|i| format!("user{i}")).collect();
+    let _ = limiter
+        .check("warm")
+        .map_err(|e| failed("first check", &e))?;
+
+    let raw = redis::Client::open(url.as_str()).map_err(|e| failed("client", &e))?;
+    let conns: Vec<std::sync::Mutex<redis::Connection>> = (0..2)
+        .map(|_| raw.get_connection().map(std::sync::Mutex::new))
+        .collect::<Result<_, _>>()
+        .map_err(|e| failed("connection", &e))?;
+    let sessions: Vec<std::sync::Mutex<ratelimit_redis::Session<'_, TokenBucket>>> = (0..2)
+        .map(|_| limiter.session().map(std::sync::Mutex::new))
+        .collect::<Result<_, _>>()
+        .map_err(|e| failed("session", &e))?;
+
+    let mut out = Vec::new();
+    let floor = "redis (floor)";
+    let ours = "ratelimit-redis";
+    let (ping, ping_p50) = row(
+        "redis/floor_ping",
+        floor,
+        1,
+        1,
+        time_case(1, duration, 1, &|t, _| {
+            let _: Result<String, _> = redis::cmd("PING").query(&mut *lock(&conns[t]));
+        }),
+    );
+    out.push(ping);
+    out.push(
+        row(
+            "redis/floor_incr",
+            floor,
+            1,
+            1,
+            time_case(1, duration, 1, &|t, _| {
+                let _: Result<i64, _> = redis::cmd("INCR")
+                    .arg("bench-counter")
+                    .query(&mut *lock(&conns[t]));
+            }),
+        )
+        .0,
+    );
+    let mut pool_p50 = 0.0;
+    for threads in [1, 2] {
+        let (mut r, p50) = row(
+            "redis/check_pool",
+            ours,
+            threads,
+            1,
+            time_case(threads, duration, 1, &|t, i| {
+                let _ = limiter.check(&keys[(t * 50 + i as usize) % 100]);
+            }),
+        );
+        if threads == 1 {
+            pool_p50 = p50;
+            r.note = Some(format!(
+                "p50 {:.1} us = {:.2} x PING p50",
+                p50 / 1000.0,
+                p50 / ping_p50
+            ));
+        }
+        out.push(r);
+    }
+    for threads in [1, 2] {
+        let (mut r, p50) = row(
+            "redis/check_held",
+            ours,
+            threads,
+            1,
+            time_case(threads, duration, 1, &|t, i| {
+                let _ = lock(&sessions[t]).check(&keys[(t * 50 + i as usize) % 100]);
+            }),
+        );
+        if threads == 1 {
+            r.note = Some(format!(
+                "p50 {:.1} us; pool/held p50 {:.2}",
+                p50 / 1000.0,
+                pool_p50 / p50
+            ));
+        }
+        out.push(r);
+    }
+    let batch: Vec<(&str, u64)> = keys.iter().map(|k| (k.as_str(), 1)).collect();
+    let (mut r, p50) = row(
+        "redis/batch_100",
+        ours,
+        1,
+        100,
+        time_case(1, duration, 100, &|_, _| {
+            let _ = limiter.check_batch(&batch);
+        }),
+    );
+    r.note = Some(format!(
+        "per check; p50 {:.0} ns, 100 checks per round trip",
+        p50
+    ));
+    out.push(r);
+    drop(sessions);
+    drop(server);
+    Ok(out)
 }
 
 /// Measures named workers the way the comparison measures its own cases
