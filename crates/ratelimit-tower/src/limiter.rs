@@ -1,0 +1,218 @@
+//! [`Limiter`]: what the layer asks of a backend, and its implementations
+//! for the memory limiter (inline) and the sync Redis limiters (on tokio's
+//! blocking pool).
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::future::{Future, Ready, ready};
+use core::hash::{BuildHasher, Hash};
+use core::pin::Pin;
+use std::sync::Arc;
+
+use ratelimit_core::{Algorithm, Clock, Decision, InsufficientCapacity, Quota};
+use ratelimit_memory::KeyedLimiter;
+
+/// A boxed, sendable future: the natural [`Limiter::Future`] of an async
+/// backend.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Why a limiter could not decide.
+///
+/// A denial is not an error: it is a [`Decision`] with `allowed: false`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// The request costs more than the capacity: it can never succeed.
+    /// The layer answers `413 Content Too Large` (configurable).
+    InsufficientCapacity(InsufficientCapacity),
+    /// The backend failed and its failure policy is to return the error.
+    /// The layer answers `503 Service Unavailable`.
+    Backend(Box<dyn core::error::Error + Send + Sync + 'static>),
+}
+
+impl LimitError {
+    /// A backend failure from any error.
+    pub fn backend(error: impl Into<Box<dyn core::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Backend(error.into())
+    }
+}
+
+impl fmt::Display for LimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InsufficientCapacity(e) => fmt::Display::fmt(e, f),
+            Self::Backend(e) => write!(f, "the rate-limit backend failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for LimitError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::InsufficientCapacity(e) => Some(e),
+            Self::Backend(e) => Some(&**e),
+        }
+    }
+}
+
+impl From<InsufficientCapacity> for LimitError {
+    fn from(e: InsufficientCapacity) -> Self {
+        Self::InsufficientCapacity(e)
+    }
+}
+
+/// A keyed rate limiter the layer can call: `check(key, cost)` now, as a
+/// future.
+///
+/// The layer holds the limiter in one `Arc` shared by every clone of the
+/// service, so one budget holds across all connections.
+///
+/// Implementations:
+/// - [`KeyedLimiter`] (memory): decides inline and returns a ready future;
+///   it never blocks.
+/// - `RedisLimiter` (feature `redis`): the sync call runs on tokio's
+///   blocking pool ([`tokio::task::spawn_blocking`]), never on an executor
+///   thread.
+/// - An async backend (the async Redis limiter) implements it with
+///   `type Future = BoxFuture<Result<Decision, LimitError>>` and an `async
+///   move` block over a clone of its connection handle; see the example
+///   below.
+/// - `Arc<L>` for any `L: Limiter`, so a caller can keep a handle (to
+///   inspect or reconfigure) while the layer uses it.
+///
+/// Implementations MUST return `Err(LimitError::InsufficientCapacity)` for
+/// a cost above the capacity, MUST apply their own failure policy before
+/// returning `Err(LimitError::Backend)`, and MUST report through
+/// [`quota`](Self::quota) the quota that decides for `key`.
+///
+/// ```
+/// use ratelimit_core::{Decision, Quota, Reason};
+/// use ratelimit_tower::{BoxFuture, LimitError, Limiter};
+///
+/// /// A stand-in for an async client (say, a Redis connection manager).
+/// #[derive(Clone)]
+/// struct AsyncBackend { quota: Quota }
+///
+/// impl AsyncBackend {
+///     async fn check_n(&self, _key: &str, cost: u64) -> Result<Decision, std::io::Error> {
+///         Ok(Decision {
+///             allowed: true,
+///             remaining: self.quota.capacity() - cost,
+///             retry_after: None,
+///             reset_after: self.quota.interval() * cost as u32,
+///             limit: self.quota.capacity(),
+///             reason: Reason::Quota,
+///         })
+///     }
+/// }
+///
+/// impl Limiter<String> for AsyncBackend {
+///     type Future = BoxFuture<Result<Decision, LimitError>>;
+///
+///     fn check(&self, key: String, cost: u64) -> Self::Future {
+///         let this = self.clone();
+///         Box::pin(async move { this.check_n(&key, cost).await.map_err(LimitError::backend) })
+///     }
+///
+///     fn quota(&self, _key: &String) -> Quota {
+///         self.quota
+///     }
+/// }
+/// ```
+pub trait Limiter<K>: Send + Sync + 'static {
+    /// The answer, as a future. It MUST NOT block the thread that polls it.
+    type Future: Future<Output = Result<Decision, LimitError>> + Send + 'static;
+
+    /// Allows or denies a request of `cost` units for `key` now.
+    fn check(&self, key: K, cost: u64) -> Self::Future;
+
+    /// The quota that decides for `key`: its capacity and rate fill the
+    /// `RateLimit-Policy` header (`q` and `w`) and the `t` of `RateLimit`.
+    fn quota(&self, key: &K) -> Quota;
+}
+
+impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
+    type Future = L::Future;
+
+    #[inline]
+    fn check(&self, key: K, cost: u64) -> Self::Future {
+        (**self).check(key, cost)
+    }
+
+    #[inline]
+    fn quota(&self, key: &K) -> Quota {
+        (**self).quota(key)
+    }
+}
+
+/// Memory: the decision is made inline (a few tens of nanoseconds, no
+/// lock held across an await) and returned as a ready future.
+impl<K, A, C, S> Limiter<K> for KeyedLimiter<K, A, C, S>
+where
+    K: Hash + Eq + Clone + Borrow<K> + Send + Sync + 'static,
+    A: Algorithm,
+    C: Clock + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    type Future = Ready<Result<Decision, LimitError>>;
+
+    #[inline]
+    fn check(&self, key: K, cost: u64) -> Self::Future {
+        ready(self.check_n(&key, cost).map_err(LimitError::from))
+    }
+
+    #[inline]
+    fn quota(&self, _key: &K) -> Quota {
+        *self.algorithm().quota()
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_impl {
+    use ratelimit_core::{Algorithm, Decision, Quota};
+    use ratelimit_redis::{RedisLimitError, RedisLimiter};
+
+    use super::{BoxFuture, LimitError, Limiter};
+
+    /// The sync Redis limiters, run with [`tokio::task::spawn_blocking`].
+    ///
+    /// `spawn_blocking` rather than `block_in_place`: it works on every
+    /// runtime flavour (`block_in_place` panics on a current-thread
+    /// runtime, the default of `#[tokio::test]` and common in tonic
+    /// services), and it never stalls the other tasks of the worker that
+    /// polls the request. The cost is a hand-off to the blocking pool per
+    /// call (a few microseconds), small beside the Redis round trip. The
+    /// pool's connections bound the number of blocking threads busy with
+    /// Redis at once.
+    ///
+    /// Cancellation: if the request future is dropped while Redis is being
+    /// asked, the blocking call still completes, so the request may have
+    /// counted.
+    ///
+    /// # Panics
+    /// `check` panics when called outside a tokio runtime.
+    impl<K, A> Limiter<K> for RedisLimiter<A>
+    where
+        K: AsRef<[u8]> + Send + 'static,
+        A: Algorithm,
+    {
+        type Future = BoxFuture<Result<Decision, LimitError>>;
+
+        fn check(&self, key: K, cost: u64) -> Self::Future {
+            let limiter = self.clone();
+            let task = tokio::task::spawn_blocking(move || limiter.check_n(&key, cost));
+            Box::pin(async move {
+                match task.await {
+                    Ok(Ok(decision)) => Ok(decision),
+                    Ok(Err(RedisLimitError::InsufficientCapacity(e))) => Err(e.into()),
+                    Ok(Err(e)) => Err(LimitError::backend(e)),
+                    Err(join) => Err(LimitError::backend(join)),
+                }
+            })
+        }
+
+        fn quota(&self, _key: &K) -> Quota {
+            *RedisLimiter::quota(self)
+        }
+    }
+}
