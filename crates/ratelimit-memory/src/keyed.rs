@@ -171,9 +171,11 @@ impl<K, A, C, S> KeyedBuilder<K, A, C, S> {
         self
     }
 
-    /// The number of shards, rounded up to a power of two and capped at 64.
-    /// By default the limiter uses 64, fewer when `max_keys` is small (each
-    /// shard holds at least 64 keys of the bound).
+    /// The number of shards: rounded down to a power of two, at least 1,
+    /// at most 64 and at most `max_keys`. By default the limiter uses 64,
+    /// fewer when `max_keys` is small (each shard holds at least 64 keys of
+    /// the bound). More shards mean less lock contention between threads
+    /// and smaller sweeps; the bound is split evenly between them.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -207,14 +209,14 @@ impl<K, A, C, S> KeyedBuilder<K, A, C, S> {
 
     /// The limiter, empty.
     pub fn build(self) -> KeyedLimiter<K, A, C, S> {
-        let shards = match self.shards {
-            Some(n) => n.clamp(1, MAX_SHARDS).next_power_of_two(),
-            None => {
-                let wanted = (self.max_keys / MIN_KEYS_PER_SHARD).clamp(1, MAX_SHARDS);
-                // The largest power of two not above `wanted`.
-                1 << wanted.ilog2()
-            }
+        let wanted = match self.shards {
+            // Never more shards than keys: a shard with no share of the
+            // bound would refuse every key that hashes to it.
+            Some(n) => n.min(self.max_keys),
+            None => self.max_keys / MIN_KEYS_PER_SHARD,
         };
+        // The largest power of two not above `wanted`, within [1, 64].
+        let shards = 1 << wanted.clamp(1, MAX_SHARDS).ilog2();
         let (base, extra) = (self.max_keys / shards, self.max_keys % shards);
         let shard_table = (0..shards)
             .map(|i| {

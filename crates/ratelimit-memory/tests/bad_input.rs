@@ -187,3 +187,34 @@ fn max_keys_zero_stores_nothing() {
     assert!(limiter.check_n(&1, 0).unwrap().allowed);
     assert!(limiter.is_empty());
 }
+
+#[test]
+fn shard_counts_are_powers_of_two_within_the_bound() {
+    let algorithm = TokenBucket::with_rate(1, Rate::per_second(1)).unwrap();
+    let shards = |max_keys: usize, asked: Option<usize>| {
+        let b = KeyedLimiter::<u32, _>::builder(algorithm).max_keys(max_keys);
+        match asked {
+            Some(n) => b.shards(n),
+            None => b,
+        }
+        .build()
+        .shards()
+    };
+    assert_eq!(shards(1 << 20, None), 64);
+    assert_eq!(shards(10_000, None), 64);
+    assert_eq!(shards(1000, None), 8);
+    assert_eq!(shards(5, None), 1);
+    assert_eq!(shards(0, None), 1);
+    assert_eq!(shards(1 << 20, Some(0)), 1);
+    assert_eq!(shards(1 << 20, Some(12)), 8);
+    assert_eq!(shards(1 << 20, Some(1000)), 64);
+    assert_eq!(shards(5, Some(64)), 4);
+    // One key per shard: each shard's share is 1, so exactly 64 distinct
+    // keys are admitted, whichever shards they hash to.
+    let limiter = KeyedLimiter::<u32, _>::builder(algorithm)
+        .max_keys(64)
+        .shards(64)
+        .build();
+    let admitted = (0..10_000).filter(|k| limiter.check(k).allowed).count();
+    assert_eq!(admitted, 64);
+}
