@@ -1,68 +1,63 @@
 //! The local limiter of [`FailurePolicy::Fallback`](crate::FailurePolicy):
-//! the core's algorithm over a map in this process, on the wall clock.
+//! the memory backend's [`KeyedLimiter`] with the same algorithm and quota,
+//! on this process's monotonic clock, keyed by the full Redis key. It is
+//! built on the first failure and only consulted while Redis fails; its
+//! bound on keys is the memory backend's default.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use core::time::Duration;
+use std::sync::OnceLock;
 
 use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reason, Reservation};
+use ratelimit_memory::KeyedLimiter;
 
-/// Above this many keys, expired states (equivalent to missing keys) are
-/// dropped before inserting another.
-const PRUNE_ABOVE: usize = 100_000;
-
-/// States by Redis key, only touched while Redis fails.
-#[derive(Debug, Default)]
-pub(crate) struct Fallback {
-    states: Mutex<HashMap<Vec<u8>, u64>>,
+/// Built lazily: most limiters never need it.
+#[derive(Debug)]
+pub(crate) struct Fallback<A> {
+    limiter: OnceLock<KeyedLimiter<Vec<u8>, A>>,
 }
 
-impl Fallback {
-    fn step<D>(
-        &self,
-        key: &[u8],
-        now: u64,
-        f: impl FnOnce(u64) -> Result<ratelimit_core::Step<D>, InsufficientCapacity>,
-    ) -> Result<D, InsufficientCapacity> {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        let tat = states.get(key).copied().unwrap_or(0);
-        let step = f(tat)?;
-        if let Some(next) = step.next {
-            if states.len() >= PRUNE_ABOVE && !states.contains_key(key) {
-                states.retain(|_, tat| *tat > now);
-            }
-            states.insert(key.to_vec(), next);
+impl<A> Default for Fallback<A> {
+    fn default() -> Self {
+        Self {
+            limiter: OnceLock::new(),
         }
-        Ok(step.decision)
+    }
+}
+
+impl<A: Algorithm> Fallback<A> {
+    fn limiter(&self, algorithm: &A) -> &KeyedLimiter<Vec<u8>, A> {
+        self.limiter
+            .get_or_init(|| KeyedLimiter::with_algorithm(*algorithm))
     }
 
-    pub(crate) fn check<A: Algorithm>(
+    /// The local answer to `check`, marked [`Reason::Fallback`].
+    pub(crate) fn check(
         &self,
         algorithm: &A,
-        key: &[u8],
-        now: u64,
+        redis_key: &[u8],
         cost: u64,
     ) -> Result<Decision, InsufficientCapacity> {
-        self.step(key, now, |tat| algorithm.check(tat, now, cost))
+        self.limiter(algorithm)
+            .check_n(redis_key, cost)
             .map(|d| Decision {
                 reason: Reason::Fallback,
                 ..d
             })
     }
 
-    pub(crate) fn reserve<A: Algorithm>(
+    /// The local answer to `reserve`, marked [`Reason::Fallback`].
+    pub(crate) fn reserve(
         &self,
         algorithm: &A,
-        key: &[u8],
-        now: u64,
+        redis_key: &[u8],
         cost: u64,
         max_wait_ns: Option<u64>,
     ) -> Result<Reservation, InsufficientCapacity> {
-        self.step(key, now, |tat| {
-            algorithm.reserve(tat, now, cost, max_wait_ns)
-        })
-        .map(|r| Reservation {
-            reason: Reason::Fallback,
-            ..r
-        })
+        self.limiter(algorithm)
+            .reserve(redis_key, cost, max_wait_ns.map(Duration::from_nanos))
+            .map(|r| Reservation {
+                reason: Reason::Fallback,
+                ..r
+            })
     }
 }

@@ -56,7 +56,7 @@ struct Inner<A> {
     time: TimeSource,
     policy: FailurePolicy,
     pool: RedisPool,
-    fallback: Fallback,
+    fallback: Fallback<A>,
     failures: AtomicU64,
 }
 
@@ -415,7 +415,7 @@ impl<A: Algorithm> RedisLimiter<A> {
                 inv.arg(cost).invoke(con)
             })
             .and_then(|v| reply::decision(&reply::integers(v)?, quota.capacity()));
-        result.or_else(|e| self.check_failed(&redis_key, cost, now, e))
+        result.or_else(|e| self.check_failed(&redis_key, cost, e))
     }
 
     fn reserve_with(
@@ -441,7 +441,7 @@ impl<A: Algorithm> RedisLimiter<A> {
                 inv.arg(kind).arg(cost).arg(max_wait.as_str()).invoke(con)
             })
             .and_then(|v| reply::reservation(&reply::integers(v)?, quota.capacity()));
-        result.or_else(|e| self.reserve_failed(&redis_key, cost, max_wait_ns, now, e))
+        result.or_else(|e| self.reserve_failed(&redis_key, cost, max_wait_ns, e))
     }
 
     fn batch_with<K: AsRef<[u8]>>(
@@ -494,7 +494,7 @@ impl<A: Algorithm> RedisLimiter<A> {
                         return Err(e);
                     }
                     for &i in indices {
-                        answers[i] = Some(Ok(self.policy_check(&keys[i], requests[i].1, now)?));
+                        answers[i] = Some(Ok(self.policy_check(&keys[i], requests[i].1)?));
                     }
                 }
             }
@@ -505,35 +505,22 @@ impl<A: Algorithm> RedisLimiter<A> {
             .collect())
     }
 
-    fn fallback_now(now: Now) -> u64 {
-        match now {
-            Now::Server => wall_clock_ns(),
-            Now::Client { now_ns, .. } => now_ns,
-        }
-    }
-
     /// Applies the failure policy to a failed `check`.
     fn check_failed(
         &self,
         redis_key: &[u8],
         cost: u64,
-        now: Now,
         e: RedisLimitError,
     ) -> Result<Decision, RedisLimitError> {
         if !e.is_redis_failure() || self.inner.policy == FailurePolicy::ReturnError {
             return Err(e);
         }
-        Ok(self.policy_check(redis_key, cost, now)?)
+        Ok(self.policy_check(redis_key, cost)?)
     }
 
     /// The failure policy's answer to a `check` Redis could not decide
     /// (the policy is not `ReturnError`).
-    fn policy_check(
-        &self,
-        redis_key: &[u8],
-        cost: u64,
-        now: Now,
-    ) -> Result<Decision, InsufficientCapacity> {
+    fn policy_check(&self, redis_key: &[u8], cost: u64) -> Result<Decision, InsufficientCapacity> {
         // A statistic: no ordering with anything else.
         self.inner.failures.fetch_add(1, Ordering::Relaxed);
         let q = self.quota();
@@ -546,12 +533,11 @@ impl<A: Algorithm> RedisLimiter<A> {
                 limit: q.capacity(),
                 reason: Reason::FailOpen,
             },
-            FailurePolicy::Fallback => self.inner.fallback.check(
-                &self.inner.algorithm,
-                redis_key,
-                Self::fallback_now(now),
-                cost,
-            )?,
+            FailurePolicy::Fallback => {
+                self.inner
+                    .fallback
+                    .check(&self.inner.algorithm, redis_key, cost)?
+            }
             _ => Decision {
                 allowed: false,
                 remaining: 0,
@@ -569,7 +555,6 @@ impl<A: Algorithm> RedisLimiter<A> {
         redis_key: &[u8],
         cost: u64,
         max_wait_ns: Option<u64>,
-        now: Now,
         e: RedisLimitError,
     ) -> Result<Reservation, RedisLimitError> {
         if !e.is_redis_failure() || self.inner.policy == FailurePolicy::ReturnError {
@@ -587,13 +572,11 @@ impl<A: Algorithm> RedisLimiter<A> {
                 limit: q.capacity(),
                 reason: Reason::FailOpen,
             },
-            FailurePolicy::Fallback => self.inner.fallback.reserve(
-                &self.inner.algorithm,
-                redis_key,
-                Self::fallback_now(now),
-                cost,
-                max_wait_ns,
-            )?,
+            FailurePolicy::Fallback => {
+                self.inner
+                    .fallback
+                    .reserve(&self.inner.algorithm, redis_key, cost, max_wait_ns)?
+            }
             _ => Reservation {
                 allowed: false,
                 wait: Duration::ZERO,
