@@ -57,7 +57,8 @@ pub enum FailurePolicy {
     /// Allow: everything gets through while Redis is down, uncounted.
     /// `remaining` and `reset_after` are 0.
     FailOpen,
-    /// Decide with a local in-memory limiter of the same quota. Each
+    /// Decide with a local in-memory limiter of the same quota (the memory
+    /// backend's `KeyedLimiter`, on this process's monotonic clock). Each
     /// process then enforces the quota on its own: with `N` processes up to
     /// `N ×` the quota gets through while Redis is down, and the local
     /// state is forgotten when Redis is back.
