@@ -1,0 +1,164 @@
+//! The sync Redis limiter behind the layer, through `spawn_blocking`, on a
+//! `redis-server` this test starts on a free port (never 6379) and kills.
+
+use std::convert::Infallible;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, StatusCode};
+use ratelimit_core::{Quota, Rate};
+use ratelimit_redis::{FailurePolicy, RedisLimiter, RedisPool, TokenBucket};
+use ratelimit_tower::{HeaderKey, RateLimitLayer};
+use tower::{Layer, ServiceExt, service_fn};
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if port != 6379 {
+                break port;
+            }
+        };
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (apt-get install redis-server)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn limiter(url: &str, policy: FailurePolicy) -> RedisLimiter<TokenBucket> {
+    let pool = RedisPool::builder(url)
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    RedisLimiter::builder(TokenBucket::new(
+        Quota::new(3, Rate::per_minute(1)).unwrap(),
+    ))
+    .prefix("tower-test")
+    .failure_policy(policy)
+    .build(pool)
+    .unwrap()
+}
+
+async fn status_and_limit<S>(service: S, key: &str) -> (StatusCode, Option<String>)
+where
+    S: tower::Service<Request<()>, Response = Response<String>, Error = Infallible>,
+{
+    let request = Request::get("/").header("x-api-key", key).body(()).unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let limit = response
+        .headers()
+        .get("ratelimit")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status(), limit)
+}
+
+fn ok()
+-> impl tower::Service<Request<()>, Response = Response<String>, Error = Infallible, Future: Send>
++ Clone
++ Send {
+    service_fn(|_: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(String::new())))
+    })
+}
+
+// The default current-thread runtime: `spawn_blocking` works there
+// (`block_in_place` would panic).
+#[tokio::test]
+async fn sync_redis_through_the_blocking_pool() {
+    let redis = RedisServer::start();
+    let layer = RateLimitLayer::new(
+        limiter(&redis.url(), FailurePolicy::ReturnError),
+        HeaderKey::api_key(),
+    );
+    let service = layer.layer(ok());
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(status_and_limit(service.clone(), "k").await);
+    }
+    let statuses: Vec<u16> = seen.iter().map(|(s, _)| s.as_u16()).collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let remaining: Vec<String> = seen
+        .iter()
+        .map(|(_, l)| l.as_deref().unwrap().split(';').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(remaining, ["r=2", "r=1", "r=0", "r=0"]);
+}
+
+#[tokio::test]
+async fn redis_down_follows_the_failure_policy() {
+    // A port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let service = RateLimitLayer::new(
+        limiter(&url, FailurePolicy::ReturnError),
+        HeaderKey::api_key(),
+    )
+    .layer(ok());
+    assert_eq!(
+        status_and_limit(service, "k").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let service = RateLimitLayer::new(limiter(&url, FailurePolicy::FailOpen), HeaderKey::api_key())
+        .layer(ok());
+    assert_eq!(status_and_limit(service, "k").await, (StatusCode::OK, None));
+    let service = RateLimitLayer::new(
+        limiter(&url, FailurePolicy::FailClosed),
+        HeaderKey::api_key(),
+    )
+    .layer(ok());
+    assert_eq!(
+        status_and_limit(service, "k").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let service = RateLimitLayer::new(limiter(&url, FailurePolicy::Fallback), HeaderKey::api_key())
+        .layer(ok());
+    assert_eq!(
+        status_and_limit(service, "k").await,
+        (StatusCode::OK, Some("\"default\";r=2;t=60".to_owned()))
+    );
+}
