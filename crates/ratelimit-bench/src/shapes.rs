@@ -33,11 +33,15 @@ pub enum Shape {
     ClockRead,
     /// Floor: one uncontended `AtomicU64::compare_exchange`.
     Cas,
+    /// Floor: two threads incrementing one shared `AtomicU64` with a
+    /// load + `compare_exchange` loop: the most one-key writes per second
+    /// any lock-free limiter can reach on this machine.
+    CasTwoThreads,
 }
 
 impl Shape {
     /// Every shape, in table order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::CoreStep,
         Self::CheckOneKey,
         Self::CheckOneKeyDenied,
@@ -49,6 +53,7 @@ impl Shape {
         Self::ReserveOneKey,
         Self::ClockRead,
         Self::Cas,
+        Self::CasTwoThreads,
     ];
 
     /// The `layer/scenario` name, as in the criterion groups.
@@ -66,6 +71,7 @@ impl Shape {
             Self::ReserveOneKey => "memory/reserve_one_key",
             Self::ClockRead => "floor/clock_read",
             Self::Cas => "floor/cas_uncontended",
+            Self::CasTwoThreads => "floor/cas_2_threads",
         }
     }
 
@@ -73,7 +79,7 @@ impl Shape {
     #[must_use]
     pub const fn threads(self) -> usize {
         match self {
-            Self::OneKeyTwoThreads | Self::DistinctKeysTwoThreads => 2,
+            Self::OneKeyTwoThreads | Self::DistinctKeysTwoThreads | Self::CasTwoThreads => 2,
             _ => 1,
         }
     }
@@ -105,7 +111,7 @@ impl Shape {
     /// Whether it is a floor (no limiter, no ratio to governor).
     #[must_use]
     pub const fn is_floor(self) -> bool {
-        matches!(self, Self::ClockRead | Self::Cas)
+        matches!(self, Self::ClockRead | Self::Cas | Self::CasTwoThreads)
     }
 
     /// One line on what it measures.
@@ -128,6 +134,10 @@ impl Shape {
             Self::ReserveOneKey => "reserve(1, unbounded wait) on one key, always admitted",
             Self::ClockRead => "one clock read",
             Self::Cas => "load + compare_exchange on a thread-local AtomicU64",
+            Self::CasTwoThreads => {
+                "2 threads, load + compare_exchange loop on one shared AtomicU64: \
+                 the ceiling of memory/one_key_2_threads"
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -29,6 +30,26 @@ pub(super) fn workers(which: Implementation, shape: Shape) -> Option<Vec<Worker<
             let v = a.load(Ordering::Relaxed);
             black_box(a.compare_exchange(v, v + 1, Ordering::Relaxed, Ordering::Relaxed)).ok();
         }),
+        (Implementation::AtomicCas, Shape::CasTwoThreads) => {
+            let shared = Arc::new(AtomicU64::new(0));
+            return Some(
+                (0..2)
+                    .map(|_| {
+                        worker(Arc::clone(&shared), |a| {
+                            let mut v = a.load(Ordering::Relaxed);
+                            while let Err(actual) = a.compare_exchange_weak(
+                                v,
+                                v + 1,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            ) {
+                                v = actual;
+                            }
+                        })
+                    })
+                    .collect(),
+            );
+        }
         _ => return None,
     };
     Some(vec![w])
