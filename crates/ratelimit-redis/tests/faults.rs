@@ -139,7 +139,7 @@ fn hung_server_times_out_and_is_not_retried() {
     eprintln!("hung server: {e} after {took:?}");
     assert!(matches!(e, RedisLimitError::Timeout { .. }), "{e}");
     assert!(e.outcome_unknown());
-    assert!(took < TIMEOUT * 3);
+    assert!(took < TIMEOUT * 5);
     // The request reached Redis and counted once it woke up: retrying it
     // would have counted it twice.
     std::thread::sleep(Duration::from_millis(100));
