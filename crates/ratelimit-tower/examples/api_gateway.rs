@@ -13,7 +13,7 @@
 //! in Redis with `--redis` (shared by every gateway process, falling back
 //! to a local limiter while Redis is unreachable).
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::Path;
@@ -105,7 +105,7 @@ pub(crate) fn memory_plans() -> Plans<KeyedLimiter<String, TokenBucket>> {
     }
 }
 
-fn redis_plans(url: &str) -> Result<Plans<RedisLimiter<TokenBucket>>, Box<dyn std::error::Error>> {
+fn redis_plans(url: &str) -> Result<Plans<RedisLimiter<TokenBucket>>, Box<dyn core::error::Error>> {
     let pool = RedisPool::open(url)?;
     let bucket = |(capacity, rate): (u64, Rate), prefix: &str| {
         RedisLimiter::builder(TokenBucket::with_rate(capacity, rate)?)
@@ -129,7 +129,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router) -> std
 }
 
 #[allow(dead_code)]
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn core::error::Error>> {
     let mut addr = "127.0.0.1:3000".to_owned();
     let mut redis = None;
     let mut args = std::env::args().skip(1);

@@ -6,8 +6,8 @@
 #[path = "../examples/api_gateway.rs"]
 mod gateway;
 
+use core::time::Duration;
 use std::sync::Arc;
-use std::time::Duration;
 
 use gateway::{FREE, PRO, Plans};
 use http::{HeaderMap, Method, Request, StatusCode};

@@ -1,10 +1,10 @@
 //! The layer as a service, without a network: shared budget across clones,
 //! the header values under a manual clock, keys, costs and errors.
 
-use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use core::convert::Infallible;
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use ratelimit_core::{Decision, ManualClock, Quota, Rate, Reason, TokenBucket};
@@ -24,17 +24,17 @@ struct Ok200;
 impl Service<Req> for Ok200 {
     type Response = Response<String>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+    type Future = core::future::Ready<Result<Response<String>, Infallible>>;
 
     fn poll_ready(
         &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
+        _cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Result<(), Infallible>> {
+        core::task::Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, _req: Req) -> Self::Future {
-        std::future::ready(Ok(Response::new("ok".to_owned())))
+        core::future::ready(Ok(Response::new("ok".to_owned())))
     }
 }
 
@@ -291,10 +291,10 @@ async fn costs() {
 struct Failing(Option<Reason>);
 
 impl Limiter<String> for Failing {
-    type Future = std::future::Ready<Result<Decision, LimitError>>;
+    type Future = core::future::Ready<Result<Decision, LimitError>>;
 
     fn check(&self, _key: String, _cost: u64) -> Self::Future {
-        std::future::ready(match self.0 {
+        core::future::ready(match self.0 {
             None => Err(LimitError::backend(std::io::Error::other(
                 "connection refused",
             ))),

@@ -1,10 +1,11 @@
 //! The sync Redis limiter behind the layer, through `spawn_blocking`, on a
 //! `redis-server` this test starts on a free port (never 6379) and kills.
 
-use std::convert::Infallible;
+use core::convert::Infallible;
+use core::time::Duration;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use ratelimit_core::{Quota, Rate};
@@ -98,7 +99,7 @@ fn ok()
 + Clone
 + Send {
     service_fn(|_: Request<()>| {
-        std::future::ready(Ok::<_, Infallible>(Response::new(String::new())))
+        core::future::ready(Ok::<_, Infallible>(Response::new(String::new())))
     })
 }
 
