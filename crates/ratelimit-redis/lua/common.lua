@@ -90,13 +90,12 @@ local function absolute(rel, now_s, now_lo)
   return s, lo
 end
 
--- Stores tat = now + rel (0 < rel), expiring exactly when it becomes
--- equivalent to a missing key: server time: at the first millisecond at or
--- after tat (PXAT, the server's clock); client time: after rel rounded up to
--- a millisecond plus the margin (PX), since the server cannot know when the
--- caller's clock will pass tat.
-local function store(key, rel, now_s, now_lo, client)
-  local s, lo = absolute(rel, now_s, now_lo)
+-- Stores tat = (s, lo) = now + rel (0 < rel), expiring exactly when it
+-- becomes equivalent to a missing key: server time: at the first
+-- millisecond at or after tat (PXAT, the server's clock); client time: after
+-- rel rounded up to a millisecond plus the margin (PX), since the server
+-- cannot know when the caller's clock will pass tat.
+local function store(key, rel, s, lo, client)
   local text
   if s > 0 then
     text = string.format('%d%09d', s, lo)
@@ -123,7 +122,11 @@ local function police(key, cost, T, tau, now_s, now_lo, client)
     over = 0
   end
   local allowed, state, retry = 0, base, -1
-  if new > LIMIT or not absolute(new, now_s, now_lo) then
+  local s, lo = nil, nil
+  if new <= LIMIT then
+    s, lo = absolute(new, now_s, now_lo)
+  end
+  if not s then
     -- The state would not fit: refused, as the core does.
     allowed, state, retry = 0, base, -1
   elseif over == 0 then
@@ -132,7 +135,7 @@ local function police(key, cost, T, tau, now_s, now_lo, client)
     allowed, state, retry = 0, base, over
   end
   if allowed == 1 and cost > 0 then
-    store(key, new, now_s, now_lo, client)
+    store(key, new, s, lo, client)
   end
   local remaining = 0
   if state < tau then

@@ -28,7 +28,12 @@ if base < 0 then
   base = 0
 end
 local new = base + cost * T
-if new > LIMIT or not absolute(new, now_s, now_lo) then
+local s, lo = nil, nil
+if new <= LIMIT then
+  s, lo = absolute(new, now_s, now_lo)
+end
+if not s then
+  -- The state would not fit: refused, as the core does.
   return { 0, 0, -1, base }
 end
 
@@ -60,6 +65,6 @@ if retry > 0 then
   return { 0, 0, retry, base }
 end
 if cost > 0 then
-  store(key, new, now_s, now_lo, client)
+  store(key, new, s, lo, client)
 end
 return { 1, wait, -1, new }

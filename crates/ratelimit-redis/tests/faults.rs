@@ -96,8 +96,9 @@ fn killed_then_restarted_server() {
     ));
     assert_eq!(limiters[3].policy_failures(), 4);
     eprintln!("server killed: slowest call {slowest:?} (connect timeout {TIMEOUT:?})");
+    // The timeout plus scheduling slack on a busy machine.
     assert!(
-        slowest < TIMEOUT * 3,
+        slowest < TIMEOUT * 5,
         "calls returned within the timeout: {slowest:?}"
     );
 
