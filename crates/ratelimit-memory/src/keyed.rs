@@ -30,6 +30,7 @@ use ratelimit_core::{
 
 use crate::bucket::{duration_ns, update};
 use crate::clock::MonotonicClock;
+use crate::layout::Layout;
 use crate::sync::{self, AtomicU64, Ordering, RwLock};
 
 /// The hasher a [`KeyedLimiter`] uses unless given another: hashbrown's
@@ -72,8 +73,9 @@ const MIN_KEYS_PER_SHARD: usize = 64;
 /// it back as soon as its bucket is back to the initial state (`tat ≤
 /// now`): from then on it is indistinguishable from a key never seen, so
 /// dropping it is lossless. At most [`max_keys`](Self::max_keys) keys are
-/// held at once (default [`DEFAULT_MAX_KEYS`]); the bound is split evenly
-/// across the shards, and each shard holds at most its share.
+/// held at once (default [`DEFAULT_MAX_KEYS`]); the bound is split across
+/// the shards in proportion to the keys each receives, and each shard
+/// holds at most its share.
 ///
 /// When a new key needs a slot, its shard is full, and no key of the shard
 /// can be dropped losslessly, the request is **denied** with
@@ -93,8 +95,8 @@ const MIN_KEYS_PER_SHARD: usize = 64;
 /// look fresh at an earlier time than the one it was dropped at.
 pub struct KeyedLimiter<K, A, C = MonotonicClock, S = DefaultHashBuilder> {
     shards: Box<[CachePadded<RwLock<Shard<K>>>]>,
-    /// `64 - log2(shards)`, or 64 for a single shard.
-    shard_shift: u32,
+    /// Which shard holds a key, and each shard's share of `max_keys`.
+    layout: Layout,
     max_keys: usize,
     algorithm: A,
     clock: C,
@@ -175,7 +177,8 @@ impl<K, A, C, S> KeyedBuilder<K, A, C, S> {
     /// at most 64 and at most `max_keys`. By default the limiter uses 64,
     /// fewer when `max_keys` is small (each shard holds at least 64 keys of
     /// the bound). More shards mean less lock contention between threads
-    /// and smaller sweeps; the bound is split evenly between them.
+    /// and smaller sweeps; the bound is split between them in proportion to
+    /// the keys each receives.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -217,12 +220,14 @@ impl<K, A, C, S> KeyedBuilder<K, A, C, S> {
         };
         // The largest power of two not above `wanted`, within [1, 64].
         let shards = 1 << wanted.clamp(1, MAX_SHARDS).ilog2();
-        let (base, extra) = (self.max_keys / shards, self.max_keys % shards);
-        let shard_table = (0..shards)
-            .map(|i| {
+        let layout = Layout::new(shards, self.max_keys);
+        let shard_table = layout
+            .limits
+            .iter()
+            .map(|&limit| {
                 CachePadded::new(RwLock::new(Shard {
                     entries: HashTable::new(),
-                    limit: base + usize::from(i < extra),
+                    limit,
                     floor: 0,
                     earliest: u64::MAX,
                     inserted: 0,
@@ -231,7 +236,7 @@ impl<K, A, C, S> KeyedBuilder<K, A, C, S> {
             .collect();
         KeyedLimiter {
             shards: shard_table,
-            shard_shift: 64 - shards.trailing_zeros(),
+            layout,
             max_keys: self.max_keys,
             algorithm: self.algorithm,
             clock: self.clock,
@@ -340,7 +345,7 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let lock = &self.shards[self.shard_index(hash)];
+        let lock = &self.shards[self.layout.shard(hash)];
         let now = self.clock.now_ns();
         let eq = |entry: &(K, AtomicU64)| entry.0.borrow() == key;
         {
@@ -385,16 +390,6 @@ where
         shard.earliest = shard.earliest.min(tat);
         shard.inserted += 1;
         Ok(fresh.decision)
-    }
-
-    fn shard_index(&self, hash: u64) -> usize {
-        // hashbrown takes its 7-bit tag from the top 7 bits of the hash and
-        // the bucket index from the low bits, so the shard comes from the
-        // bits just below the tag: every key of a shard shares these bits,
-        // and they must not be bits the table itself relies on.
-        let below_tag = hash << 7;
-        // `checked_shr` covers the single shard, a shift by 64.
-        below_tag.checked_shr(self.shard_shift).unwrap_or(0) as usize
     }
 }
 

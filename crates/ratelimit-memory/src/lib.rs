@@ -5,6 +5,7 @@ mod bucket;
 mod clock;
 mod compat;
 mod keyed;
+mod layout;
 mod sync;
 
 pub use crate::bucket::Bucket;
