@@ -33,9 +33,10 @@ pub enum Shape {
     ClockRead,
     /// Floor: one uncontended `AtomicU64::compare_exchange`.
     Cas,
-    /// Floor: two threads incrementing one shared `AtomicU64` with a
-    /// load + `compare_exchange` loop: the most one-key writes per second
-    /// any lock-free limiter can reach on this machine.
+    /// Floor: two threads each reading the clock and then moving one shared
+    /// `AtomicU64` to `max(value, now) + 1` with a load + `compare_exchange`
+    /// loop: a one-key limiter without its decision, the ceiling of
+    /// [`OneKeyTwoThreads`](Self::OneKeyTwoThreads).
     CasTwoThreads,
 }
 
@@ -71,7 +72,7 @@ impl Shape {
             Self::ReserveOneKey => "memory/reserve_one_key",
             Self::ClockRead => "floor/clock_read",
             Self::Cas => "floor/cas_uncontended",
-            Self::CasTwoThreads => "floor/cas_2_threads",
+            Self::CasTwoThreads => "floor/clock_cas_2_threads",
         }
     }
 
@@ -135,8 +136,8 @@ impl Shape {
             Self::ClockRead => "one clock read",
             Self::Cas => "load + compare_exchange on a thread-local AtomicU64",
             Self::CasTwoThreads => {
-                "2 threads, load + compare_exchange loop on one shared AtomicU64: \
-                 the ceiling of memory/one_key_2_threads"
+                "2 threads, MonotonicClock read + CAS loop to max(v, now) + 1 on one shared \
+                 AtomicU64: a one-key limiter minus its decision"
             }
         }
     }

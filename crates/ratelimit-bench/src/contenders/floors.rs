@@ -32,14 +32,17 @@ pub(super) fn workers(which: Implementation, shape: Shape) -> Option<Vec<Worker<
         }),
         (Implementation::AtomicCas, Shape::CasTwoThreads) => {
             let shared = Arc::new(AtomicU64::new(0));
+            let clock = MonotonicClock::new();
             return Some(
                 (0..2)
                     .map(|_| {
-                        worker(Arc::clone(&shared), |a| {
+                        let state = (Arc::clone(&shared), clock.clone());
+                        worker(state, |(a, clock)| {
+                            let now = clock.now_ns();
                             let mut v = a.load(Ordering::Relaxed);
                             while let Err(actual) = a.compare_exchange_weak(
                                 v,
-                                v + 1,
+                                v.max(now) + 1,
                                 Ordering::Relaxed,
                                 Ordering::Relaxed,
                             ) {
