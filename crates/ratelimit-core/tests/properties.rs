@@ -161,6 +161,16 @@ proptest! {
         }
     }
 
+    /// `remaining` is exactly `floor((τ − min(τ, max(0, tat − now))) / T)`.
+    #[test]
+    fn remaining_is_exact(c in any::<u64>(), t in 1u64..=u64::MAX, tat in any::<u64>(), now in any::<u64>()) {
+        // Any capacity for which C × T fits.
+        let c = 1 + c % (u64::MAX / t);
+        let q = Quota::new(c, Rate::from_interval(core::time::Duration::from_nanos(t))).unwrap();
+        let used = tat.saturating_sub(now).min(q.tolerance_ns());
+        prop_assert_eq!(q.remaining(tat, now), (q.tolerance_ns() - used) / t);
+    }
+
     /// No input panics, and the outputs stay within their bounds.
     #[test]
     fn no_input_panics(
