@@ -9,7 +9,7 @@ use crate::machine::Machine;
 use crate::measure::{self, Settings, Worker};
 use crate::report::{MemoryRow, Report, Row, Target};
 use crate::shapes::{Fixture, Shape};
-use crate::{redis, rss};
+use crate::{http, redis, rss};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -140,6 +140,10 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
         Ok(redis_rows) => rows.extend(redis_rows),
         Err(why) => skipped.push(("redis rows".to_owned(), why)),
     }
+    match http::rows(config) {
+        Ok(http_rows) => rows.extend(http_rows),
+        Err(why) => skipped.push(("http rows".to_owned(), why)),
+    }
     log("measuring bytes per key in child processes");
     let memory: Vec<MemoryRow> = rss::MEASURED
         .iter()
@@ -154,7 +158,8 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
             }
         })
         .collect();
-    let targets = targets(&rows, &memory);
+    let mut targets = targets(&rows, &memory);
+    targets.extend(http::targets(&rows));
     Report {
         machine: Machine::detect(),
         settings,

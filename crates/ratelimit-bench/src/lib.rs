@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod contenders;
+pub mod http;
 pub mod keys;
 pub mod machine;
 pub mod measure;

@@ -91,6 +91,7 @@ impl<L, X, C, K> Shared<L, X, C, K> {
     /// Adds `RateLimit-Policy` and `RateLimit` (appended, so that the
     /// items of nested layers with other names add up to one list each).
     fn annotate(&self, headers: &mut HeaderMap, decision: &Decision, quota: &Quota) {
+        headers.reserve(2);
         headers.append(&RATELIMIT_POLICY, self.policy(quota));
         if let Some(value) = headers::ratelimit(&self.name.sf, decision, quota) {
             headers.append(&RATELIMIT, value);
