@@ -95,6 +95,7 @@ impl Report {
             "how measured: per-op time from batches of N ops (N sized once so a batch takes >= {} us), timed with Instant.\n\
              \x20 mean, p99: mean and 99th percentile of the batch means of one {} ms sample (after {} ms warm-up);\n\
              \x20 each figure is the median of {} rounds; the implementations of a shape run interleaved, in rotating order.\n\
+             \x20 (a mean above its p99 means a few batches were descheduled: the mean counts them, the percentile does not.)\n\
              \x20 2-thread rows: mean and p99 are the per-op latency one thread sees; throughput is both threads' ops per wall second.\n\
              \x20 vs governor: our mean / governor's (below 1.00 is faster); on 2-thread rows, governor's ops/s / ours\n\
              \x20 (below 1.00 is more throughput than governor). Floors have no ratio.",

@@ -35,8 +35,9 @@ pub enum Shape {
     Cas,
     /// Floor: two threads each reading the clock and then moving one shared
     /// `AtomicU64` to `max(value, now) + 1` with a load + `compare_exchange`
-    /// loop: a one-key limiter without its decision, the ceiling of
-    /// [`OneKeyTwoThreads`](Self::OneKeyTwoThreads).
+    /// loop: a one-key limiter without its decision, for reference beside
+    /// [`OneKeyTwoThreads`](Self::OneKeyTwoThreads). Not a strict bound:
+    /// under contention less work per op can mean more failed swaps.
     CasTwoThreads,
 }
 
