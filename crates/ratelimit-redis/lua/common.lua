@@ -94,7 +94,8 @@ end
 -- becomes equivalent to a missing key: server time: at the first
 -- millisecond at or after tat (PXAT, the server's clock); client time: after
 -- rel rounded up to a millisecond plus the margin (PX), since the server
--- cannot know when the caller's clock will pass tat.
+-- cannot know when the caller's clock will pass tat. Returns the text
+-- stored (the canonical decimal of tat).
 local function store(key, rel, s, lo, client)
   local text
   if s > 0 then
@@ -107,6 +108,7 @@ local function store(key, rel, s, lo, client)
   else
     redis.call('SET', key, text, 'PXAT', s * 1000 + idiv(lo + 999999, 1000000))
   end
+  return text
 end
 
 -- check(key, cost): policing. Returns {allowed, remaining, retry_after, reset_after}.

@@ -7,7 +7,10 @@
 -- ARGV[7]  max_wait in ns, '' for unbounded (the caller sends '' for any
 --          max_wait >= 2^53, which no wait here can reach)
 --
--- Reply: {allowed (0/1), wait_ns, retry_after_ns (-1: none), reset_after_ns}
+-- Reply: {allowed (0/1), wait_ns, retry_after_ns (-1: none), reset_after_ns,
+--         tat}: the last slot is the text of the state this call stored
+--         (the canonical decimal of the new tat in ns), '' when it stored
+--         nothing; `cancel.lua` takes it to undo exactly this reservation.
 -- Time source: the server's TIME when ARGV[1] is empty, else ARGV[1].
 -- Writes: SET with PXAT (server time) or PX (client time) when admitted and
 -- cost > 0; nothing otherwise.
@@ -34,7 +37,7 @@ if new <= LIMIT then
 end
 if not s then
   -- The state would not fit: refused, as the core does.
-  return { 0, 0, -1, base }
+  return { 0, 0, -1, base, '' }
 end
 
 local wait, retry
@@ -62,9 +65,10 @@ else
 end
 
 if retry > 0 then
-  return { 0, 0, retry, base }
+  return { 0, 0, retry, base, '' }
 end
+local stored = ''
 if cost > 0 then
-  store(key, new, s, lo, client)
+  stored = store(key, new, s, lo, client)
 end
-return { 1, wait, -1, new }
+return { 1, wait, -1, new, stored }

@@ -1,6 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_connection;
+#[cfg(feature = "tokio")]
+mod async_limiter;
+mod calls;
 mod config;
 mod error;
 mod fallback;
@@ -10,6 +15,10 @@ mod pool;
 mod reply;
 mod script;
 
+#[cfg(feature = "tokio")]
+pub use crate::async_connection::{AsyncRedisConnection, AsyncRedisConnectionBuilder};
+#[cfg(feature = "tokio")]
+pub use crate::async_limiter::{AsyncLeakyBucketRedis, AsyncRedisLimiter, AsyncTokenBucketRedis};
 pub use crate::config::{DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
 pub use crate::error::RedisLimitError;
 pub use crate::limiter::{

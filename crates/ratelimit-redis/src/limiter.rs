@@ -2,25 +2,21 @@
 //! [`TokenBucketRedis`] and [`LeakyBucketRedis`] shorthands, their builder,
 //! and [`Session`], a limiter on a held connection.
 
-use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ratelimit_core::{
-    Algorithm, AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reason,
-    Reservation, TokenBucket,
+    Algorithm, AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation,
+    TokenBucket,
 };
 use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
 
-use crate::config::{DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
+use crate::calls::{Call, Core, duration_ns};
+use crate::config::{FailurePolicy, TimeSource};
 use crate::error::RedisLimitError;
-use crate::fallback::Fallback;
-use crate::key::{self, DEFAULT_PREFIX, Prefix};
+use crate::key::DEFAULT_PREFIX;
 use crate::pool::{Pooled, RedisPool};
-use crate::reply;
-use crate::script::{self, Now, scripts};
+use crate::script::Now;
 
 /// A token bucket in Redis: bursts up to the capacity, refilled at the
 /// rate; `reserve` borrows from the future.
@@ -51,22 +47,18 @@ impl<A> Clone for RedisLimiter<A> {
 }
 
 struct Inner<A> {
-    algorithm: A,
-    prefix: Prefix,
-    time: TimeSource,
-    policy: FailurePolicy,
+    core: Core<A>,
     pool: RedisPool,
-    fallback: Fallback<A>,
-    failures: AtomicU64,
 }
 
 impl<A: Algorithm> core::fmt::Debug for RedisLimiter<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let core = &self.inner.core;
         f.debug_struct("RedisLimiter")
-            .field("algorithm", &self.inner.algorithm)
-            .field("prefix", &self.inner.prefix.as_str())
-            .field("time", &self.inner.time)
-            .field("policy", &self.inner.policy)
+            .field("algorithm", &core.algorithm)
+            .field("prefix", &core.prefix.as_str())
+            .field("time", &core.time)
+            .field("policy", &core.policy)
             .field("pool", &self.inner.pool)
             .finish_non_exhaustive()
     }
@@ -105,18 +97,17 @@ impl<A: Algorithm> RedisLimiterBuilder<A> {
 
     /// Builds the limiter on `pool`. Nothing is sent to Redis yet.
     pub fn build(self, pool: impl Into<RedisPool>) -> Result<RedisLimiter<A>, RedisLimitError> {
-        script::check_quota(self.algorithm.quota())?;
         Ok(RedisLimiter {
             inner: Arc::new(Inner {
-                algorithm: self.algorithm,
-                prefix: Prefix::new(&self.prefix)?,
-                time: self.time,
-                policy: self.policy,
+                core: self.core()?,
                 pool: pool.into(),
-                fallback: Fallback::default(),
-                failures: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// The settings, checked.
+    pub(crate) fn core(self) -> Result<Core<A>, RedisLimitError> {
+        Core::new(self.algorithm, &self.prefix, self.time, self.policy)
     }
 }
 
@@ -167,16 +158,6 @@ pub struct KeyState {
     pub remaining: u64,
 }
 
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn duration_ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl<A: Algorithm> RedisLimiter<A> {
     /// Options for a limiter running `algorithm`.
     pub fn builder(algorithm: A) -> RedisLimiterBuilder<A> {
@@ -190,29 +171,28 @@ impl<A: Algorithm> RedisLimiter<A> {
 
     /// The algorithm (and so the quota) this limiter enforces.
     pub fn algorithm(&self) -> &A {
-        &self.inner.algorithm
+        &self.inner.core.algorithm
     }
 
     /// The quota this limiter enforces.
     pub fn quota(&self) -> &Quota {
-        self.inner.algorithm.quota()
+        self.inner.core.quota()
     }
 
     /// The key prefix (namespace).
     pub fn prefix(&self) -> &str {
-        self.inner.prefix.as_str()
+        self.inner.core.prefix.as_str()
     }
 
     /// How many Redis failures the failure policy has turned into decisions
     /// since the limiter was built: a number to export and alert on.
     pub fn policy_failures(&self) -> u64 {
-        // A statistic: no ordering with anything else.
-        self.inner.failures.load(Ordering::Relaxed)
+        self.inner.core.policy_failures()
     }
 
     /// The Redis key that holds `key`'s state: `<prefix>|<key>`.
     pub fn redis_key<K: AsRef<[u8]> + ?Sized>(&self, key: &K) -> Vec<u8> {
-        self.inner.prefix.redis_key(key.as_ref())
+        self.inner.core.prefix.redis_key(key.as_ref())
     }
 
     /// `check(key, 1)`.
@@ -308,20 +288,8 @@ impl<A: Algorithm> RedisLimiter<A> {
 
     /// Reads `key`'s state without changing it, against the server's clock.
     pub fn inspect<K: AsRef<[u8]> + ?Sized>(&self, key: &K) -> Result<KeyState, RedisLimitError> {
-        let redis_key = self.redis_key(key);
-        let value = self.run(None, |con| {
-            scripts().inspect.key(redis_key.as_slice()).invoke(con)
-        })?;
-        let raw = reply::raw_state(value)?;
-        let q = self.quota();
-        let tat = raw.tat_ns.unwrap_or(0);
-        Ok(KeyState {
-            tat_ns: raw.tat_ns,
-            server_now_ns: raw.server_now_ns,
-            ttl: u64::try_from(raw.pttl_ms).ok().map(Duration::from_millis),
-            reset_after: Duration::from_nanos(q.reset_after_ns(tat, raw.server_now_ns)),
-            remaining: q.remaining(tat, raw.server_now_ns),
-        })
+        let call = Core::<A>::inspect_call(&self.redis_key(key));
+        self.inner.core.inspect_done(self.run(None, &call)?)
     }
 
     /// Checks out one connection and keeps it: the calls of the returned
@@ -334,42 +302,20 @@ impl<A: Algorithm> RedisLimiter<A> {
     }
 
     fn now(&self) -> Now {
-        match self.inner.time {
-            TimeSource::Server => Now::Server,
-            TimeSource::Client { ttl_margin } => Now::Client {
-                now_ns: wall_clock_ns(),
-                margin: ttl_margin,
-            },
-        }
+        self.inner.core.now()
     }
 
     fn client_now(&self, now_ns: u64) -> Now {
-        let margin = match self.inner.time {
-            TimeSource::Client { ttl_margin } => ttl_margin,
-            TimeSource::Server => DEFAULT_CLIENT_TTL_MARGIN,
-        };
-        Now::Client { now_ns, margin }
+        self.inner.core.client_now(now_ns)
     }
 
-    fn capacity_ok(&self, cost: u64) -> Result<(), InsufficientCapacity> {
-        let capacity = self.quota().capacity();
-        if cost > capacity {
-            Err(InsufficientCapacity { cost, capacity })
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Runs one script call on the held connection or a pooled one. A
+    /// Sends one script call on the held connection or a pooled one. A
     /// cluster redirect (`MOVED`/`ASK`: the script did not run) is followed
     /// once on a fresh connection, which reads the new slot map; nothing
     /// else is retried.
-    fn run(
-        &self,
-        held: Option<&mut Pooled>,
-        op: impl Fn(&mut dyn ConnectionLike) -> redis::RedisResult<redis::Value>,
-    ) -> Result<redis::Value, RedisLimitError> {
+    fn run(&self, held: Option<&mut Pooled>, call: &Call) -> Result<redis::Value, RedisLimitError> {
         let pool = &self.inner.pool;
+        let op = |con: &mut dyn ConnectionLike| call.invoke::<redis::Value>(con);
         let mut fresh;
         let is_held = held.is_some();
         let conn = match held {
@@ -405,17 +351,11 @@ impl<A: Algorithm> RedisLimiter<A> {
         cost: u64,
         now: Now,
     ) -> Result<Decision, RedisLimitError> {
-        self.capacity_ok(cost)?;
-        let redis_key = self.inner.prefix.redis_key(key);
-        let quota = self.quota();
-        let result = self
-            .run(held, |con| {
-                let mut inv = scripts().check.key(redis_key.as_slice());
-                script::common_args(&mut inv, now, quota);
-                inv.arg(cost).invoke(con)
-            })
-            .and_then(|v| reply::decision(&reply::integers(v)?, quota.capacity()));
-        result.or_else(|e| self.check_failed(&redis_key, cost, e))
+        let core = &self.inner.core;
+        core.capacity_ok(cost)?;
+        let redis_key = core.prefix.redis_key(key);
+        let result = self.run(held, &core.check_call(&redis_key, cost, now));
+        core.check_done(&redis_key, cost, result)
     }
 
     fn reserve_with(
@@ -426,22 +366,12 @@ impl<A: Algorithm> RedisLimiter<A> {
         max_wait_ns: Option<u64>,
         now: Now,
     ) -> Result<Reservation, RedisLimitError> {
-        self.capacity_ok(cost)?;
-        let redis_key = self.inner.prefix.redis_key(key);
-        let quota = self.quota();
-        let kind = match self.inner.algorithm.kind() {
-            ratelimit_core::AlgorithmKind::TokenBucket => "token",
-            ratelimit_core::AlgorithmKind::LeakyBucket => "leaky",
-        };
-        let max_wait = script::max_wait_arg(max_wait_ns);
-        let result = self
-            .run(held, |con| {
-                let mut inv = scripts().reserve.key(redis_key.as_slice());
-                script::common_args(&mut inv, now, quota);
-                inv.arg(kind).arg(cost).arg(max_wait.as_str()).invoke(con)
-            })
-            .and_then(|v| reply::reservation(&reply::integers(v)?, quota.capacity()));
-        result.or_else(|e| self.reserve_failed(&redis_key, cost, max_wait_ns, e))
+        let core = &self.inner.core;
+        core.capacity_ok(cost)?;
+        let redis_key = core.prefix.redis_key(key);
+        let result = self.run(held, &core.reserve_call(&redis_key, cost, max_wait_ns, now));
+        core.reserve_done(&redis_key, cost, max_wait_ns, result)
+            .map(|(r, _)| r)
     }
 
     fn batch_with<K: AsRef<[u8]>>(
@@ -450,142 +380,13 @@ impl<A: Algorithm> RedisLimiter<A> {
         requests: &[(K, u64)],
         now: Now,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
-        let quota = self.quota();
-        let mut answers: Vec<Option<Result<Decision, InsufficientCapacity>>> =
-            vec![None; requests.len()];
-        let keys: Vec<Vec<u8>> = requests
-            .iter()
-            .map(|(k, _)| self.inner.prefix.redis_key(k.as_ref()))
-            .collect();
-        // Groups of request indices that one script call may decide: all of
-        // them on one Redis, one group per hash slot on a cluster.
-        let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        let cluster = self.inner.pool.is_cluster();
-        for (i, (_, cost)) in requests.iter().enumerate() {
-            if let Err(e) = self.capacity_ok(*cost) {
-                answers[i] = Some(Err(e));
-            } else {
-                let group = if cluster { key::slot(&keys[i]) } else { 0 };
-                groups.entry(group).or_default().push(i);
-            }
+        let core = &self.inner.core;
+        let mut plan = core.batch_plan(requests, self.inner.pool.is_cluster(), now);
+        for g in 0..plan.calls() {
+            let result = self.run(held.as_deref_mut(), &core.batch_call(&plan, g));
+            core.batch_settle(&mut plan, g, result)?;
         }
-        for indices in groups.values() {
-            let result = self
-                .run(held.as_deref_mut(), |con| {
-                    let mut inv = scripts().check_batch.prepare_invoke();
-                    for &i in indices {
-                        inv.key(keys[i].as_slice());
-                    }
-                    script::common_args(&mut inv, now, quota);
-                    for &i in indices {
-                        inv.arg(requests[i].1);
-                    }
-                    inv.invoke(con)
-                })
-                .and_then(|v| reply::decisions(v, indices.len(), quota.capacity()));
-            match result {
-                Ok(decisions) => {
-                    for (&i, d) in indices.iter().zip(decisions) {
-                        answers[i] = Some(Ok(d));
-                    }
-                }
-                Err(e) => {
-                    if !e.is_redis_failure() || self.inner.policy == FailurePolicy::ReturnError {
-                        return Err(e);
-                    }
-                    for &i in indices {
-                        answers[i] = Some(Ok(self.policy_check(&keys[i], requests[i].1)?));
-                    }
-                }
-            }
-        }
-        Ok(answers
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| unreachable!("every request is answered")))
-            .collect())
-    }
-
-    /// Applies the failure policy to a failed `check`.
-    fn check_failed(
-        &self,
-        redis_key: &[u8],
-        cost: u64,
-        e: RedisLimitError,
-    ) -> Result<Decision, RedisLimitError> {
-        if !e.is_redis_failure() || self.inner.policy == FailurePolicy::ReturnError {
-            return Err(e);
-        }
-        Ok(self.policy_check(redis_key, cost)?)
-    }
-
-    /// The failure policy's answer to a `check` Redis could not decide
-    /// (the policy is not `ReturnError`).
-    fn policy_check(&self, redis_key: &[u8], cost: u64) -> Result<Decision, InsufficientCapacity> {
-        // A statistic: no ordering with anything else.
-        self.inner.failures.fetch_add(1, Ordering::Relaxed);
-        let q = self.quota();
-        Ok(match self.inner.policy {
-            FailurePolicy::FailOpen => Decision {
-                allowed: true,
-                remaining: 0,
-                retry_after: None,
-                reset_after: Duration::ZERO,
-                limit: q.capacity(),
-                reason: Reason::FailOpen,
-            },
-            FailurePolicy::Fallback => {
-                self.inner
-                    .fallback
-                    .check(&self.inner.algorithm, redis_key, cost)?
-            }
-            _ => Decision {
-                allowed: false,
-                remaining: 0,
-                retry_after: Some(q.interval()),
-                reset_after: Duration::ZERO,
-                limit: q.capacity(),
-                reason: Reason::FailClosed,
-            },
-        })
-    }
-
-    /// Applies the failure policy to a failed `reserve`.
-    fn reserve_failed(
-        &self,
-        redis_key: &[u8],
-        cost: u64,
-        max_wait_ns: Option<u64>,
-        e: RedisLimitError,
-    ) -> Result<Reservation, RedisLimitError> {
-        if !e.is_redis_failure() || self.inner.policy == FailurePolicy::ReturnError {
-            return Err(e);
-        }
-        // A statistic: no ordering with anything else.
-        self.inner.failures.fetch_add(1, Ordering::Relaxed);
-        let q = self.quota();
-        Ok(match self.inner.policy {
-            FailurePolicy::FailOpen => Reservation {
-                allowed: true,
-                wait: Duration::ZERO,
-                retry_after: None,
-                reset_after: Duration::ZERO,
-                limit: q.capacity(),
-                reason: Reason::FailOpen,
-            },
-            FailurePolicy::Fallback => {
-                self.inner
-                    .fallback
-                    .reserve(&self.inner.algorithm, redis_key, cost, max_wait_ns)?
-            }
-            _ => Reservation {
-                allowed: false,
-                wait: Duration::ZERO,
-                retry_after: Some(q.interval()),
-                reset_after: Duration::ZERO,
-                limit: q.capacity(),
-                reason: Reason::FailClosed,
-            },
-        })
+        Ok(Core::<A>::batch_done(plan))
     }
 }
 

@@ -83,6 +83,39 @@ pub(crate) fn reservation(slots: &[i64], limit: u64) -> Result<Reservation, Redi
     })
 }
 
+/// Decodes the reply of `reserve.lua`: the 4 integers of the reservation
+/// and the state it stored (`None` when it stored nothing), which
+/// `cancel.lua` takes to undo exactly this reservation.
+pub(crate) fn reservation_reply(
+    value: redis::Value,
+    limit: u64,
+) -> Result<(Reservation, Option<u64>), RedisLimitError> {
+    let redis::Value::Array(mut items) = value else {
+        return Err(unexpected(&value, "an array"));
+    };
+    if items.len() != 5 {
+        return Err(unexpected(&redis::Value::Array(items), "5 items"));
+    }
+    let stored = match items.pop() {
+        Some(redis::Value::BulkString(b)) if b.is_empty() => None,
+        Some(redis::Value::BulkString(b)) => Some(
+            core::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    RedisLimitError::UnexpectedReply(format!(
+                        "wanted a decimal state, got {:?}",
+                        String::from_utf8_lossy(&b)
+                    ))
+                })?,
+        ),
+        Some(other) => return Err(unexpected(&other, "a state text")),
+        None => unreachable!("5 items"),
+    };
+    let r = reservation(&integers(redis::Value::Array(items))?, limit)?;
+    Ok((r, stored))
+}
+
 /// Decodes a batch reply: `n` decisions of 4 integers each.
 pub(crate) fn decisions(
     value: redis::Value,
@@ -169,6 +202,20 @@ mod tests {
         assert!(decision(&[1, -3, -1, 0], 1).is_err());
         assert!(decision(&[1, 0, -1], 1).is_err());
         assert!(integers(redis::Value::Nil).is_err());
+        let reply = |last: &[u8]| {
+            redis::Value::Array(vec![
+                redis::Value::Int(1),
+                redis::Value::Int(0),
+                redis::Value::Int(-1),
+                redis::Value::Int(9),
+                redis::Value::BulkString(last.to_vec()),
+            ])
+        };
+        let (r, stored) = reservation_reply(reply(b"1764280800123456000"), 3).unwrap();
+        assert!(r.allowed);
+        assert_eq!(stored, Some(1_764_280_800_123_456_000));
+        assert_eq!(reservation_reply(reply(b""), 3).unwrap().1, None);
+        assert!(reservation_reply(reply(b"12x"), 3).is_err());
         let batch = redis::Value::Array(vec![redis::Value::Int(0); 8]);
         assert_eq!(decisions(batch, 2, 5).unwrap().len(), 2);
     }

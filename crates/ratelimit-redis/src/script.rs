@@ -20,6 +20,7 @@ pub(crate) struct Scripts {
     pub(crate) check: redis::Script,
     pub(crate) check_batch: redis::Script,
     pub(crate) reserve: redis::Script,
+    pub(crate) cancel: redis::Script,
     pub(crate) inspect: redis::Script,
 }
 
@@ -34,6 +35,7 @@ pub(crate) fn scripts() -> &'static Scripts {
             check: with_common(include_str!("../lua/check.lua")),
             check_batch: with_common(include_str!("../lua/check_batch.lua")),
             reserve: with_common(include_str!("../lua/reserve.lua")),
+            cancel: with_common(include_str!("../lua/cancel.lua")),
             inspect: redis::Script::new(include_str!("../lua/inspect.lua")),
         }
     })
@@ -101,6 +103,7 @@ mod tests {
             s.check.get_hash(),
             s.check_batch.get_hash(),
             s.reserve.get_hash(),
+            s.cancel.get_hash(),
         ] {
             assert_eq!(hash.len(), 40);
         }
@@ -108,6 +111,7 @@ mod tests {
             include_str!("../lua/check.lua"),
             include_str!("../lua/check_batch.lua"),
             include_str!("../lua/reserve.lua"),
+            include_str!("../lua/cancel.lua"),
             include_str!("../lua/inspect.lua"),
         ] {
             for word in ["KEYS", "ARGV", "Reply", "Time source"] {

@@ -1,6 +1,8 @@
 //! What Redis deployments do to a limiter: a server killed mid-run and
 //! restarted, a hung server, `SCRIPT FLUSH`, `maxmemory` with
-//! `noeviction`, passwords. Each test prints what it measured.
+//! `noeviction`, passwords. Each test prints what it measured. The
+//! killed, hung and flushed server bodies run against the sync limiter
+//! (pool) and the async one (one shared connection).
 
 #![allow(clippy::std_instead_of_core)]
 
@@ -10,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use ratelimit_core::{Quota, Rate, Reason};
 use ratelimit_redis::{
-    FailurePolicy, RedisLimitError, RedisLimiter, RedisPool, TokenBucket, TokenBucketRedis,
+    AsyncRedisConnection, FailurePolicy, RedisLimitError, RedisLimiter, RedisLimiterBuilder,
+    RedisPool, TokenBucket, TokenBucketRedis,
 };
-use support::RedisServer;
+use support::{AsyncFactory, Factory, Limit, RedisServer};
 
 const S: u64 = 1_000_000_000;
 const TIMEOUT: Duration = Duration::from_millis(200);
@@ -25,25 +28,55 @@ fn pool(server: &RedisServer) -> RedisPool {
         .unwrap()
 }
 
-fn limiter(pool: &RedisPool, policy: FailurePolicy) -> TokenBucketRedis {
+fn builder(policy: FailurePolicy) -> RedisLimiterBuilder<TokenBucket> {
     RedisLimiter::builder(TokenBucket::new(Quota::new(3, Rate::per_hour(1)).unwrap()))
         .prefix(format!("{policy:?}"))
         .failure_policy(policy)
-        .build(pool.clone())
-        .unwrap()
+}
+
+fn limiter(pool: &RedisPool, policy: FailurePolicy) -> TokenBucketRedis {
+    builder(policy).build(pool.clone()).unwrap()
+}
+
+/// The async limiter's connection, with the same timeouts as `pool`.
+fn async_factory(server: &RedisServer) -> AsyncFactory {
+    let rt = support::runtime();
+    let conn = rt
+        .block_on(
+            AsyncRedisConnection::builder(&server.url())
+                .connect_timeout(TIMEOUT)
+                .response_timeout(TIMEOUT)
+                .build(),
+        )
+        .unwrap();
+    AsyncFactory { conn, rt }
 }
 
 #[test]
 fn killed_then_restarted_server() {
     let mut server = RedisServer::start();
     let pool = pool(&server);
+    killed_then_restarted(&mut server, &pool);
+}
+
+#[test]
+fn killed_then_restarted_server_async() {
+    let mut server = RedisServer::start();
+    let factory = async_factory(&server);
+    killed_then_restarted(&mut server, &factory);
+}
+
+fn killed_then_restarted<F: Factory>(server: &mut RedisServer, factory: &F) {
     let policies = [
         FailurePolicy::ReturnError,
         FailurePolicy::FailClosed,
         FailurePolicy::FailOpen,
         FailurePolicy::Fallback,
     ];
-    let limiters: Vec<_> = policies.iter().map(|&p| limiter(&pool, p)).collect();
+    let limiters: Vec<_> = policies
+        .iter()
+        .map(|&p| factory.limit(builder(p)))
+        .collect();
     for l in &limiters {
         assert_eq!(l.check("k").unwrap().reason, Reason::Quota);
     }
@@ -129,7 +162,18 @@ fn killed_then_restarted_server() {
 fn hung_server_times_out_and_is_not_retried() {
     let server = RedisServer::start();
     let pool = pool(&server);
-    let l = limiter(&pool, FailurePolicy::ReturnError);
+    hung_server(&server, &pool);
+}
+
+#[test]
+fn hung_server_times_out_and_is_not_retried_async() {
+    let server = RedisServer::start();
+    let factory = async_factory(&server);
+    hung_server(&server, &factory);
+}
+
+fn hung_server<F: Factory>(server: &RedisServer, factory: &F) {
+    let l = factory.limit(builder(FailurePolicy::ReturnError));
     let now = 100 * S;
     assert_eq!(l.check_at("k", 1, now).unwrap().remaining, 2);
     server.pause();
@@ -155,7 +199,18 @@ fn hung_server_times_out_and_is_not_retried() {
 fn script_flush_is_transparent() {
     let server = RedisServer::start();
     let pool = pool(&server);
-    let l = limiter(&pool, FailurePolicy::ReturnError);
+    script_flush(&server, &pool);
+}
+
+#[test]
+fn script_flush_is_transparent_async() {
+    let server = RedisServer::start();
+    let factory = async_factory(&server);
+    script_flush(&server, &factory);
+}
+
+fn script_flush<F: Factory>(server: &RedisServer, factory: &F) {
+    let l = factory.limit(builder(FailurePolicy::ReturnError));
     assert_eq!(l.check_at("k", 1, S).unwrap().remaining, 2);
     assert_eq!(server.cli(&["script", "flush"]).trim(), "OK");
     assert_eq!(l.check_at("k", 1, S).unwrap().remaining, 1);
@@ -223,5 +278,20 @@ fn passwords_in_the_url() {
         .check("k")
         .unwrap_err();
     eprintln!("no password: {e}");
+    assert!(matches!(e, RedisLimitError::Authentication(_)), "{e}");
+}
+
+#[test]
+fn passwords_in_the_url_async() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let factory = async_factory(&server);
+    let l = factory.limit(builder(FailurePolicy::ReturnError));
+    assert!(l.check("k").unwrap().allowed);
+    let wrong = format!("redis://:nope@127.0.0.1:{}/", server.port);
+    let e = factory
+        .rt
+        .block_on(AsyncRedisConnection::open(&wrong))
+        .unwrap_err();
+    eprintln!("wrong password (async): {e}");
     assert!(matches!(e, RedisLimitError::Authentication(_)), "{e}");
 }

@@ -1,23 +1,20 @@
 //! The conformance scenarios of the core, unchanged, against real Redis
 //! with client time: every field of every answer must match, in both files
 //! (microsecond and arbitrary-nanosecond times: the scripts are exact to
-//! the nanosecond).
+//! the nanosecond), through the sync limiter and through the async one.
 
 #![allow(clippy::std_instead_of_core)]
 
 mod support;
 
 use ratelimit_redis::RedisPool;
-use support::{RedisServer, run_file};
+use support::{AsyncFactory, Factory, RedisServer, run_file_on};
 
-#[test]
-fn every_scenario_matches_exactly() {
-    let server = RedisServer::start();
-    let pool = RedisPool::open(&server.url()).unwrap();
+fn every_scenario_on<F: Factory>(factory: &F) {
     let mut count = 0;
     let mut failures = Vec::new();
     for file in ["scenarios-us.jsonl.gz", "scenarios-ns.jsonl.gz"] {
-        let (n, f) = run_file(&pool, file);
+        let (n, f) = run_file_on(factory, file);
         count += n;
         failures.extend(f);
     }
@@ -28,4 +25,16 @@ fn every_scenario_matches_exactly() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_scenario_matches_exactly() {
+    let server = RedisServer::start();
+    every_scenario_on(&RedisPool::open(&server.url()).unwrap());
+}
+
+#[test]
+fn every_scenario_matches_exactly_async() {
+    let server = RedisServer::start();
+    every_scenario_on(&AsyncFactory::open(&server.url()));
 }

@@ -9,12 +9,16 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
 use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
-use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
+use ratelimit_redis::{
+    AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisLimiterBuilder,
+    RedisPool, TimeSource,
+};
 use ratelimit_replay::{Scenario, load_scenarios, run_scenario};
 
 /// A `redis-server` started by a test, killed and its directory removed on
@@ -260,8 +264,136 @@ impl RedisCluster {
     }
 }
 
+/// The calls the shared test bodies make, on either limiter: the sync one
+/// directly, the async one through `Blocking` (each call `block_on` a
+/// tokio runtime), so one body tests both.
+pub trait Limit {
+    fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError>;
+    fn check(&self, key: &str) -> Result<Decision, RedisLimitError> {
+        self.check_n(key, 1)
+    }
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Result<Decision, RedisLimitError>;
+    fn reserve_at(
+        &self,
+        key: &str,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError>;
+    fn check_batch_at(
+        &self,
+        requests: &[(&str, u64)],
+        now_ns: u64,
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
+    fn policy_failures(&self) -> u64;
+}
+
+impl<A: Algorithm> Limit for RedisLimiter<A> {
+    fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError> {
+        RedisLimiter::check_n(self, key, cost)
+    }
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Result<Decision, RedisLimitError> {
+        RedisLimiter::check_at(self, key, cost, now_ns)
+    }
+    fn reserve_at(
+        &self,
+        key: &str,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError> {
+        RedisLimiter::reserve_at(self, key, cost, max_wait_ns, now_ns)
+    }
+    fn check_batch_at(
+        &self,
+        requests: &[(&str, u64)],
+        now_ns: u64,
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        RedisLimiter::check_batch_at(self, requests, now_ns)
+    }
+    fn policy_failures(&self) -> u64 {
+        RedisLimiter::policy_failures(self)
+    }
+}
+
+impl<L: Limit + ?Sized> Limit for Box<L> {
+    fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError> {
+        (**self).check_n(key, cost)
+    }
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Result<Decision, RedisLimitError> {
+        (**self).check_at(key, cost, now_ns)
+    }
+    fn reserve_at(
+        &self,
+        key: &str,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError> {
+        (**self).reserve_at(key, cost, max_wait_ns, now_ns)
+    }
+    fn check_batch_at(
+        &self,
+        requests: &[(&str, u64)],
+        now_ns: u64,
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        (**self).check_batch_at(requests, now_ns)
+    }
+    fn policy_failures(&self) -> u64 {
+        (**self).policy_failures()
+    }
+}
+
+/// A tokio runtime for the async limiter's tests driven from plain test
+/// code (one worker thread runs the connection's tasks).
+pub fn runtime() -> Arc<tokio::runtime::Runtime> {
+    Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime"),
+    )
+}
+
+/// The async limiter, each call run to completion on `rt`.
+pub struct Blocking<A> {
+    pub limiter: AsyncRedisLimiter<A>,
+    pub rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl<A: Algorithm> Limit for Blocking<A> {
+    fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError> {
+        self.rt.block_on(self.limiter.check_n(key, cost))
+    }
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Result<Decision, RedisLimitError> {
+        self.rt.block_on(self.limiter.check_at(key, cost, now_ns))
+    }
+    fn reserve_at(
+        &self,
+        key: &str,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError> {
+        self.rt
+            .block_on(self.limiter.reserve_at(key, cost, max_wait_ns, now_ns))
+    }
+    fn check_batch_at(
+        &self,
+        requests: &[(&str, u64)],
+        now_ns: u64,
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        self.rt
+            .block_on(self.limiter.check_batch_at(requests, now_ns))
+    }
+    fn policy_failures(&self) -> u64 {
+        self.limiter.policy_failures()
+    }
+}
+
 /// A limiter driven with explicit (client) time, for the replay runner.
-pub struct ReplayAdapter<A>(pub RedisLimiter<A>);
+pub struct ReplayAdapter<L>(pub L);
 
 fn split<T>(
     r: Result<T, RedisLimitError>,
@@ -273,7 +405,7 @@ fn split<T>(
     }
 }
 
-impl<A: Algorithm> ratelimit_replay::Backend for ReplayAdapter<A> {
+impl<L: Limit> ratelimit_replay::Backend for ReplayAdapter<L> {
     type Error = RedisLimitError;
 
     fn check(
@@ -296,9 +428,48 @@ impl<A: Algorithm> ratelimit_replay::Backend for ReplayAdapter<A> {
     }
 }
 
+/// Builds the limiter a scenario runs on, from its options.
+pub trait Factory {
+    fn limit<A: Algorithm>(&self, builder: RedisLimiterBuilder<A>) -> Box<dyn Limit>;
+}
+
+impl Factory for RedisPool {
+    fn limit<A: Algorithm>(&self, builder: RedisLimiterBuilder<A>) -> Box<dyn Limit> {
+        Box::new(builder.build(self.clone()).unwrap())
+    }
+}
+
+/// The async limiter on one shared connection.
+pub struct AsyncFactory {
+    pub conn: AsyncRedisConnection,
+    pub rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl AsyncFactory {
+    pub fn open(url: &str) -> Self {
+        let rt = runtime();
+        let conn = rt.block_on(AsyncRedisConnection::open(url)).unwrap();
+        Self { conn, rt }
+    }
+}
+
+impl Factory for AsyncFactory {
+    fn limit<A: Algorithm>(&self, builder: RedisLimiterBuilder<A>) -> Box<dyn Limit> {
+        Box::new(Blocking {
+            limiter: builder.build_async(self.conn.clone()).unwrap(),
+            rt: Arc::clone(&self.rt),
+        })
+    }
+}
+
 /// Runs every scenario of a conformance file against `pool` with client
 /// time, one prefix per scenario; returns the count and the mismatches.
 pub fn run_file(pool: &RedisPool, file: &str) -> (usize, Vec<String>) {
+    run_file_on(pool, file)
+}
+
+/// `run_file` on the limiters `factory` builds.
+pub fn run_file_on<F: Factory>(factory: &F, file: &str) -> (usize, Vec<String>) {
     let scenarios: Vec<Scenario> = load_scenarios(file).expect("conformance files are present");
     let mut failures = Vec::new();
     // Replays keep state however long virtual time stands still.
@@ -308,29 +479,19 @@ pub fn run_file(pool: &RedisPool, file: &str) -> (usize, Vec<String>) {
     for s in &scenarios {
         let quota = s.quota().expect("scenario quota is valid");
         let prefix = format!("parity:{file}:{}", s.id);
-        let result = match s.kind() {
-            AlgorithmKind::TokenBucket => run_scenario(
-                s,
-                &mut ReplayAdapter(
-                    RedisLimiter::builder(TokenBucket::new(quota))
-                        .prefix(prefix)
-                        .time_source(time)
-                        .build(pool.clone())
-                        .unwrap(),
-                ),
+        let limiter = match s.kind() {
+            AlgorithmKind::TokenBucket => factory.limit(
+                RedisLimiter::builder(TokenBucket::new(quota))
+                    .prefix(prefix)
+                    .time_source(time),
             ),
-            AlgorithmKind::LeakyBucket => run_scenario(
-                s,
-                &mut ReplayAdapter(
-                    RedisLimiter::builder(LeakyBucket::new(quota))
-                        .prefix(prefix)
-                        .time_source(time)
-                        .build(pool.clone())
-                        .unwrap(),
-                ),
+            AlgorithmKind::LeakyBucket => factory.limit(
+                RedisLimiter::builder(LeakyBucket::new(quota))
+                    .prefix(prefix)
+                    .time_source(time),
             ),
         };
-        if let Err(m) = result {
+        if let Err(m) = run_scenario(s, &mut ReplayAdapter(limiter)) {
             failures.push(format!("{file}: {m}"));
         }
     }
