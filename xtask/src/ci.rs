@@ -14,9 +14,12 @@ const NO_STD_TARGETS: [&str; 3] = [
     "wasm32-unknown-unknown",
 ];
 
+/// One CI job.
+type Job = fn() -> Result<(), String>;
+
 /// Every CI job, in order.
 pub(crate) fn all() -> Result<(), String> {
-    let jobs: [(&str, fn() -> Result<(), String>); 7] = [
+    let jobs: [(&str, Job); 7] = [
         ("fmt", fmt),
         ("clippy", clippy),
         ("test", test),
@@ -47,7 +50,16 @@ pub(crate) fn fmt() -> Result<(), String> {
 }
 
 pub(crate) fn clippy() -> Result<(), String> {
-    Step::cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]).run()
+    Step::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .run()
 }
 
 pub(crate) fn test() -> Result<(), String> {
@@ -58,7 +70,14 @@ pub(crate) fn test() -> Result<(), String> {
         .run()?;
     // The core alone, without its std feature (`cargo build` leaves out the
     // dev-dependencies, so no feature unification can re-enable std).
-    Step::cargo(&["build", "-p", "ratelimit-core", "--no-default-features", "--locked"]).run()
+    Step::cargo(&[
+        "build",
+        "-p",
+        "ratelimit-core",
+        "--no-default-features",
+        "--locked",
+    ])
+    .run()
 }
 
 pub(crate) fn loom() -> Result<(), String> {

@@ -57,7 +57,10 @@ impl<'a> Step<'a> {
         if status.success() {
             Ok(())
         } else {
-            Err(format!("failed ({status}); reproduce with:\n    {}", self.display()))
+            Err(format!(
+                "failed ({status}); reproduce with:\n    {}",
+                self.display()
+            ))
         }
     }
 
