@@ -73,7 +73,9 @@ impl From<InsufficientCapacity> for LimitError {
 /// - `RedisLimiter` (feature `redis`): the sync call runs on tokio's
 ///   blocking pool ([`tokio::task::spawn_blocking`]), never on an executor
 ///   thread.
-/// - An async backend (the async Redis limiter) implements it with
+/// - `AsyncRedisLimiter` (feature `redis`): checked on the request's task,
+///   on its one shared, pipelined connection.
+/// - Any other async backend implements it with
 ///   `type Future = BoxFuture<Result<Decision, LimitError>>` and an `async
 ///   move` block over a clone of its connection handle; see the example
 ///   below.
@@ -170,7 +172,7 @@ where
 #[cfg(feature = "redis")]
 mod redis_impl {
     use ratelimit_core::{Algorithm, Decision, Quota};
-    use ratelimit_redis::{RedisLimitError, RedisLimiter};
+    use ratelimit_redis::{AsyncRedisLimiter, RedisLimitError, RedisLimiter};
 
     use super::{BoxFuture, LimitError, Limiter};
 
@@ -213,6 +215,34 @@ mod redis_impl {
 
         fn quota(&self, _key: &K) -> Quota {
             *RedisLimiter::quota(self)
+        }
+    }
+
+    /// The async Redis limiters: the check runs on the request's task, on
+    /// the limiter's one shared, pipelined connection; nothing blocks.
+    ///
+    /// Cancellation: if the request future is dropped while Redis is being
+    /// asked, the request may have counted.
+    impl<K, A> Limiter<K> for AsyncRedisLimiter<A>
+    where
+        K: AsRef<[u8]> + Send + Sync + 'static,
+        A: Algorithm,
+    {
+        type Future = BoxFuture<Result<Decision, LimitError>>;
+
+        fn check(&self, key: K, cost: u64) -> Self::Future {
+            let limiter = self.clone();
+            Box::pin(async move {
+                match limiter.check_n(&key, cost).await {
+                    Ok(decision) => Ok(decision),
+                    Err(RedisLimitError::InsufficientCapacity(e)) => Err(e.into()),
+                    Err(e) => Err(LimitError::backend(e)),
+                }
+            })
+        }
+
+        fn quota(&self, _key: &K) -> Quota {
+            *AsyncRedisLimiter::quota(self)
         }
     }
 }
