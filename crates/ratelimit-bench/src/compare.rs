@@ -160,6 +160,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
         .collect();
     let mut targets = targets(&rows, &memory);
     targets.extend(http::targets(&rows));
+    targets.extend(redis::targets(&rows));
     Report {
         machine: Machine::detect(),
         settings,

@@ -11,7 +11,10 @@
 //!   and 2 threads;
 //! - `redis/check_held`: `check` on a held connection (`session()`);
 //! - `redis/batch_100`: `check_batch` of 100 keys per round trip, figures
-//!   per check.
+//!   per check;
+//! - `redis/async_check`: the async limiter, 1, 16 and 64 tasks sharing one
+//!   connection (pipelined) on a one-thread tokio runtime, next to the
+//!   sync pool's one-thread row of the same run.
 //!
 //! Without `redis-server` on PATH the rows are skipped with that reason.
 
@@ -24,7 +27,7 @@ use ratelimit_core::{Quota, Rate, TokenBucket};
 use ratelimit_redis::{RedisLimiter, RedisPool, TokenBucketRedis};
 
 use crate::measure::{self, Settings, Worker};
-use crate::report::Row;
+use crate::report::{Row, Target};
 
 /// A `redis-server` owned by the bench.
 struct Server {
@@ -305,9 +308,129 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
         p50
     ));
     out.push(r);
+    out.extend(async_rows(&url, duration, &keys, &out)?);
     drop(sessions);
     drop(server);
     Ok(out)
+}
+
+/// `redis/async_check`: `tasks` tasks checking in a loop on one
+/// `AsyncRedisConnection`, on a current-thread runtime (one thread, as the
+/// sync one-thread row), every call timed.
+fn async_rows(
+    url: &str,
+    duration: Duration,
+    keys: &[String],
+    sync_rows: &[Row],
+) -> Result<Vec<Row>, String> {
+    use ratelimit_redis::{AsyncRedisConnection, AsyncRedisLimiter};
+    use std::sync::Arc;
+
+    let failed = |what: &str, e: &dyn core::fmt::Display| format!("{what}: {e}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed("tokio runtime", &e))?;
+    let quota =
+        Quota::new(1 << 20, Rate::per_second(1_000_000)).map_err(|e| failed("quota", &e))?;
+    let limiter = rt.block_on(async {
+        let conn = AsyncRedisConnection::open(url)
+            .await
+            .map_err(|e| failed("async connection", &e))?;
+        let limiter = AsyncRedisLimiter::builder(TokenBucket::new(quota))
+            .prefix("bench-async")
+            .build_async(conn)
+            .map_err(|e| failed("async limiter", &e))?;
+        let _ = limiter
+            .check("warm")
+            .await
+            .map_err(|e| failed("first async check", &e))?;
+        Ok::<_, String>(limiter)
+    })?;
+    let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
+    let sync_ops = sync_rows
+        .iter()
+        .find(|r| r.shape == "redis/check_pool" && r.threads == 1)
+        .map(|r| r.ops_per_s);
+    let mut out = Vec::new();
+    for tasks in [1usize, 16, 64] {
+        let timing = rt.block_on(async {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let limiter = limiter.clone();
+                    let keys = Arc::clone(&keys);
+                    tokio::spawn(async move {
+                        let mut i = t;
+                        let warm = Instant::now();
+                        while warm.elapsed() < duration / 10 {
+                            let _ = limiter.check(&keys[i % 100]).await;
+                            i += 1;
+                        }
+                        let mut lat = Vec::new();
+                        let begin = Instant::now();
+                        while begin.elapsed() < duration {
+                            let t0 = Instant::now();
+                            let _ = limiter.check(&keys[i % 100]).await;
+                            lat.push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                            i += 1;
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            let mut latencies_ns = Vec::new();
+            for h in handles {
+                latencies_ns.extend(h.await.unwrap_or_default());
+            }
+            let wall = start.elapsed().saturating_sub(duration / 10);
+            Timing {
+                ops: latencies_ns.len() as u64,
+                latencies_ns,
+                wall,
+            }
+        });
+        let (mut r, p50) = row(
+            "redis/async_check",
+            "ratelimit-redis (async)",
+            tasks,
+            1,
+            timing,
+        );
+        r.keys = 100.min(tasks.max(1));
+        let ratio = sync_ops.map_or(String::new(), |s| {
+            format!("; {:.2} x sync pool 1 thread", r.ops_per_s / s)
+        });
+        r.note = Some(format!(
+            "{tasks} task(s), 1 connection, 1 thread; p50 {:.1} us{ratio}",
+            p50 / 1000.0
+        ));
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The async target, read off the rows: 64 tasks on one connection make
+/// at least 3 x the checks per second of the sync pool on one thread.
+#[must_use]
+pub fn targets(rows: &[Row]) -> Vec<Target> {
+    let ops = |shape: &str, threads: usize| {
+        rows.iter()
+            .find(|r| r.shape == shape && r.threads == threads)
+            .map(|r| r.ops_per_s)
+    };
+    let value = ops("redis/async_check", 64)
+        .zip(ops("redis/check_pool", 1))
+        .map(|(a, s)| a / s);
+    if value.is_none() && !rows.iter().any(|r| r.shape.starts_with("redis/")) {
+        return Vec::new();
+    }
+    vec![Target {
+        name: "async Redis, 64 tasks on one connection, checks/s vs sync pool 1 thread".to_owned(),
+        value,
+        bound: ">= 3.00".to_owned(),
+        met: value.map(|v| v >= 3.0),
+    }]
 }
 
 /// Measures named workers the way the comparison measures its own cases
