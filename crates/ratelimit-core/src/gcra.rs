@@ -6,8 +6,15 @@
 //! panics. A state that would not fit in `u64` (a clock within `τ` of
 //! `u64::MAX` ns, about 584 years) is never stored: the request is refused
 //! with `retry_after: None`, which can only make the limiter stricter.
+//!
+//! Each function first computes a [`Verdict`] (whether the request passes
+//! and the state to store: a few additions and comparisons) and only then,
+//! on demand, the full decision (remaining units need a division). A
+//! backend that installs the state with a compare-and-swap computes the
+//! verdict inside its retry loop and the decision once, after the swap.
 
 use core::fmt::Debug;
+use core::marker::PhantomData;
 use core::time::Duration;
 
 use crate::decision::{Decision, Reason, Reservation};
@@ -24,6 +31,100 @@ pub struct Step<D> {
     /// The new `tat` to store, or `None` when the stored state need not
     /// change (a denial, or a cost of zero).
     pub next: Option<u64>,
+}
+
+/// The outcome of a step before its decision is built: the state to store
+/// is known, the decision ([`Decision`] or [`Reservation`]) is computed by
+/// [`decision`](Verdict::decision) when asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Verdict<D> {
+    quota: Quota,
+    now: u64,
+    allowed: bool,
+    /// `tat` after the step, stored or not.
+    state: u64,
+    /// The new `tat` to store, if any.
+    next: Option<u64>,
+    /// Admitted reservations: the wait, in ns.
+    wait: u64,
+    /// Refusals: the wait until the same request would pass, in ns.
+    retry_after: Option<u64>,
+    answer: PhantomData<fn() -> D>,
+}
+
+impl<D> Verdict<D> {
+    /// The new `tat` to store, or `None` when the stored state need not
+    /// change.
+    #[inline]
+    #[must_use]
+    pub const fn next(&self) -> Option<u64> {
+        self.next
+    }
+
+    /// Whether the request passes.
+    #[inline]
+    #[must_use]
+    pub const fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    #[inline]
+    fn reset_after(&self) -> Duration {
+        Duration::from_nanos(self.quota.reset_after_ns(self.state, self.now))
+    }
+}
+
+impl<D: Answer> Verdict<D> {
+    /// The answer for the caller.
+    #[inline]
+    pub fn decision(&self) -> D {
+        D::from_verdict(self)
+    }
+
+    /// The answer and the state to store.
+    #[inline]
+    pub fn into_step(self) -> Step<D> {
+        Step {
+            decision: self.decision(),
+            next: self.next,
+        }
+    }
+}
+
+/// What a [`Verdict`] becomes: a [`Decision`] (policing) or a
+/// [`Reservation`] (shaping).
+pub trait Answer: Sized {
+    /// Builds the answer from a verdict.
+    fn from_verdict(verdict: &Verdict<Self>) -> Self;
+}
+
+impl Answer for Decision {
+    #[inline]
+    fn from_verdict(v: &Verdict<Self>) -> Self {
+        Decision {
+            allowed: v.allowed,
+            remaining: v.quota.remaining(v.state, v.now),
+            retry_after: v.retry_after.map(Duration::from_nanos),
+            reset_after: v.reset_after(),
+            limit: v.quota.capacity(),
+            reason: Reason::Quota,
+        }
+    }
+}
+
+impl Answer for Reservation {
+    #[inline]
+    fn from_verdict(v: &Verdict<Self>) -> Self {
+        Reservation {
+            allowed: v.allowed,
+            wait: Duration::from_nanos(v.wait),
+            retry_after: v.retry_after.map(Duration::from_nanos),
+            reset_after: v.reset_after(),
+            limit: v.quota.capacity(),
+            reason: Reason::Quota,
+        }
+    }
 }
 
 /// Which of the two algorithms a limiter runs.
@@ -60,22 +161,50 @@ pub trait Algorithm: Copy + Debug + Send + Sync + 'static {
     /// The quota it enforces.
     fn quota(&self) -> &Quota;
 
-    /// Policing: allow or deny a request of `cost` units now.
+    /// Policing: allow or deny a request of `cost` units now, as a verdict
+    /// whose decision is built on demand.
     ///
     /// Both algorithms make identical `check` decisions for the same quota.
-    fn check(&self, tat: u64, now: u64, cost: u64) -> Result<Step<Decision>, InsufficientCapacity> {
+    #[inline]
+    fn check_verdict(
+        &self,
+        tat: u64,
+        now: u64,
+        cost: u64,
+    ) -> Result<Verdict<Decision>, InsufficientCapacity> {
         police(self.quota(), tat, now, cost)
     }
 
+    /// Policing: allow or deny a request of `cost` units now.
+    #[inline]
+    fn check(&self, tat: u64, now: u64, cost: u64) -> Result<Step<Decision>, InsufficientCapacity> {
+        self.check_verdict(tat, now, cost).map(Verdict::into_step)
+    }
+
+    /// Shaping, as a verdict whose reservation is built on demand: admit a
+    /// request of `cost` units to proceed after a wait of at most
+    /// `max_wait_ns` (`None`: unbounded), or reject it.
+    fn reserve_verdict(
+        &self,
+        tat: u64,
+        now: u64,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+    ) -> Result<Verdict<Reservation>, InsufficientCapacity>;
+
     /// Shaping: admit a request of `cost` units to proceed after a wait of
     /// at most `max_wait_ns` (`None`: unbounded), or reject it.
+    #[inline]
     fn reserve(
         &self,
         tat: u64,
         now: u64,
         cost: u64,
         max_wait_ns: Option<u64>,
-    ) -> Result<Step<Reservation>, InsufficientCapacity>;
+    ) -> Result<Step<Reservation>, InsufficientCapacity> {
+        self.reserve_verdict(tat, now, cost, max_wait_ns)
+            .map(Verdict::into_step)
+    }
 }
 
 /// A token bucket: up to `C` units at once, refilled one every `T`.
@@ -106,27 +235,28 @@ impl Algorithm for TokenBucket {
         AlgorithmKind::TokenBucket
     }
 
+    #[inline]
     fn quota(&self) -> &Quota {
         &self.quota
     }
 
-    fn reserve(
+    #[inline]
+    fn reserve_verdict(
         &self,
         tat: u64,
         now: u64,
         cost: u64,
         max_wait_ns: Option<u64>,
-    ) -> Result<Step<Reservation>, InsufficientCapacity> {
+    ) -> Result<Verdict<Reservation>, InsufficientCapacity> {
         let q = &self.quota;
         let new_tat = next_tat(q, tat, now, cost)?;
-        let wait = (new_tat - u128::from(now)).saturating_sub(u128::from(q.tolerance_ns()));
         let Ok(stored) = u64::try_from(new_tat) else {
             return Ok(refuse(q, tat, now, None));
         };
+        // new_tat fits in u64, so does the wait.
+        let wait = (stored - now).saturating_sub(q.tolerance_ns());
         match max_wait_ns {
-            Some(max) if wait > u128::from(max) => {
-                Ok(refuse(q, tat, now, Some(wait - u128::from(max))))
-            }
+            Some(max) if wait > max => Ok(refuse(q, tat, now, Some(wait - max))),
             _ => Ok(admit(q, stored, now, cost, wait)),
         }
     }
@@ -160,26 +290,28 @@ impl Algorithm for LeakyBucket {
         AlgorithmKind::LeakyBucket
     }
 
+    #[inline]
     fn quota(&self) -> &Quota {
         &self.quota
     }
 
-    fn reserve(
+    #[inline]
+    fn reserve_verdict(
         &self,
         tat: u64,
         now: u64,
         cost: u64,
         max_wait_ns: Option<u64>,
-    ) -> Result<Step<Reservation>, InsufficientCapacity> {
+    ) -> Result<Verdict<Reservation>, InsufficientCapacity> {
         let q = &self.quota;
         let new_tat = next_tat(q, tat, now, cost)?;
-        // The request departs when the queue ahead of it has drained.
-        let wait = u128::from(tat.saturating_sub(now));
         let Ok(stored) = u64::try_from(new_tat) else {
             return Ok(refuse(q, tat, now, None));
         };
-        let over_queue = (new_tat - u128::from(now)).saturating_sub(u128::from(q.tolerance_ns()));
-        let over_wait = max_wait_ns.map_or(0, |max| wait.saturating_sub(u128::from(max)));
+        // The request departs when the queue ahead of it has drained.
+        let wait = tat.saturating_sub(now);
+        let over_queue = (stored - now).saturating_sub(q.tolerance_ns());
+        let over_wait = max_wait_ns.map_or(0, |max| wait.saturating_sub(max));
         let retry_after = over_queue.max(over_wait);
         if retry_after == 0 {
             Ok(admit(q, stored, now, cost, wait))
@@ -208,64 +340,57 @@ fn police(
     tat: u64,
     now: u64,
     cost: u64,
-) -> Result<Step<Decision>, InsufficientCapacity> {
+) -> Result<Verdict<Decision>, InsufficientCapacity> {
     let new_tat = next_tat(q, tat, now, cost)?;
-    let over = (new_tat - u128::from(now)).saturating_sub(u128::from(q.tolerance_ns()));
-    let stored = u64::try_from(new_tat).ok();
-    let (allowed, state, retry_after) = match stored {
-        Some(stored) if over == 0 => (true, stored, None),
-        // `over` ≤ 2^64 − 1 + τ − τ: it fits whenever the state does.
-        Some(_) => (false, tat, Some(nanos(over))),
-        None => (false, tat, None),
-    };
-    Ok(Step {
-        decision: Decision {
-            allowed,
-            remaining: q.remaining(state, now),
-            retry_after,
-            reset_after: Duration::from_nanos(q.reset_after_ns(state, now)),
-            limit: q.capacity(),
-            reason: Reason::Quota,
+    let (allowed, state, retry_after) = match u64::try_from(new_tat) {
+        Ok(stored) => match (stored - now).checked_sub(q.tolerance_ns()) {
+            None | Some(0) => (true, stored, None),
+            Some(over) => (false, tat, Some(over)),
         },
-        next: (allowed && cost > 0).then_some(state),
+        Err(_) => (false, tat, None),
+    };
+    Ok(Verdict {
+        quota: *q,
+        now,
+        allowed,
+        state,
+        next: if allowed && cost > 0 {
+            Some(state)
+        } else {
+            None
+        },
+        wait: 0,
+        retry_after,
+        answer: PhantomData,
     })
 }
 
 #[inline]
-fn admit(q: &Quota, new_tat: u64, now: u64, cost: u64, wait: u128) -> Step<Reservation> {
-    Step {
-        decision: Reservation {
-            allowed: true,
-            wait: nanos(wait),
-            retry_after: None,
-            reset_after: Duration::from_nanos(q.reset_after_ns(new_tat, now)),
-            limit: q.capacity(),
-            reason: Reason::Quota,
-        },
-        next: (cost > 0).then_some(new_tat),
+fn admit(q: &Quota, new_tat: u64, now: u64, cost: u64, wait: u64) -> Verdict<Reservation> {
+    Verdict {
+        quota: *q,
+        now,
+        allowed: true,
+        state: new_tat,
+        next: if cost > 0 { Some(new_tat) } else { None },
+        wait,
+        retry_after: None,
+        answer: PhantomData,
     }
 }
 
 #[inline]
-fn refuse(q: &Quota, tat: u64, now: u64, retry_after: Option<u128>) -> Step<Reservation> {
-    Step {
-        decision: Reservation {
-            allowed: false,
-            wait: Duration::ZERO,
-            retry_after: retry_after.map(nanos),
-            reset_after: Duration::from_nanos(q.reset_after_ns(tat, now)),
-            limit: q.capacity(),
-            reason: Reason::Quota,
-        },
+fn refuse(q: &Quota, tat: u64, now: u64, retry_after: Option<u64>) -> Verdict<Reservation> {
+    Verdict {
+        quota: *q,
+        now,
+        allowed: false,
+        state: tat,
         next: None,
+        wait: 0,
+        retry_after,
+        answer: PhantomData,
     }
-}
-
-/// A nanosecond count as a `Duration`; every caller passes a value that
-/// fits in `u64` (a difference of two `u64` times), saturating otherwise.
-#[inline]
-fn nanos(ns: u128) -> Duration {
-    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -17,6 +17,6 @@ pub use crate::clock::Clock;
 pub use crate::clock::ManualClock;
 pub use crate::decision::{AllowResult, Decision, Reason, Reservation};
 pub use crate::error::{ConfigError, InsufficientCapacity};
-pub use crate::gcra::{Algorithm, AlgorithmKind, LeakyBucket, Step, TokenBucket};
+pub use crate::gcra::{Algorithm, AlgorithmKind, Answer, LeakyBucket, Step, TokenBucket, Verdict};
 pub use crate::quota::Quota;
 pub use crate::rate::Rate;

@@ -27,6 +27,9 @@ pub struct Quota {
     capacity: u64,
     interval: u64,
     tolerance: u64,
+    /// `floor(2^64 / T)` for `T ≥ 2` (0 for `T = 1`): the division by `T`
+    /// that every decision makes, as a multiplication.
+    reciprocal: u64,
 }
 
 impl Quota {
@@ -44,6 +47,11 @@ impl Quota {
                 capacity,
                 interval,
                 tolerance,
+                reciprocal: if interval == 1 {
+                    0
+                } else {
+                    ((1u128 << 64) / interval as u128) as u64
+                },
             }),
             None => Err(ConfigError::ToleranceOverflow),
         }
@@ -83,7 +91,27 @@ impl Quota {
         if used >= self.tolerance {
             0
         } else {
-            (self.tolerance - used) / self.interval
+            self.divide(self.tolerance - used)
+        }
+    }
+
+    /// `floor(x / T)`, exactly, without a division instruction (the
+    /// hottest instruction of a decision when profiled).
+    ///
+    /// With `m = floor(2^64 / T)`, `q = floor(x × m / 2^64)` satisfies
+    /// `x/T − 1 < q ≤ x/T`, so `q` is `floor(x / T)` or one less, and one
+    /// comparison of the remainder corrects it.
+    #[inline]
+    const fn divide(&self, x: u64) -> u64 {
+        if self.interval == 1 {
+            return x;
+        }
+        let q = ((x as u128 * self.reciprocal as u128) >> 64) as u64;
+        // q ≤ x / T, so q × T ≤ x: no overflow.
+        if x - q * self.interval >= self.interval {
+            q + 1
+        } else {
+            q
         }
     }
 
@@ -93,5 +121,52 @@ impl Quota {
     #[inline]
     pub const fn reset_after_ns(&self, tat: u64, now: u64) -> u64 {
         tat.saturating_sub(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn division_by_reciprocal_is_exact() {
+        let intervals = [
+            1,
+            2,
+            3,
+            7,
+            10,
+            333_333_334,
+            1_000_000_000,
+            (1 << 32) + 1,
+            u64::MAX / 3,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for t in intervals {
+            let q = Quota::new(1, Rate::from_interval(Duration::from_nanos(t))).unwrap();
+            for probe in [
+                0,
+                1,
+                t - 1,
+                t,
+                t.wrapping_add(1),
+                t.wrapping_mul(2).wrapping_sub(1),
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                assert_eq!(q.divide(probe), probe / t, "{probe} / {t}");
+            }
+            for _ in 0..10_000 {
+                // xorshift: dividends spread over the whole range.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                for dividend in [x, x >> 20, x >> 40] {
+                    assert_eq!(q.divide(dividend), dividend / t, "{dividend} / {t}");
+                }
+            }
+        }
     }
 }

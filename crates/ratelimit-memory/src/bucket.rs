@@ -4,16 +4,22 @@
 
 use core::time::Duration;
 
-use ratelimit_core::{Algorithm, Clock, Decision, InsufficientCapacity, Reservation, Step};
+use ratelimit_core::{
+    Algorithm, Answer, Clock, Decision, InsufficientCapacity, Reservation, Verdict,
+};
 
 use crate::clock::MonotonicClock;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Runs one step of the algorithm on `state` atomically and returns its
-/// decision: the only place that writes a bucket's state once it can be
+/// verdict: the only place that writes a bucket's state once it can be
 /// shared.
 ///
-/// `step` is the pure algorithm applied to the current `tat`; when it asks
+/// `step` is the pure algorithm applied to the current `tat`, as a
+/// [`Verdict`] (the state to store, without the decision's division and
+/// conversions: the shorter the time between the load and the swap, the
+/// fewer swaps fail under contention). The caller builds the decision once,
+/// from the verdict that won. When the step asks
 /// for a new state, a compare-and-swap installs it only if `tat` is still
 /// the one the decision was computed from, and otherwise the step is
 /// recomputed from the value that won. So no admission is ever lost or
@@ -32,22 +38,22 @@ use crate::sync::{AtomicU64, Ordering};
 /// reclamation gets its ordering from the shard lock, not from this word
 /// (see `keyed.rs` and `docs/concurrency.md`).
 #[inline]
-pub(crate) fn update<D>(
+pub(crate) fn update<D: Answer>(
     state: &AtomicU64,
-    mut step: impl FnMut(u64) -> Result<Step<D>, InsufficientCapacity>,
+    mut step: impl FnMut(u64) -> Result<Verdict<D>, InsufficientCapacity>,
 ) -> Result<D, InsufficientCapacity> {
     // Relaxed: pairs with nothing; a stale value only costs a retry (above).
     let mut tat = state.load(Ordering::Relaxed);
     loop {
-        let Step { decision, next } = step(tat)?;
-        let Some(next) = next else {
-            return Ok(decision);
+        let verdict = step(tat)?;
+        let Some(next) = verdict.next() else {
+            return Ok(verdict.decision());
         };
         // Relaxed on success and failure: the swap is ordered against the
         // other swaps of this word by the word's modification order alone;
         // it publishes no other memory, so there is no acquire to pair with.
         match state.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return Ok(decision),
+            Ok(_) => return Ok(verdict.decision()),
             Err(actual) => tat = actual,
         }
     }
@@ -120,7 +126,9 @@ impl<A: Algorithm, C: Clock> Bucket<A, C> {
     /// request can never succeed, and the state is left unchanged.
     pub fn check_n(&self, cost: u64) -> Result<Decision, InsufficientCapacity> {
         let now = self.clock.now_ns();
-        update(&self.state, |tat| self.algorithm.check(tat, now, cost))
+        update(&self.state, |tat| {
+            self.algorithm.check_verdict(tat, now, cost)
+        })
     }
 
     /// Admits a request of `cost` units to proceed after the returned
@@ -137,7 +145,7 @@ impl<A: Algorithm, C: Clock> Bucket<A, C> {
         let now = self.clock.now_ns();
         let max_wait_ns = max_wait.map(duration_ns);
         update(&self.state, |tat| {
-            self.algorithm.reserve(tat, now, cost, max_wait_ns)
+            self.algorithm.reserve_verdict(tat, now, cost, max_wait_ns)
         })
     }
 

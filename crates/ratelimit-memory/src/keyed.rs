@@ -25,7 +25,8 @@ use core::time::Duration;
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 use ratelimit_core::{
-    Algorithm, AllowResult, Clock, Decision, InsufficientCapacity, Reason, Reservation, Step,
+    Algorithm, AllowResult, Answer, Clock, Decision, InsufficientCapacity, Reason, Reservation,
+    Verdict,
 };
 
 use crate::bucket::{duration_ns, update};
@@ -277,7 +278,7 @@ where
         let limit = self.algorithm.quota().capacity();
         self.decide(
             key,
-            |tat, now| self.algorithm.check(tat, now, cost),
+            |tat, now| self.algorithm.check_verdict(tat, now, cost),
             |retry_after| Decision {
                 allowed: false,
                 remaining: 0,
@@ -309,7 +310,7 @@ where
         let max_wait_ns = max_wait.map(duration_ns);
         self.decide(
             key,
-            |tat, now| self.algorithm.reserve(tat, now, cost, max_wait_ns),
+            |tat, now| self.algorithm.reserve_verdict(tat, now, cost, max_wait_ns),
             |retry_after| Reservation {
                 allowed: false,
                 wait: Duration::ZERO,
@@ -334,10 +335,10 @@ where
     /// Runs `step` for `key` atomically; `full` answers a new key that
     /// finds no room, given the wait until a slot frees.
     #[inline]
-    fn decide<Q, D>(
+    fn decide<Q, D: Answer>(
         &self,
         key: &Q,
-        step: impl Fn(u64, u64) -> Result<Step<D>, InsufficientCapacity>,
+        step: impl Fn(u64, u64) -> Result<Verdict<D>, InsufficientCapacity>,
         full: impl FnOnce(Duration) -> D,
     ) -> Result<D, InsufficientCapacity>
     where
@@ -361,8 +362,8 @@ where
             // Not held: it is a bucket in its initial state (tat = 0). It
             // needs a slot only if this decision changes that state.
             let fresh = step(0, now)?;
-            if fresh.next.is_none() {
-                return Ok(fresh.decision);
+            if fresh.next().is_none() {
+                return Ok(fresh.decision());
             }
         }
         let mut shard = sync::write(lock);
@@ -372,8 +373,8 @@ where
             return update(state, |tat| step(tat, now));
         }
         let fresh = step(0, now)?;
-        let Some(tat) = fresh.next else {
-            return Ok(fresh.decision);
+        let Some(tat) = fresh.next() else {
+            return Ok(fresh.decision());
         };
         if !shard.make_room(now) {
             return Ok(full(Duration::from_nanos(
@@ -389,7 +390,7 @@ where
             .insert_unique(hash, (key.to_owned(), AtomicU64::new(tat)), rehash);
         shard.earliest = shard.earliest.min(tat);
         shard.inserted += 1;
-        Ok(fresh.decision)
+        Ok(fresh.decision())
     }
 }
 
