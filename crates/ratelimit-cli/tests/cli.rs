@@ -279,10 +279,25 @@ fn summary_counts_per_key() {
     );
     assert!(out.status.success());
     assert_eq!(text(&out.stdout).lines().count(), 25);
+    // The histogram spans 0 to 1.9 s: 10 buckets of 200 ms. alice is
+    // denied at 0.3, 0.4, then every 100 ms but 1.0 and 1.5 s (and 0.5 s,
+    // allowed); bob never.
     insta::assert_snapshot!(text(&out.stderr), @r"
     key       allowed      denied   denied%
     alice           6          14     70.0%
     bob             5           0      0.0%
     total          11          14     56.0%
+
+    denials over time (200 ms buckets from the first event; # = 1 denial)
+       +0 ms  0
+     +200 ms  1  #
+     +400 ms  1  #
+     +600 ms  2  ##
+     +800 ms  2  ##
+    +1000 ms  1  #
+    +1200 ms  2  ##
+    +1400 ms  1  #
+    +1600 ms  2  ##
+    +1800 ms  2  ##
     ");
 }

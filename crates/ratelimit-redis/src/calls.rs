@@ -247,6 +247,7 @@ impl<A: Algorithm> Core<A> {
         })
     }
 
+    #[cfg(feature = "tokio")]
     /// The `cancel.lua` call undoing a reservation of `cost` that stored
     /// `stored` (see `lua/cancel.lua`). `now` only sets the restored
     /// state's expiry: pass the time source of the reservation.
@@ -257,6 +258,7 @@ impl<A: Algorithm> Core<A> {
         inv
     }
 
+    #[cfg(feature = "tokio")]
     /// Whether `cancel.lua` undid the reservation.
     pub(crate) fn cancel_done(
         result: Result<redis::Value, RedisLimitError>,

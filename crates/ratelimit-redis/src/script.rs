@@ -20,6 +20,8 @@ pub(crate) struct Scripts {
     pub(crate) check: redis::Script,
     pub(crate) check_batch: redis::Script,
     pub(crate) reserve: redis::Script,
+    /// Used by the async limiter's `acquire` (feature `tokio`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) cancel: redis::Script,
     pub(crate) inspect: redis::Script,
 }
