@@ -43,8 +43,7 @@ impl Layout {
         // key that hashes to it), the rest in proportion to its slots.
         let base = usize::from(max_keys >= shards);
         let rest = max_keys - base * shards;
-        let slot_weights: Vec<f64> = slots.iter().map(|&s| s as f64).collect();
-        let limits = apportion(rest, &slot_weights, SLOTS as f64)
+        let limits = apportion_exact(rest, &slots)
             .into_iter()
             .map(|n| n + base)
             .collect();
@@ -86,6 +85,30 @@ fn apportion(total: usize, weights: &[f64], weight_sum: f64) -> Vec<usize> {
     parts
 }
 
+/// `total` split in proportion to the integer `weights`, in integers:
+/// exact for every `total` up to `usize::MAX` (a bound of `usize::MAX`
+/// means "no bound", which floats would round and overflow).
+fn apportion_exact(total: usize, weights: &[usize]) -> Vec<usize> {
+    let sum: u128 = weights.iter().map(|&w| w as u128).sum();
+    let shares: Vec<(usize, u128)> = weights
+        .iter()
+        .map(|&w| {
+            let scaled = total as u128 * w as u128;
+            // Each share is at most `total`, so it fits in usize.
+            ((scaled / sum) as usize, scaled % sum)
+        })
+        .collect();
+    let mut parts: Vec<usize> = shares.iter().map(|&(q, _)| q).collect();
+    // The floors fall short of `total` by less than the number of parts.
+    let given = parts.iter().fold(0usize, |acc, &p| acc.saturating_add(p));
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by(|&a, &b| shares[b].1.cmp(&shares[a].1).then(b.cmp(&a)));
+    for &i in order.iter().take(total - given) {
+        parts[i] += 1;
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +131,14 @@ mod tests {
             }
         }
         assert_eq!(Layout::new(1, 0).limits, [0]);
+        // No bound at all: the shares still sum exactly, without overflow.
+        for shards in [1, 7, 64] {
+            let limits = Layout::new(shards, usize::MAX).limits;
+            assert_eq!(
+                limits.iter().map(|&l| l as u128).sum::<u128>(),
+                usize::MAX as u128
+            );
+        }
     }
 
     #[test]
