@@ -13,7 +13,7 @@ use ratelimit_memory::{
     Algorithm, Bucket, Decision, InsufficientCapacity, KeyedLimiter, LeakyBucket, ManualClock,
     Reservation, TokenBucket,
 };
-use ratelimit_replay::{Backend, Scenario, load_scenarios, run_scenario};
+use ratelimit_replay::{Backend, assert_every_scenario, run_scenario};
 
 /// The keyed limiter, driven with explicit time.
 struct Keyed<A> {
@@ -109,43 +109,18 @@ impl<A: Algorithm> Backend for Buckets<A> {
     }
 }
 
-fn scenarios() -> Vec<(String, Scenario)> {
-    let mut all = Vec::new();
-    for file in ["scenarios-ns.jsonl.gz", "scenarios-us.jsonl.gz"] {
-        for s in load_scenarios(file).expect("conformance files are present") {
-            all.push((file.to_owned(), s));
-        }
-    }
-    assert_eq!(all.len(), 180, "both files, 90 scenarios each");
-    all
-}
-
-/// Runs every scenario through the backend `make` builds for it.
+/// Runs every scenario through the backend `make_*` builds for it.
 fn run_all<B1: Backend, B2: Backend>(
     mut make_token: impl FnMut(TokenBucket) -> B1,
     mut make_leaky: impl FnMut(LeakyBucket) -> B2,
 ) {
-    let mut failures = Vec::new();
-    for (file, s) in scenarios() {
+    assert_every_scenario(|_, s| {
         let quota = s.quota().expect("scenario quota is valid");
-        let result = match s.kind() {
-            AlgorithmKind::TokenBucket => {
-                run_scenario(&s, &mut make_token(TokenBucket::new(quota)))
-            }
-            AlgorithmKind::LeakyBucket => {
-                run_scenario(&s, &mut make_leaky(LeakyBucket::new(quota)))
-            }
-        };
-        if let Err(m) = result {
-            failures.push(format!("{file}: {m}"));
+        match s.kind() {
+            AlgorithmKind::TokenBucket => run_scenario(s, &mut make_token(TokenBucket::new(quota))),
+            AlgorithmKind::LeakyBucket => run_scenario(s, &mut make_leaky(LeakyBucket::new(quota))),
         }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    });
 }
 
 #[test]

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 
 use ratelimit_core::{Quota, Rate};
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TokenBucket};
-use support::{RedisCluster, run_file};
+use ratelimit_replay::assert_every_scenario;
+use support::{RedisCluster, run_one_on};
 
 #[test]
 fn cluster_end_to_end() {
@@ -19,15 +20,7 @@ fn cluster_end_to_end() {
     assert!(pool.is_cluster());
 
     // Parity: both scenario files, every field.
-    let mut failures = Vec::new();
-    let mut count = 0;
-    for file in ["scenarios-us.jsonl.gz", "scenarios-ns.jsonl.gz"] {
-        let (n, f) = run_file(&pool, file);
-        count += n;
-        failures.extend(f);
-    }
-    assert_eq!(count, 180);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_every_scenario(|file, s| run_one_on(&pool, file, s));
 
     let limiter =
         RedisLimiter::builder(TokenBucket::new(Quota::new(2, Rate::per_hour(1)).unwrap()))

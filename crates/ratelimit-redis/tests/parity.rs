@@ -8,23 +8,11 @@
 mod support;
 
 use ratelimit_redis::RedisPool;
-use support::{AsyncFactory, Factory, RedisServer, run_file_on};
+use ratelimit_replay::assert_every_scenario;
+use support::{AsyncFactory, Factory, RedisServer, run_one_on};
 
 fn every_scenario_on<F: Factory>(factory: &F) {
-    let mut count = 0;
-    let mut failures = Vec::new();
-    for file in ["scenarios-us.jsonl.gz", "scenarios-ns.jsonl.gz"] {
-        let (n, f) = run_file_on(factory, file);
-        count += n;
-        failures.extend(f);
-    }
-    assert_eq!(count, 180);
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_every_scenario(|file, s| run_one_on(factory, file, s));
 }
 
 #[test]

@@ -18,4 +18,7 @@ pub use crate::backend::{Backend, Model};
 pub use crate::event::{Event, Op, parse_event};
 pub use crate::output::{render_check, render_reserve};
 pub use crate::run::{ReplayError, Summary, replay};
-pub use crate::scenario::{Mismatch, Scenario, conformance_dir, load_scenarios, run_scenario};
+pub use crate::scenario::{
+    CONFORMANCE_FILES, Mismatch, Scenario, assert_every_scenario, conformance_dir, load_scenarios,
+    run_scenario,
+};

@@ -141,3 +141,33 @@ pub fn load_scenarios(file: &str) -> io::Result<Vec<Scenario>> {
         })
         .collect()
 }
+
+/// The two conformance files: arbitrary nanoseconds, and whole microseconds.
+pub const CONFORMANCE_FILES: [&str; 2] = ["scenarios-ns.jsonl.gz", "scenarios-us.jsonl.gz"];
+
+/// Runs `run(file, scenario)` on every scenario of both conformance files
+/// (each with a fresh backend, which `run` builds) and panics with every
+/// mismatch if there is any, or if not all 180 scenarios ran.
+///
+/// # Panics
+/// On a mismatch, a missing or unreadable file, or a scenario count other
+/// than 180.
+pub fn assert_every_scenario(mut run: impl FnMut(&str, &Scenario) -> Result<(), Box<Mismatch>>) {
+    let mut count = 0;
+    let mut failures = Vec::new();
+    for file in CONFORMANCE_FILES {
+        for scenario in load_scenarios(file).expect("the conformance files are present") {
+            if let Err(m) = run(file, &scenario) {
+                failures.push(format!("{file}: {m}"));
+            }
+            count += 1;
+        }
+    }
+    assert_eq!(count, 180, "both files, 90 scenarios each");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -19,7 +19,7 @@ use ratelimit_redis::{
     AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisLimiterBuilder,
     RedisPool, TimeSource,
 };
-use ratelimit_replay::{Scenario, load_scenarios, run_scenario};
+use ratelimit_replay::{Mismatch, Scenario, run_scenario};
 
 /// A `redis-server` started by a test, killed and its directory removed on
 /// drop.
@@ -462,38 +462,26 @@ impl Factory for AsyncFactory {
     }
 }
 
-/// Runs every scenario of a conformance file against `pool` with client
-/// time, one prefix per scenario; returns the count and the mismatches.
-pub fn run_file(pool: &RedisPool, file: &str) -> (usize, Vec<String>) {
-    run_file_on(pool, file)
-}
-
-/// `run_file` on the limiters `factory` builds.
-pub fn run_file_on<F: Factory>(factory: &F, file: &str) -> (usize, Vec<String>) {
-    let scenarios: Vec<Scenario> = load_scenarios(file).expect("conformance files are present");
-    let mut failures = Vec::new();
+/// Runs one conformance scenario of `file` on the limiters `factory`
+/// builds, with client time and a prefix of its own.
+pub fn run_one_on<F: Factory>(factory: &F, file: &str, s: &Scenario) -> Result<(), Box<Mismatch>> {
     // Replays keep state however long virtual time stands still.
     let time = TimeSource::Client {
         ttl_margin: Duration::from_secs(3600),
     };
-    for s in &scenarios {
-        let quota = s.quota().expect("scenario quota is valid");
-        let prefix = format!("parity:{file}:{}", s.id);
-        let limiter = match s.kind() {
-            AlgorithmKind::TokenBucket => factory.limit(
-                RedisLimiter::builder(TokenBucket::new(quota))
-                    .prefix(prefix)
-                    .time_source(time),
-            ),
-            AlgorithmKind::LeakyBucket => factory.limit(
-                RedisLimiter::builder(LeakyBucket::new(quota))
-                    .prefix(prefix)
-                    .time_source(time),
-            ),
-        };
-        if let Err(m) = run_scenario(s, &mut ReplayAdapter(limiter)) {
-            failures.push(format!("{file}: {m}"));
-        }
-    }
-    (scenarios.len(), failures)
+    let quota = s.quota().expect("scenario quota is valid");
+    let prefix = format!("parity:{file}:{}", s.id);
+    let limiter = match s.kind() {
+        AlgorithmKind::TokenBucket => factory.limit(
+            RedisLimiter::builder(TokenBucket::new(quota))
+                .prefix(prefix)
+                .time_source(time),
+        ),
+        AlgorithmKind::LeakyBucket => factory.limit(
+            RedisLimiter::builder(LeakyBucket::new(quota))
+                .prefix(prefix)
+                .time_source(time),
+        ),
+    };
+    run_scenario(s, &mut ReplayAdapter(limiter))
 }
