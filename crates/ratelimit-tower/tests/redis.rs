@@ -1,5 +1,6 @@
-//! The sync Redis limiter behind the layer, through `spawn_blocking`, on a
-//! `redis-server` this test starts on a free port (never 6379) and kills.
+//! The sync Redis limiter behind the layer, through `spawn_blocking`, and
+//! the async one on the request's task, on a `redis-server` this test
+//! starts on a free port (never 6379) and kills.
 
 use core::convert::Infallible;
 use core::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use ratelimit_core::{Quota, Rate};
-use ratelimit_redis::{FailurePolicy, RedisLimiter, RedisPool, TokenBucket};
+use ratelimit_redis::{AsyncRedisConnection, FailurePolicy, RedisLimiter, RedisPool, TokenBucket};
 use ratelimit_tower::{HeaderKey, RateLimitLayer};
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -124,6 +125,34 @@ async fn sync_redis_through_the_blocking_pool() {
         .map(|(_, l)| l.as_deref().unwrap().split(';').nth(1).unwrap().to_owned())
         .collect();
     assert_eq!(remaining, ["r=2", "r=1", "r=0", "r=0"]);
+}
+
+#[tokio::test]
+async fn async_redis_on_the_request_task() {
+    let redis = RedisServer::start();
+    let conn = AsyncRedisConnection::builder(&redis.url())
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let limiter = RedisLimiter::builder(TokenBucket::new(
+        Quota::new(3, Rate::per_minute(1)).unwrap(),
+    ))
+    .prefix("tower-async-test")
+    .build_async(conn)
+    .unwrap();
+    let service = RateLimitLayer::new(limiter, HeaderKey::api_key()).layer(ok());
+    let mut statuses = Vec::new();
+    let mut remaining = Vec::new();
+    for _ in 0..4 {
+        let (status, limit) = status_and_limit(service.clone(), "k").await;
+        statuses.push(status.as_u16());
+        remaining.push(limit.unwrap().split(';').nth(1).unwrap().to_owned());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    assert_eq!(remaining, ["r=2", "r=1", "r=0", "r=0"]);
+    // Another key has its own budget.
+    assert_eq!(status_and_limit(service, "other").await.0, StatusCode::OK);
 }
 
 #[tokio::test]
