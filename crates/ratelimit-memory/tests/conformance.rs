@@ -13,51 +13,7 @@ use ratelimit_memory::{
     Algorithm, Bucket, Decision, InsufficientCapacity, KeyedLimiter, LeakyBucket, ManualClock,
     Reservation, TokenBucket,
 };
-use ratelimit_replay::{Backend, assert_every_scenario, run_scenario};
-
-/// The keyed limiter, driven with explicit time.
-struct Keyed<A> {
-    clock: Arc<ManualClock>,
-    limiter: KeyedLimiter<String, A, Arc<ManualClock>>,
-}
-
-impl<A: Algorithm> Keyed<A> {
-    fn new(algorithm: A, max_keys: usize) -> Self {
-        let clock = Arc::new(ManualClock::new(0));
-        let limiter = KeyedLimiter::builder(algorithm)
-            .clock(Arc::clone(&clock))
-            .max_keys(max_keys)
-            .build();
-        Self { clock, limiter }
-    }
-}
-
-impl<A: Algorithm> Backend for Keyed<A> {
-    type Error = Infallible;
-
-    fn check(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-    ) -> Result<Result<Decision, InsufficientCapacity>, Infallible> {
-        self.clock.set_ns(now_ns);
-        Ok(self.limiter.check_n(key, cost))
-    }
-
-    fn reserve(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-        max_wait_ns: Option<u64>,
-    ) -> Result<Result<Reservation, InsufficientCapacity>, Infallible> {
-        self.clock.set_ns(now_ns);
-        Ok(self
-            .limiter
-            .reserve(key, cost, max_wait_ns.map(Duration::from_nanos)))
-    }
-}
+use ratelimit_replay::{Backend, Memory, assert_every_scenario, run_scenario};
 
 /// One `Bucket` per key.
 struct Buckets<A> {
@@ -126,8 +82,8 @@ fn run_all<B1: Backend, B2: Backend>(
 #[test]
 fn keyed_limiter_passes_every_scenario() {
     run_all(
-        |a| Keyed::new(a, ratelimit_memory::DEFAULT_MAX_KEYS),
-        |a| Keyed::new(a, ratelimit_memory::DEFAULT_MAX_KEYS),
+        |a| Memory::new(a, ratelimit_memory::DEFAULT_MAX_KEYS),
+        |a| Memory::new(a, ratelimit_memory::DEFAULT_MAX_KEYS),
     );
 }
 
@@ -136,14 +92,14 @@ fn keyed_limiter_passes_every_scenario() {
 /// reclaimed throughout; reclamation must change no answer.
 #[test]
 fn keyed_limiter_with_constant_reclamation_passes_every_scenario() {
-    fn tiny<A: Algorithm>(a: A) -> Keyed<A> {
+    fn tiny<A: Algorithm>(a: A) -> Memory<A> {
         let clock = Arc::new(ManualClock::new(0));
         let limiter = KeyedLimiter::builder(a)
             .clock(Arc::clone(&clock))
             .max_keys(5)
             .shards(1)
             .build();
-        Keyed { clock, limiter }
+        Memory::from_parts(clock, limiter)
     }
     run_all(tiny, tiny);
 }

@@ -4,7 +4,11 @@
 use core::convert::Infallible;
 use std::collections::HashMap;
 
-use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
+use core::time::Duration;
+use std::sync::Arc;
+
+use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, ManualClock, Reservation};
+use ratelimit_memory::KeyedLimiter;
 
 /// A limiter driven with explicit time, one event at a time.
 ///
@@ -95,5 +99,63 @@ impl<A: Algorithm> Backend for Model<A> {
                 self.store(key, step.next);
                 step.decision
             }))
+    }
+}
+
+/// The in-memory [`KeyedLimiter`] driven with explicit time: a
+/// [`ManualClock`] set to each event's time before the call. This is what
+/// `ratelimit replay` runs, and what the memory backend's conformance tests
+/// run.
+#[derive(Debug)]
+pub struct Memory<A> {
+    clock: Arc<ManualClock>,
+    limiter: KeyedLimiter<String, A, Arc<ManualClock>>,
+}
+
+impl<A: Algorithm> Memory<A> {
+    /// A limiter holding at most `max_keys` keys at once.
+    pub fn new(algorithm: A, max_keys: usize) -> Self {
+        let clock = Arc::new(ManualClock::new(0));
+        let limiter = KeyedLimiter::builder(algorithm)
+            .clock(Arc::clone(&clock))
+            .max_keys(max_keys)
+            .build();
+        Self::from_parts(clock, limiter)
+    }
+
+    /// A limiter built elsewhere (other shards, bound or hasher), on the
+    /// `clock` it reads.
+    pub fn from_parts(
+        clock: Arc<ManualClock>,
+        limiter: KeyedLimiter<String, A, Arc<ManualClock>>,
+    ) -> Self {
+        Self { clock, limiter }
+    }
+}
+
+impl<A: Algorithm> Backend for Memory<A> {
+    type Error = Infallible;
+
+    fn check(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+    ) -> Result<Result<Decision, InsufficientCapacity>, Infallible> {
+        self.clock.set_ns(now_ns);
+        Ok(self.limiter.check_n(key, cost))
+    }
+
+    fn reserve(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+    ) -> Result<Result<Reservation, InsufficientCapacity>, Infallible> {
+        self.clock.set_ns(now_ns);
+        Ok(self
+            .limiter
+            .reserve(key, cost, max_wait_ns.map(Duration::from_nanos)))
     }
 }

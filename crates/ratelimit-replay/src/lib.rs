@@ -14,7 +14,7 @@ mod output;
 mod run;
 mod scenario;
 
-pub use crate::backend::{Backend, Model};
+pub use crate::backend::{Backend, Memory, Model};
 pub use crate::event::{Event, Op, parse_event};
 pub use crate::output::{render_check, render_reserve};
 pub use crate::run::{ReplayError, Summary, replay};
