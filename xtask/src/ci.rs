@@ -59,6 +59,18 @@ pub(crate) fn clippy() -> Result<(), String> {
         "-D",
         "warnings",
     ])
+    .run()?;
+    Step::cargo(&[
+        "clippy",
+        "-p",
+        "ratelimit-tower",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])
     .run()
 }
 
@@ -68,6 +80,17 @@ pub(crate) fn test() -> Result<(), String> {
     Step::cargo(&["test", "--workspace", "--locked"])
         .env("INSTA_UPDATE", "no")
         .run()?;
+    // Features the workspace run leaves off: the layer's metrics and
+    // tracing (and their tests).
+    Step::cargo(&[
+        "test",
+        "-p",
+        "ratelimit-tower",
+        "--all-features",
+        "--locked",
+    ])
+    .env("INSTA_UPDATE", "no")
+    .run()?;
     // The core alone, without its std feature (`cargo build` leaves out the
     // dev-dependencies, so no feature unification can re-enable std).
     Step::cargo(&[
