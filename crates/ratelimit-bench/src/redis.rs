@@ -19,73 +19,14 @@
 //! Without `redis-server` on PATH the rows are skipped with that reason.
 
 use core::time::Duration;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use ratelimit_core::{Quota, Rate, TokenBucket};
 use ratelimit_redis::{RedisLimiter, RedisPool, TokenBucketRedis};
+use ratelimit_testkit::RedisServer;
 
 use crate::measure::{self, Settings, Worker};
 use crate::report::{Row, Target};
-
-/// A `redis-server` owned by the bench.
-struct Server {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Server {
-    fn start() -> Result<Self, String> {
-        let port = loop {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map_err(|e| format!("no free port: {e}"))?
-                .port();
-            if port != 6379 {
-                break port;
-            }
-        };
-        let dir = std::env::temp_dir().join(format!("ratelimit-bench-redis-{port}"));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start redis-server: {e}"))?;
-        let server = Self { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ready = redis::Client::open(server.url())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if ready.is_ok() {
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                return Err("redis-server did not start within 10 s".to_owned());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Per-operation latencies of one case, all threads together.
 struct Timing {
@@ -194,7 +135,7 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
     if !on_path("redis-server") {
         return Err("redis-server not on PATH (install: apt-get install redis-server)".to_owned());
     }
-    let server = Server::start()?;
+    let server = RedisServer::try_start()?;
     let url = server.url();
     // As long as the comparison spends on a shape, at least 100 ms.
     let duration = (settings.sample * u32::try_from(settings.rounds).unwrap_or(1))

@@ -6,49 +6,10 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use ratelimit_replay::load_scenarios;
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(std::env::temp_dir())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed for the Redis tests");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use ratelimit_testkit::RedisServer;
 
 fn ratelimit(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimit"))
@@ -69,7 +30,7 @@ fn ratelimit(args: &[&str], stdin: &str) -> Output {
 
 #[test]
 fn replay_redis_prints_what_memory_prints() {
-    let server = Server::start();
+    let server = RedisServer::start();
     let url = server.url();
     let mut compared = 0;
     for file in ["scenarios-us.jsonl.gz", "scenarios-ns.jsonl.gz"] {
@@ -148,7 +109,7 @@ fn replay_redis_errors_are_clear() {
 
 #[test]
 fn inspect_shows_tokens_ttl_and_reset() {
-    let server = Server::start();
+    let server = RedisServer::start();
     let url = server.url();
     let input = "{\"t_ns\": 1000000000, \"key\": \"user1\", \"op\": \"check\", \"cost\": 2}\n";
     let out = ratelimit(

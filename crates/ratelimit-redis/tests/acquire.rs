@@ -19,7 +19,7 @@ use ratelimit_core::{LeakyBucket, Quota, Rate, TokenBucket};
 use ratelimit_redis::{
     AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisPool,
 };
-use support::RedisServer;
+use ratelimit_testkit::RedisServer;
 use tokio::time::Instant;
 
 async fn conn(server: &RedisServer) -> AsyncRedisConnection {

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use ratelimit_core::{Quota, Rate};
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TokenBucket};
 use ratelimit_replay::assert_every_scenario;
-use support::{RedisCluster, run_one_on};
+use ratelimit_testkit::RedisCluster;
+use support::run_one_on;
 
 #[test]
 fn cluster_end_to_end() {

@@ -15,7 +15,8 @@ use ratelimit_redis::{
     AsyncRedisConnection, FailurePolicy, RedisLimitError, RedisLimiter, RedisLimiterBuilder,
     RedisPool, TokenBucket, TokenBucketRedis,
 };
-use support::{AsyncFactory, Factory, Limit, RedisServer};
+use ratelimit_testkit::RedisServer;
+use support::{AsyncFactory, Factory, Limit};
 
 const S: u64 = 1_000_000_000;
 const TIMEOUT: Duration = Duration::from_millis(200);

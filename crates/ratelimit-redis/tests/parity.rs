@@ -9,7 +9,8 @@ mod support;
 
 use ratelimit_redis::RedisPool;
 use ratelimit_replay::assert_every_scenario;
-use support::{AsyncFactory, Factory, RedisServer, run_one_on};
+use ratelimit_testkit::RedisServer;
+use support::{AsyncFactory, Factory, run_one_on};
 
 fn every_scenario_on<F: Factory>(factory: &F) {
     assert_every_scenario(|file, s| run_one_on(factory, file, s));

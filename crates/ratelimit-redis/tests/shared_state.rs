@@ -12,8 +12,8 @@ use ratelimit_core::{Quota, Rate, Reason};
 use ratelimit_redis::{
     LeakyBucketRedis, RedisLimiter, RedisPool, TimeSource, TokenBucket, TokenBucketRedis,
 };
+use ratelimit_testkit::RedisServer;
 use redis::Commands;
-use support::RedisServer;
 
 const S: u64 = 1_000_000_000;
 

@@ -5,68 +5,13 @@
 use core::convert::Infallible;
 use core::time::Duration;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use ratelimit_core::{Quota, Rate};
 use ratelimit_redis::{AsyncRedisConnection, FailurePolicy, RedisLimiter, RedisPool, TokenBucket};
+use ratelimit_testkit::RedisServer;
 use ratelimit_tower::{HeaderKey, RateLimitLayer};
 use tower::{Layer, ServiceExt, service_fn};
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = loop {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            if port != 6379 {
-                break port;
-            }
-        };
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (apt-get install redis-server)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn limiter(url: &str, policy: FailurePolicy) -> RedisLimiter<TokenBucket> {
     let pool = RedisPool::builder(url)
