@@ -4,29 +4,13 @@
 
 #![allow(clippy::std_instead_of_core)]
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::net::TcpListener;
+
+use common::ratelimit;
 use ratelimit_replay::load_scenarios;
 use ratelimit_testkit::RedisServer;
-
-fn ratelimit(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimit"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 #[test]
 fn replay_redis_prints_what_memory_prints() {
