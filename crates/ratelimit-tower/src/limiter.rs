@@ -23,10 +23,14 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 #[non_exhaustive]
 pub enum LimitError {
     /// The request costs more than the capacity: it can never succeed.
-    /// The layer answers `413 Content Too Large` (configurable).
+    /// The layer refuses it with
+    /// [`RefusalKind::CostAboveCapacity`](crate::RefusalKind::CostAboveCapacity)
+    /// (`413 Content Too Large`).
     InsufficientCapacity(InsufficientCapacity),
     /// The backend failed and its failure policy is to return the error.
-    /// The layer answers `503 Service Unavailable`.
+    /// The layer refuses the request with
+    /// [`RefusalKind::BackendFailed`](crate::RefusalKind::BackendFailed)
+    /// (`503 Service Unavailable`).
     Backend(Box<dyn core::error::Error + Send + Sync + 'static>),
 }
 
@@ -71,7 +75,7 @@ impl From<InsufficientCapacity> for LimitError {
 /// - [`KeyedLimiter`] (memory): decides inline and returns a ready future;
 ///   it never blocks.
 /// - `RedisLimiter` (feature `redis`): the sync call runs on tokio's
-///   blocking pool ([`tokio::task::spawn_blocking`]), never on an executor
+///   blocking pool (`tokio::task::spawn_blocking`), never on an executor
 ///   thread.
 /// - `AsyncRedisLimiter` (feature `redis`): checked on the request's task,
 ///   on its one shared, pipelined connection.
@@ -86,6 +90,11 @@ impl From<InsufficientCapacity> for LimitError {
 /// a cost above the capacity, MUST apply their own failure policy before
 /// returning `Err(LimitError::Backend)`, and MUST report through
 /// [`quota`](Self::quota) the quota that decides for `key`.
+///
+/// Keys: the memory limiter takes any `Hash + Eq` key (`String`,
+/// `IpAddr`, tuples); the Redis limiters take keys with a byte form
+/// (`AsRef<[u8]>`: `String`, `Vec<u8>`), so with [`ClientIp`](crate::ClientIp)
+/// use [`ClientIp::as_text`](crate::ClientIp::as_text) in front of Redis.
 ///
 /// ```
 /// use ratelimit_core::{Decision, Quota, Reason};
