@@ -4,13 +4,13 @@
 
 use core::convert::Infallible;
 use core::time::Duration;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
 use http::{Request, Response, StatusCode};
 use ratelimit_core::{Quota, Rate};
 use ratelimit_redis::{AsyncRedisConnection, FailurePolicy, RedisLimiter, RedisPool, TokenBucket};
 use ratelimit_testkit::RedisServer;
-use ratelimit_tower::{HeaderKey, RateLimitLayer};
+use ratelimit_tower::{ClientIp, HeaderKey, RateLimitLayer};
 use tower::{Layer, ServiceExt, service_fn};
 
 fn limiter(url: &str, policy: FailurePolicy) -> RedisLimiter<TokenBucket> {
@@ -136,4 +136,41 @@ async fn redis_down_follows_the_failure_policy() {
         status_and_limit(service, "k").await,
         (StatusCode::OK, Some("\"default\";r=2;t=60".to_owned()))
     );
+}
+
+/// Issue 16 (4): the client-IP key with a Redis limiter, through its text
+/// form; the Redis key names the address, readable by an operator.
+#[tokio::test]
+async fn client_ip_keys_in_redis() {
+    let redis = RedisServer::start();
+    let service = RateLimitLayer::new(
+        limiter(&redis.url(), FailurePolicy::ReturnError),
+        ClientIp::new().as_text(),
+    )
+    .layer(ok());
+    let from = |peer: &str| {
+        let mut request = Request::get("/").body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(peer.parse::<SocketAddr>().unwrap());
+        request
+    };
+    let mut statuses = Vec::new();
+    for peer in [
+        "203.0.113.9:1000",
+        "203.0.113.9:1001",
+        "[::ffff:203.0.113.9]:1002",
+        "203.0.113.9:1003",
+        "198.51.100.1:1000",
+        "[2001:db8:1:2::1]:1",
+        "[2001:db8:1:2::2]:1",
+    ] {
+        let response = service.clone().oneshot(from(peer)).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    // Three for 203.0.113.9 (IPv4-mapped is the same client), then 429;
+    // other clients have their own; IPv6 by /64.
+    assert_eq!(statuses, [200, 200, 200, 429, 200, 200, 200]);
+    assert_eq!(redis.cli(&["EXISTS", "tower-test|203.0.113.9"]).trim(), "1");
+    assert_eq!(redis.cli(&["EXISTS", "tower-test|2001:db8:1:2::"]).trim(), "1");
 }
