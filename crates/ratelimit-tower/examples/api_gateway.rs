@@ -274,7 +274,17 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router) {
 }
 
 #[allow(dead_code)]
-fn main() -> Result<(), Box<dyn core::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("api_gateway: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn core::error::Error>> {
     const USAGE: &str = "usage: api_gateway --keys FILE [--addr HOST:PORT] [--redis URL]\n\
         FILE: one `<api key> <account> <plan>` per line, plan `free` or `pro`";
     let mut addr = "127.0.0.1:3000".to_owned();

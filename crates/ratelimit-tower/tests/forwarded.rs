@@ -41,7 +41,9 @@ fn trusted_ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         any::<[u8; 3]>().prop_map(|b| IpAddr::V4(Ipv4Addr::new(10, b[0], b[1], b[2]))),
         any::<[u16; 6]>().prop_map(|s| {
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, s[0], s[1], s[2], s[3], s[4], s[5]))
+            IpAddr::V6(Ipv6Addr::new(
+                0x2001, 0xdb8, s[0], s[1], s[2], s[3], s[4], s[5],
+            ))
         }),
     ]
 }

@@ -371,3 +371,21 @@ async fn half_sent_requests_are_closed_after_the_header_timeout() {
         "closed after {took:?}"
     );
 }
+
+#[test]
+fn the_key_table_says_what_is_wrong_and_where() {
+    let error = |text: &str| Keys::parse(text).unwrap_err();
+    assert_eq!(
+        error("k1 alice free\nk2 bob gold\n"),
+        "line 2: unknown plan \"gold\""
+    );
+    assert_eq!(
+        error("# accounts\nk1 alice\n"),
+        "line 2: expected `<api key> <account> <plan>`"
+    );
+    assert_eq!(
+        error("k1 alice free\nk1 bob pro\n"),
+        "line 2: this API key is already listed"
+    );
+    assert!(Keys::parse("").is_ok());
+}

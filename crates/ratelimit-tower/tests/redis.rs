@@ -172,5 +172,8 @@ async fn client_ip_keys_in_redis() {
     // other clients have their own; IPv6 by /64.
     assert_eq!(statuses, [200, 200, 200, 429, 200, 200, 200]);
     assert_eq!(redis.cli(&["EXISTS", "tower-test|203.0.113.9"]).trim(), "1");
-    assert_eq!(redis.cli(&["EXISTS", "tower-test|2001:db8:1:2::"]).trim(), "1");
+    assert_eq!(
+        redis.cli(&["EXISTS", "tower-test|2001:db8:1:2::"]).trim(),
+        "1"
+    );
 }
