@@ -3,8 +3,9 @@
 //! starts on a free port (never 6379) and kills.
 
 use core::convert::Infallible;
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 
 use http::{Request, Response, StatusCode};
 use ratelimit_core::{Quota, Rate};
