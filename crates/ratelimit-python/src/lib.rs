@@ -1,0 +1,33 @@
+//! `rate_limiter`: the Python API of the system this project replaces
+//! (`TokenBucketMemory`, `LeakyBucketMemory`, `TokenBucketRedis`,
+//! `LeakyBucketRedis`, all answering `allow_request(key)` with a
+//! `RateLimitResult`), backed by `ratelimit-memory` and `ratelimit-redis`,
+//! plus the richer API of those crates in Python style (`check`, `reserve`,
+//! the window algorithms). This crate is the extension module
+//! `rate_limiter._native`; `python/rate_limiter/` is the package around it.
+//! See README.md for the Python user's view.
+
+mod clock;
+mod convert;
+mod errors;
+mod memory;
+mod result;
+
+use pyo3::prelude::*;
+
+/// The native half of `rate_limiter`: import from `rate_limiter` instead.
+#[pymodule]
+#[pyo3(name = "_native")]
+mod native {
+    #[pymodule_export]
+    use crate::clock::ManualClock;
+    #[pymodule_export]
+    use crate::memory::{
+        FixedWindowMemory, LeakyBucketMemory, SlidingWindowMemory, TokenBucketMemory,
+    };
+    #[pymodule_export]
+    use crate::result::{Decision, RateLimitResult, Reservation};
+
+    #[pymodule_export]
+    const DEFAULT_MAX_KEYS: usize = ratelimit_memory::DEFAULT_MAX_KEYS;
+}

@@ -1,0 +1,389 @@
+//! The in-process limiters: `TokenBucketMemory`, `LeakyBucketMemory`,
+//! `FixedWindowMemory` and `SlidingWindowMemory`, each a
+//! [`KeyedLimiter`] of `ratelimit-memory` keyed by the key's bytes.
+//!
+//! The calls hold the GIL: a decision is one lock-free compare-and-swap of
+//! about 100 ns, less than releasing and re-taking the GIL would cost, and
+//! it never blocks on anything but a shard's lock, which no Python code
+//! ever holds.
+
+use core::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use ratelimit_core::{
+    Algorithm, ConfigError, Decision as CoreDecision, FixedWindow, LeakyBucket, Rate, Shaping,
+    SlidingWindow, TokenBucket,
+};
+use ratelimit_memory::{DEFAULT_MAX_KEYS, KeyedLimiter, Word};
+
+use crate::clock::PyClock;
+use crate::convert;
+use crate::errors;
+use crate::result::{Decision, RateLimitResult, Reservation};
+
+/// A keyed limiter of algorithm `A`, keys as bytes, on the caller's clock.
+pub(crate) struct Keyed<A: Algorithm>
+where
+    A::State: Word,
+{
+    limiter: KeyedLimiter<Vec<u8>, A, PyClock>,
+}
+
+impl<A: Algorithm> Keyed<A>
+where
+    A::State: Word,
+{
+    fn new(algorithm: A, clock: PyClock, max_keys: usize) -> Self {
+        Self {
+            limiter: KeyedLimiter::builder(algorithm)
+                .clock(clock)
+                .max_keys(max_keys)
+                .build(),
+        }
+    }
+
+    /// `check_n` on the key's bytes; a cost above the limit raises
+    /// `InsufficientCapacity`.
+    #[inline]
+    fn check(&self, key: &Bound<'_, PyAny>, cost: u64) -> PyResult<CoreDecision> {
+        let key = convert::key(key)?;
+        self.limiter
+            .check_n(&*key, cost)
+            .map_err(errors::insufficient)
+    }
+}
+
+impl<A: Shaping> Keyed<A> {
+    fn reserve(
+        &self,
+        key: &Bound<'_, PyAny>,
+        cost: u64,
+        max_wait: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Reservation> {
+        let max_wait = match max_wait {
+            None => None,
+            Some(w) if w.is_none() => None,
+            Some(w) => convert::seconds_ns("max_wait", w, true)?.map(Duration::from_nanos),
+        };
+        let key = convert::key(key)?;
+        self.limiter
+            .reserve(&*key, cost, max_wait)
+            .map(|r| Reservation::from(&r))
+            .map_err(errors::insufficient)
+    }
+}
+
+/// The common keyword arguments: the clock and the key bound.
+fn options(
+    clock: Option<&Bound<'_, PyAny>>,
+    max_keys: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(PyClock, usize)> {
+    let clock = PyClock::from_arg(clock)?;
+    let max_keys = match max_keys {
+        None => DEFAULT_MAX_KEYS,
+        Some(n) => usize::try_from(convert::whole("max_keys", n, 1)?).unwrap_or(usize::MAX),
+    };
+    Ok((clock, max_keys))
+}
+
+/// A configuration error as a `ValueError` naming the argument and its value.
+fn config_error(name: &str, value: &Bound<'_, PyAny>, e: ConfigError) -> PyErr {
+    let shown = value
+        .repr()
+        .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+    PyValueError::new_err(format!("invalid {name}={shown}: {e}"))
+}
+
+/// A bucket's quota from Python's `capacity` and rate arguments.
+fn bucket<B>(
+    capacity: &Bound<'_, PyAny>,
+    rate_name: &str,
+    rate: &Bound<'_, PyAny>,
+    build: impl FnOnce(u64, Rate) -> Result<B, ConfigError>,
+) -> PyResult<(B, u64, f64)> {
+    let c = convert::capacity("capacity", capacity)?;
+    let r = convert::rate(rate_name, rate)?;
+    let algorithm = build(c, Rate::from_per_second_f64(r)).map_err(|e| match e {
+        ConfigError::ToleranceOverflow => config_error("capacity", capacity, e),
+        _ => config_error(rate_name, rate, e),
+    })?;
+    Ok((algorithm, c, r))
+}
+
+/// A window algorithm from Python's `limit` and `window` arguments.
+fn window<W>(
+    limit: &Bound<'_, PyAny>,
+    window: &Bound<'_, PyAny>,
+    build: impl FnOnce(u64, Duration) -> Result<W, ConfigError>,
+) -> PyResult<(W, u64, u64)> {
+    let l = convert::capacity("limit", limit)?;
+    let w = convert::seconds_ns("window", window, false)?.unwrap_or(u64::MAX);
+    let algorithm = build(l, Duration::from_nanos(w)).map_err(|e| match e {
+        ConfigError::LimitTooLarge | ConfigError::ZeroCapacity => config_error("limit", limit, e),
+        _ => config_error("window", window, e),
+    })?;
+    Ok((algorithm, l, w))
+}
+
+/// `repr()` of a float argument, as Python writes it.
+fn float_repr(py: Python<'_>, value: f64) -> String {
+    pyo3::types::PyFloat::new(py, value)
+        .repr()
+        .map_or_else(|_| value.to_string(), |r| r.to_string())
+}
+
+/// The methods every memory limiter has; `$extra` adds its constructor
+/// and what is its own (`reserve` for the buckets).
+macro_rules! memory_limiter {
+    (
+        $(#[$doc:meta])*
+        $name:ident($algorithm:ty) { $($extra:tt)* }
+    ) => {
+        $(#[$doc])*
+        #[pyclass(module = "rate_limiter", frozen)]
+        pub(crate) struct $name {
+            inner: Keyed<$algorithm>,
+            /// The constructor's arguments, for `repr()`.
+            args: String,
+            /// The limit (capacity).
+            limit: u64,
+            /// The rate in units per second (buckets) or the window in
+            /// nanoseconds (windows), as given.
+            param: f64,
+        }
+
+        #[pymethods]
+        impl $name {
+            $($extra)*
+
+            /// The original API: `check(key)` as a `RateLimitResult`
+            /// (`allowed`, `tokens_remaining`, `retry_after` in seconds).
+            fn allow_request(&self, key: &Bound<'_, PyAny>) -> PyResult<RateLimitResult> {
+                let d = self.inner.check(key, 1)?;
+                Ok(RateLimitResult::from_decision(&d))
+            }
+
+            /// Allows or denies a request of `cost` units (default 1) for
+            /// `key` now. Raises `InsufficientCapacity` (a `ValueError`)
+            /// for a cost above the limit, which could never pass.
+            #[pyo3(signature = (key, cost = None), text_signature = "($self, key, cost=1)")]
+            fn check(
+                &self,
+                key: &Bound<'_, PyAny>,
+                cost: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Decision> {
+                let d = self.inner.check(key, convert::cost(cost)?)?;
+                Ok(Decision::from(&d))
+            }
+
+            /// Units `key` could use now, consuming nothing.
+            fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
+                Ok(self.inner.check(key, 0)?.remaining)
+            }
+
+            /// Seconds until `key` is back to its initial state, consuming
+            /// nothing.
+            fn reset_after(&self, key: &Bound<'_, PyAny>) -> PyResult<f64> {
+                let d = self.inner.check(key, 0)?;
+                Ok(crate::result::ns(d.reset_after) as f64 / 1e9)
+            }
+
+            /// The number of keys held now (keys back to their initial
+            /// state may be counted until their shard next sweeps).
+            #[getter]
+            fn keys_held(&self) -> usize {
+                self.inner.limiter.len()
+            }
+
+            fn __repr__(&self) -> String {
+                format!("{}({})", stringify!($name), self.args)
+            }
+        }
+    };
+}
+
+memory_limiter! {
+    /// A token bucket per key, in this process: bursts up to `capacity`,
+    /// refilled at `refill_rate` tokens per second.
+    TokenBucketMemory(TokenBucket) {
+        #[new]
+        #[pyo3(signature = (capacity, refill_rate, *, clock = None, max_keys = None))]
+        fn new(
+            capacity: &Bound<'_, PyAny>,
+            refill_rate: &Bound<'_, PyAny>,
+            clock: Option<&Bound<'_, PyAny>>,
+            max_keys: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
+            let (algorithm, limit, rate) =
+                bucket(capacity, "refill_rate", refill_rate, TokenBucket::with_rate)?;
+            let (clock, max_keys) = options(clock, max_keys)?;
+            Ok(Self {
+                inner: Keyed::new(algorithm, clock, max_keys),
+                args: format!(
+                    "capacity={limit}, refill_rate={}",
+                    float_repr(capacity.py(), rate)
+                ),
+                limit,
+                param: rate,
+            })
+        }
+
+        /// Admits `cost` units for `key` to proceed after a wait of at most
+        /// `max_wait` seconds (`None`: any wait), borrowing from the
+        /// future, or rejects the request and consumes nothing.
+        #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
+        fn reserve(
+            &self,
+            key: &Bound<'_, PyAny>,
+            cost: Option<&Bound<'_, PyAny>>,
+            max_wait: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Reservation> {
+            self.inner.reserve(key, convert::cost(cost)?, max_wait)
+        }
+
+        /// The capacity (burst size).
+        #[getter]
+        fn capacity(&self) -> u64 {
+            self.limit
+        }
+
+        /// Tokens added per second.
+        #[getter]
+        fn refill_rate(&self) -> f64 {
+            self.param
+        }
+    }
+}
+
+memory_limiter! {
+    /// A leaky bucket per key, in this process: a queue of at most
+    /// `capacity` units drained at `leak_rate` per second. `check` polices
+    /// exactly like a token bucket; `reserve` spaces admitted requests
+    /// exactly `1 / leak_rate` apart, with no burst.
+    LeakyBucketMemory(LeakyBucket) {
+        #[new]
+        #[pyo3(signature = (capacity, leak_rate, *, clock = None, max_keys = None))]
+        fn new(
+            capacity: &Bound<'_, PyAny>,
+            leak_rate: &Bound<'_, PyAny>,
+            clock: Option<&Bound<'_, PyAny>>,
+            max_keys: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
+            let (algorithm, limit, rate) =
+                bucket(capacity, "leak_rate", leak_rate, LeakyBucket::with_rate)?;
+            let (clock, max_keys) = options(clock, max_keys)?;
+            Ok(Self {
+                inner: Keyed::new(algorithm, clock, max_keys),
+                args: format!(
+                    "capacity={limit}, leak_rate={}",
+                    float_repr(capacity.py(), rate)
+                ),
+                limit,
+                param: rate,
+            })
+        }
+
+        /// Queues `cost` units for `key`: admitted to proceed after the
+        /// wait for the queue ahead to drain, if that wait is at most
+        /// `max_wait` seconds (`None`: any) and the queue has room; or
+        /// rejected, consuming nothing.
+        #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
+        fn reserve(
+            &self,
+            key: &Bound<'_, PyAny>,
+            cost: Option<&Bound<'_, PyAny>>,
+            max_wait: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Reservation> {
+            self.inner.reserve(key, convert::cost(cost)?, max_wait)
+        }
+
+        /// The queue's capacity.
+        #[getter]
+        fn capacity(&self) -> u64 {
+            self.limit
+        }
+
+        /// Units drained per second.
+        #[getter]
+        fn leak_rate(&self) -> f64 {
+            self.param
+        }
+    }
+}
+
+memory_limiter! {
+    /// At most `limit` units per `window` seconds per key, in this process;
+    /// the windows are aligned to the limiter's clock (they start when the
+    /// limiter is made, for the default clock) and the count resets at
+    /// each window's end.
+    FixedWindowMemory(FixedWindow) {
+        #[new]
+        #[pyo3(signature = (limit, window, *, clock = None, max_keys = None))]
+        fn new(
+            limit: &Bound<'_, PyAny>,
+            window: &Bound<'_, PyAny>,
+            clock: Option<&Bound<'_, PyAny>>,
+            max_keys: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
+            let (algorithm, l, w) = self::window(limit, window, FixedWindow::new)?;
+            let (clock, max_keys) = options(clock, max_keys)?;
+            Ok(Self {
+                inner: Keyed::new(algorithm, clock, max_keys),
+                args: format!("limit={l}, window={}", float_repr(limit.py(), w as f64 / 1e9)),
+                limit: l,
+                param: w as f64,
+            })
+        }
+
+        /// The most units admitted per window.
+        #[getter]
+        fn limit(&self) -> u64 {
+            self.limit
+        }
+
+        /// The window, in seconds.
+        #[getter]
+        fn window(&self) -> f64 {
+            self.param / 1e9
+        }
+    }
+}
+
+memory_limiter! {
+    /// About `limit` units in any `window`-second span per key, in this
+    /// process (the sliding window counter: the current window's count plus
+    /// the previous window's, weighted by how much of it is still inside).
+    /// `limit` must be below 2**32.
+    SlidingWindowMemory(SlidingWindow) {
+        #[new]
+        #[pyo3(signature = (limit, window, *, clock = None, max_keys = None))]
+        fn new(
+            limit: &Bound<'_, PyAny>,
+            window: &Bound<'_, PyAny>,
+            clock: Option<&Bound<'_, PyAny>>,
+            max_keys: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
+            let (algorithm, l, w) = self::window(limit, window, SlidingWindow::new)?;
+            let (clock, max_keys) = options(clock, max_keys)?;
+            Ok(Self {
+                inner: Keyed::new(algorithm, clock, max_keys),
+                args: format!("limit={l}, window={}", float_repr(limit.py(), w as f64 / 1e9)),
+                limit: l,
+                param: w as f64,
+            })
+        }
+
+        /// The limit per window-long span.
+        #[getter]
+        fn limit(&self) -> u64 {
+            self.limit
+        }
+
+        /// The window, in seconds.
+        #[getter]
+        fn window(&self) -> f64 {
+            self.param / 1e9
+        }
+    }
+}
