@@ -1,0 +1,626 @@
+//! Every operation of a limiter, built once and without I/O: the script
+//! calls it sends (from `script.rs`), what it makes of their replies (with
+//! `reply.rs`), the circuit breaker's say on each call, and the failure
+//! policy's answer when Redis fails. The sync and async limiters only send
+//! the calls an [`Op`] hands them, as redis-rs's `ScriptInvocation` is
+//! sent by `invoke` or `invoke_async`:
+//!
+//! ```text
+//! let mut op = engine.check(key, cost, now)?;
+//! while let Some(call) = op.next_call() {
+//!     let reply = connection.run(call);       // .await in the async shell
+//!     op.take(reply);
+//! }
+//! op.finish()
+//! ```
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Quota, Reason, Reservation};
+
+use crate::breaker::{Breaker, Permit};
+use crate::config::{CircuitBreaker, DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
+use crate::error::RedisLimitError;
+use crate::fallback::{Fallback, SharedClock};
+use crate::key::RedisKey;
+use crate::keyspace::{self, KeySpace};
+use crate::observe::{Health, Observer, Stats};
+use crate::reply::{self, KeyState};
+use crate::script::{self, Call, Now};
+
+/// A limiter without its connection: settings, breaker, fallback, counters.
+pub(crate) struct Engine<A> {
+    pub(crate) algorithm: A,
+    pub(crate) keys: KeySpace,
+    pub(crate) time: TimeSource,
+    pub(crate) policy: FailurePolicy,
+    breaker: Option<Breaker>,
+    observer: Observer,
+    fallback: Fallback<A>,
+    clock: SharedClock,
+    /// Batches are split by hash slot (a cluster) or sent whole.
+    cluster: bool,
+}
+
+/// What an engine is built from (the builder's checked options).
+pub(crate) struct Settings<A> {
+    pub(crate) algorithm: A,
+    pub(crate) keys: KeySpace,
+    pub(crate) time: TimeSource,
+    pub(crate) policy: FailurePolicy,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) clock: SharedClock,
+}
+
+impl<A: Algorithm> core::fmt::Debug for Engine<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Engine")
+            .field("algorithm", &self.algorithm)
+            .field("keys", &self.keys)
+            .field("time", &self.time)
+            .field("policy", &self.policy)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A duration in whole nanoseconds, saturating.
+pub(crate) fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl<A: Algorithm> Engine<A> {
+    pub(crate) fn new(settings: Settings<A>, cluster: bool) -> Self {
+        let observer = Observer::new(settings.keys.prefix());
+        Self {
+            algorithm: settings.algorithm,
+            keys: settings.keys,
+            time: settings.time,
+            policy: settings.policy,
+            breaker: settings.breaker.map(Breaker::new),
+            observer,
+            fallback: Fallback::default(),
+            clock: settings.clock,
+            cluster,
+        }
+    }
+
+    pub(crate) fn quota(&self) -> &Quota {
+        self.algorithm.quota()
+    }
+
+    fn mono_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.observer.stats()
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        self.observer
+            .health(self.breaker.as_ref().map(Breaker::state), self.mono_ns())
+    }
+
+    /// `now` for a call: the time source, or the caller's `now_ns`
+    /// (client time, whatever the time source).
+    pub(crate) fn now(&self, now_ns: Option<u64>) -> Now {
+        match (now_ns, self.time) {
+            (None, TimeSource::Server) => Now::Server,
+            (None, TimeSource::Client { ttl_margin }) => Now::Client {
+                now_ns: wall_clock_ns(),
+                margin: ttl_margin,
+            },
+            (Some(now_ns), TimeSource::Client { ttl_margin }) => Now::Client {
+                now_ns,
+                margin: ttl_margin,
+            },
+            (Some(now_ns), TimeSource::Server) => Now::Client {
+                now_ns,
+                margin: DEFAULT_CLIENT_TTL_MARGIN,
+            },
+        }
+    }
+
+    fn capacity_ok(&self, cost: u64) -> Result<(), InsufficientCapacity> {
+        let capacity = self.quota().capacity();
+        if cost > capacity {
+            Err(InsufficientCapacity { cost, capacity })
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---- the operations ----
+
+    /// `check(key, cost)`.
+    pub(crate) fn check<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Now,
+    ) -> Result<Op<'_, A, Check>, RedisLimitError> {
+        self.capacity_ok(cost)?;
+        let redis_key = self.keys.redis_key(key)?;
+        let call = script::check_call(&self.algorithm, &redis_key, cost, now);
+        Ok(Op::new(self, vec![call], true, Check {
+            redis_key,
+            cost,
+            answer: None,
+        }))
+    }
+
+    /// `reserve(key, cost, max_wait)`, with the state the reservation
+    /// stored in Redis (`None` when it stored nothing, or when the failure
+    /// policy answered).
+    pub(crate) fn reserve<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now: Now,
+    ) -> Result<Op<'_, A, Reserve>, RedisLimitError> {
+        self.reserve_stored(self.keys.redis_key(key)?, cost, max_wait_ns, now)
+    }
+
+    /// `reserve` of a key already in its Redis form.
+    pub(crate) fn reserve_stored(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now: Now,
+    ) -> Result<Op<'_, A, Reserve>, RedisLimitError> {
+        self.capacity_ok(cost)?;
+        let call = script::reserve_call(&self.algorithm, &redis_key, cost, max_wait_ns, now);
+        Ok(Op::new(self, vec![call], true, Reserve {
+            redis_key,
+            cost,
+            max_wait_ns,
+            answer: None,
+        }))
+    }
+
+    /// `check_batch`: one call on a single Redis, one per hash slot on a
+    /// cluster. Costs above the capacity are answered at once; a key too
+    /// long fails the whole batch before anything is sent.
+    pub(crate) fn batch<K: RedisKey>(
+        &self,
+        requests: &[(K, u64)],
+        now: Now,
+    ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
+        let mut answers = vec![None; requests.len()];
+        let keys = requests
+            .iter()
+            .map(|(k, _)| self.keys.redis_key(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, (_, cost)) in requests.iter().enumerate() {
+            if let Err(e) = self.capacity_ok(*cost) {
+                answers[i] = Some(Err(e));
+            } else {
+                let group = if self.cluster {
+                    keyspace::slot(&keys[i])
+                } else {
+                    0
+                };
+                groups.entry(group).or_default().push(i);
+            }
+        }
+        let groups: Vec<Vec<usize>> = groups.into_values().collect();
+        let calls = groups
+            .iter()
+            .map(|g| {
+                let items = g.iter().map(|&i| (keys[i].as_slice(), requests[i].1));
+                script::batch_call(&self.algorithm, items, now)
+            })
+            .collect();
+        Ok(Op::new(self, calls, true, Batch {
+            keys,
+            costs: requests.iter().map(|(_, c)| *c).collect(),
+            groups,
+            answers,
+        }))
+    }
+
+    /// `inspect(key)`: neither the breaker nor the policy apply.
+    pub(crate) fn inspect<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+    ) -> Result<Op<'_, A, Inspect>, RedisLimitError> {
+        let call = script::inspect_call(&self.keys.redis_key(key)?);
+        Ok(Op::new(self, vec![call], false, Inspect { answer: None }))
+    }
+
+    /// Undoes a reservation of `cost` on `redis_key` that stored `stored`
+    /// (see `lua/cancel.lua`); neither the breaker nor the policy apply.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn cancel(&self, redis_key: &[u8], stored: u64, cost: u64) -> Op<'_, A, Cancel> {
+        let call = script::cancel_call(&self.algorithm, redis_key, stored, cost, self.now(None));
+        Op::new(self, vec![call], false, Cancel { answer: None })
+    }
+
+    // ---- the failure policy ----
+
+    /// Reports `err` and answers with the failure policy in its place, for
+    /// `n` requests (`answer` gives one); or returns `err` when the policy
+    /// does not apply to it (`ReturnError`, not a Redis failure, a
+    /// misconfiguration).
+    fn on_failure<T>(
+        &self,
+        err: RedisLimitError,
+        n: u64,
+        answer: impl FnOnce(&Self) -> Result<T, InsufficientCapacity>,
+    ) -> Result<T, RedisLimitError> {
+        let now = self.mono_ns();
+        self.observer.failed(&err, now);
+        if !err.is_policy_failure() || self.policy == FailurePolicy::ReturnError {
+            return Err(err);
+        }
+        self.observer.policy_answered(self.policy, &err, n, now);
+        Ok(answer(self)?)
+    }
+
+    /// The failure policy's answer to `check` (the policy is not
+    /// `ReturnError`).
+    fn policy_check(&self, redis_key: &[u8], cost: u64) -> Result<Decision, InsufficientCapacity> {
+        let limit = self.quota().capacity();
+        Ok(match self.policy {
+            FailurePolicy::FailOpen => Decision {
+                allowed: true,
+                remaining: 0,
+                retry_after: None,
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::FailOpen,
+            },
+            FailurePolicy::Fallback => {
+                self.fallback
+                    .check(&self.algorithm, &self.clock, redis_key, cost)?
+            }
+            _ => Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after: Some(self.quota().interval()),
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::FailClosed,
+            },
+        })
+    }
+
+    /// The failure policy's answer to `reserve`.
+    fn policy_reserve(
+        &self,
+        redis_key: &[u8],
+        cost: u64,
+        max_wait_ns: Option<u64>,
+    ) -> Result<Reservation, InsufficientCapacity> {
+        let limit = self.quota().capacity();
+        Ok(match self.policy {
+            FailurePolicy::FailOpen => Reservation {
+                allowed: true,
+                wait: Duration::ZERO,
+                retry_after: None,
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::FailOpen,
+            },
+            FailurePolicy::Fallback => self.fallback.reserve(
+                &self.algorithm,
+                &self.clock,
+                redis_key,
+                cost,
+                max_wait_ns,
+            )?,
+            _ => Reservation {
+                allowed: false,
+                wait: Duration::ZERO,
+                retry_after: Some(self.quota().interval()),
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::FailClosed,
+            },
+        })
+    }
+
+    /// The breaker's say on a call about to be sent.
+    fn permit(&self) -> Permit {
+        match &self.breaker {
+            Some(b) => b.permit(self.mono_ns()),
+            None => Permit::Call,
+        }
+    }
+
+    /// Tells the breaker and the health how a sent call went.
+    fn record(&self, permit: Permit, result: &Result<redis::Value, RedisLimitError>) {
+        let unavailable = result.as_ref().err().filter(|e| e.is_unavailable());
+        if unavailable.is_none() {
+            // Redis answered, maybe with an error it chose: it is up.
+            if result.as_ref().is_ok() {
+                self.observer.reached();
+            }
+            if let Some(t) = self.breaker.as_ref().and_then(Breaker::success) {
+                self.observer.transition(t, None);
+            }
+        } else if let Some(b) = &self.breaker {
+            if let Some(t) = b.failure(permit, self.mono_ns()) {
+                self.observer.transition(t, unavailable);
+            }
+        }
+    }
+}
+
+/// One operation in progress: its calls, and what it makes of their
+/// replies.
+pub(crate) struct Op<'e, A, R> {
+    engine: &'e Engine<A>,
+    calls: Vec<Call>,
+    /// The next call to settle.
+    next: usize,
+    /// Whether the breaker and the policy apply (not for operator reads
+    /// and undos).
+    guarded: bool,
+    /// The breaker's permit of the call in flight.
+    permit: Permit,
+    /// The error that ended the operation.
+    failed: Option<RedisLimitError>,
+    request: R,
+}
+
+/// What one kind of operation makes of its replies.
+pub(crate) trait Request<A> {
+    /// The operation's answer.
+    type Output;
+    /// Takes in the result of call `i`; `Err` ends the operation with it.
+    fn settle(
+        &mut self,
+        engine: &Engine<A>,
+        i: usize,
+        result: Result<redis::Value, RedisLimitError>,
+    ) -> Result<(), RedisLimitError>;
+    /// The answer, once every call is settled.
+    fn finish(self) -> Result<Self::Output, RedisLimitError>;
+}
+
+impl<'e, A: Algorithm, R: Request<A>> Op<'e, A, R> {
+    fn new(engine: &'e Engine<A>, calls: Vec<Call>, guarded: bool, request: R) -> Self {
+        Self {
+            engine,
+            calls,
+            next: 0,
+            guarded,
+            permit: Permit::Call,
+            failed: None,
+            request,
+        }
+    }
+
+    /// The next call to send, or `None` when the operation is settled.
+    /// While the circuit breaker is open, calls are settled here, by the
+    /// failure policy, without being handed out.
+    pub(crate) fn next_call(&mut self) -> Option<&Call> {
+        while self.failed.is_none() && self.next < self.calls.len() {
+            self.permit = if self.guarded {
+                self.engine.permit()
+            } else {
+                Permit::Call
+            };
+            if let Permit::Refused(left) = self.permit {
+                self.settle(Err(RedisLimitError::CircuitOpen {
+                    retry_in: Duration::from_nanos(left),
+                }));
+            } else {
+                return self.calls.get(self.next);
+            }
+        }
+        None
+    }
+
+    /// Takes in the reply to the call `next_call` handed out.
+    pub(crate) fn take(&mut self, result: Result<redis::Value, RedisLimitError>) {
+        if self.guarded {
+            self.engine.record(self.permit, &result);
+        }
+        self.settle(result);
+    }
+
+    fn settle(&mut self, result: Result<redis::Value, RedisLimitError>) {
+        let i = self.next;
+        self.next += 1;
+        if let Err(e) = self.request.settle(self.engine, i, result) {
+            self.failed = Some(e);
+        }
+    }
+
+    /// The operation's answer.
+    pub(crate) fn finish(self) -> Result<R::Output, RedisLimitError> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => self.request.finish(),
+        }
+    }
+}
+
+fn unanswered() -> RedisLimitError {
+    RedisLimitError::UnexpectedReply("the operation ended without an answer".to_owned())
+}
+
+/// `check`: one key, one call.
+pub(crate) struct Check {
+    redis_key: Vec<u8>,
+    cost: u64,
+    answer: Option<Decision>,
+}
+
+impl<A: Algorithm> Request<A> for Check {
+    type Output = Decision;
+
+    fn settle(
+        &mut self,
+        e: &Engine<A>,
+        _: usize,
+        result: Result<redis::Value, RedisLimitError>,
+    ) -> Result<(), RedisLimitError> {
+        let decoded = result.and_then(|v| reply::check(v, e.quota().capacity()));
+        self.answer = Some(match decoded {
+            Ok(a) => {
+                if a.repaired {
+                    e.observer.repaired(&self.redis_key, e.mono_ns());
+                }
+                a.value
+            }
+            Err(err) => e.on_failure(err, 1, |e| e.policy_check(&self.redis_key, self.cost))?,
+        });
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Decision, RedisLimitError> {
+        self.answer.ok_or_else(unanswered)
+    }
+}
+
+/// `reserve`: one key, one call.
+pub(crate) struct Reserve {
+    pub(crate) redis_key: Vec<u8>,
+    cost: u64,
+    max_wait_ns: Option<u64>,
+    answer: Option<(Reservation, Option<u64>)>,
+}
+
+impl<A: Algorithm> Request<A> for Reserve {
+    type Output = (Reservation, Option<u64>);
+
+    fn settle(
+        &mut self,
+        e: &Engine<A>,
+        _: usize,
+        result: Result<redis::Value, RedisLimitError>,
+    ) -> Result<(), RedisLimitError> {
+        let decoded = result.and_then(|v| reply::reserve(v, e.quota().capacity()));
+        self.answer = Some(match decoded {
+            Ok(a) => {
+                if a.repaired {
+                    e.observer.repaired(&self.redis_key, e.mono_ns());
+                }
+                a.value
+            }
+            Err(err) => {
+                let r = e.on_failure(err, 1, |e| {
+                    e.policy_reserve(&self.redis_key, self.cost, self.max_wait_ns)
+                })?;
+                (r, None)
+            }
+        });
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(Reservation, Option<u64>), RedisLimitError> {
+        self.answer.ok_or_else(unanswered)
+    }
+}
+
+/// `check_batch`: many keys, one call per group (slot).
+pub(crate) struct Batch {
+    keys: Vec<Vec<u8>>,
+    costs: Vec<u64>,
+    groups: Vec<Vec<usize>>,
+    answers: Vec<Option<Result<Decision, InsufficientCapacity>>>,
+}
+
+impl<A: Algorithm> Request<A> for Batch {
+    type Output = Vec<Result<Decision, InsufficientCapacity>>;
+
+    fn settle(
+        &mut self,
+        e: &Engine<A>,
+        g: usize,
+        result: Result<redis::Value, RedisLimitError>,
+    ) -> Result<(), RedisLimitError> {
+        let Some(indices) = self.groups.get(g) else {
+            return Err(unanswered());
+        };
+        match result.and_then(|v| reply::batch(v, indices.len(), e.quota().capacity())) {
+            Ok(decisions) => {
+                for (&i, a) in indices.iter().zip(decisions) {
+                    if a.repaired {
+                        e.observer.repaired(&self.keys[i], e.mono_ns());
+                    }
+                    self.answers[i] = Some(Ok(a.value));
+                }
+            }
+            Err(err) => {
+                let n = u64::try_from(indices.len()).unwrap_or(u64::MAX);
+                let (keys, costs, answers) = (&self.keys, &self.costs, &mut self.answers);
+                e.on_failure(err, n, |e| {
+                    for &i in indices {
+                        answers[i] = Some(Ok(e.policy_check(&keys[i], costs[i])?));
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Self::Output, RedisLimitError> {
+        self.answers
+            .into_iter()
+            .map(|a| a.ok_or_else(unanswered))
+            .collect()
+    }
+}
+
+/// `inspect`: one key's state, read only.
+pub(crate) struct Inspect {
+    answer: Option<KeyState>,
+}
+
+impl<A: Algorithm> Request<A> for Inspect {
+    type Output = KeyState;
+
+    fn settle(
+        &mut self,
+        e: &Engine<A>,
+        _: usize,
+        result: Result<redis::Value, RedisLimitError>,
+    ) -> Result<(), RedisLimitError> {
+        self.answer = Some(reply::inspect(result?, e.quota())?);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<KeyState, RedisLimitError> {
+        self.answer.ok_or_else(unanswered)
+    }
+}
+
+/// The undo of a reservation: whether it was undone.
+pub(crate) struct Cancel {
+    answer: Option<bool>,
+}
+
+impl<A: Algorithm> Request<A> for Cancel {
+    type Output = bool;
+
+    fn settle(
+        &mut self,
+        _: &Engine<A>,
+        _: usize,
+        result: Result<redis::Value, RedisLimitError>,
+    ) -> Result<(), RedisLimitError> {
+        self.answer = Some(reply::cancel(result?)?);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<bool, RedisLimitError> {
+        self.answer.ok_or_else(unanswered)
+    }
+}
