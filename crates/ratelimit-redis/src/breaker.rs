@@ -66,10 +66,11 @@ pub(crate) enum Transition {
     Closed,
 }
 
-/// The breaker of one limiter.
+/// The breaker of one limiter; without a configuration it only counts
+/// failures (for the health) and never opens.
 #[derive(Debug)]
 pub(crate) struct Breaker {
-    config: CircuitBreaker,
+    config: Option<CircuitBreaker>,
     /// The encoded [`State`]. Every access is Relaxed: the word is the
     /// whole state, it publishes no other data, and the compare-exchange
     /// loops below make each transition atomic on its own.
@@ -77,7 +78,7 @@ pub(crate) struct Breaker {
 }
 
 impl Breaker {
-    pub(crate) fn new(config: CircuitBreaker) -> Self {
+    pub(crate) fn new(config: Option<CircuitBreaker>) -> Self {
         Self {
             config,
             word: AtomicU64::new(encode(State::Closed(0))),
@@ -85,7 +86,13 @@ impl Breaker {
     }
 
     fn cool_down_ns(&self) -> u64 {
-        u64::try_from(self.config.cool_down().as_nanos()).unwrap_or(u64::MAX)
+        self.config.map_or(0, |c| {
+            u64::try_from(c.cool_down().as_nanos()).unwrap_or(u64::MAX)
+        })
+    }
+
+    fn opens_at(&self, failures: u32) -> bool {
+        self.config.is_some_and(|c| failures >= c.failures())
     }
 
     pub(crate) fn state(&self) -> State {
@@ -137,10 +144,10 @@ impl Breaker {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
             let (next, transition) = match decode(word) {
-                State::Closed(n) if n.saturating_add(1) >= self.config.failures() => {
+                State::Closed(n) if self.opens_at(n.saturating_add(1)) => {
                     (open, Some(Transition::Opened))
                 }
-                State::Closed(n) => (encode(State::Closed(n + 1)), None),
+                State::Closed(n) => (encode(State::Closed(n.saturating_add(1))), None),
                 // The probe failed: open again for a cool-down.
                 State::HalfOpen(_) if permit == Permit::Probe => (open, Some(Transition::Opened)),
                 // A call sent before the circuit opened: already counted.
@@ -159,6 +166,16 @@ impl Breaker {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn without_a_configuration_it_counts_and_never_opens() {
+        let b = super::Breaker::new(None);
+        for _ in 0..100 {
+            assert_eq!(b.failure(super::Permit::Call, 0), None);
+            assert_eq!(b.permit(0), super::Permit::Call);
+        }
+        assert_eq!(b.state(), super::State::Closed(100));
+    }
+
     use core::time::Duration;
 
     use super::*;
@@ -166,7 +183,7 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     fn breaker() -> Breaker {
-        Breaker::new(CircuitBreaker::new(3, Duration::from_secs(2)))
+        Breaker::new(Some(CircuitBreaker::new(3, Duration::from_secs(2))))
     }
 
     #[test]
@@ -222,7 +239,7 @@ mod tests {
 
     #[test]
     fn one_failure_opens_a_breaker_of_one() {
-        let b = Breaker::new(CircuitBreaker::new(1, Duration::from_nanos(5)));
+        let b = Breaker::new(Some(CircuitBreaker::new(1, Duration::from_nanos(5))));
         assert_eq!(b.failure(Permit::Call, 0), Some(Transition::Opened));
         assert_eq!(b.permit(4), Permit::Refused(1));
         assert_eq!(b.permit(5), Permit::Probe);

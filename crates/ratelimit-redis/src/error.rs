@@ -212,6 +212,12 @@ impl RedisLimitError {
         if e.is_io_error() || e.is_connection_dropped() {
             return Self::ConnectionLost(e);
         }
+        if e.to_string().contains("unauthenticated") {
+            // Redis refuses long commands from a client that has not
+            // authenticated ("Protocol error: unauthenticated multibulk
+            // length") before it would say NOAUTH.
+            return Self::Authentication(e);
+        }
         if e.to_string().contains("refused to switch database") {
             // A reconnection's handshake, within the call.
             return Self::from_connect(e);

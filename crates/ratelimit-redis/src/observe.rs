@@ -160,20 +160,20 @@ impl Observer {
         }
     }
 
-    /// The health, from the breaker's state (`None`: no breaker).
-    pub(crate) fn health(&self, state: Option<State>, now: u64) -> Health {
+    /// The health, from the breaker's state.
+    pub(crate) fn health(&self, state: State, now: u64) -> Health {
         if self.misconfigured.load(Ordering::Relaxed) {
             return Health::Misconfigured;
         }
         match state {
-            None | Some(State::Closed(0)) => Health::Up,
-            Some(State::Closed(n)) => Health::Failing {
+            State::Closed(0) => Health::Up,
+            State::Closed(n) => Health::Failing {
                 consecutive_failures: n,
             },
-            Some(State::Open(until)) if now < until => Health::CircuitOpen {
+            State::Open(until) if now < until => Health::CircuitOpen {
                 retry_in: Duration::from_nanos(until - now),
             },
-            Some(State::Open(_) | State::HalfOpen(_)) => Health::Probing,
+            State::Open(_) | State::HalfOpen(_) => Health::Probing,
         }
     }
 
@@ -358,14 +358,14 @@ mod tests {
     #[test]
     fn health_follows_the_breaker_and_misconfiguration() {
         let o = Observer::new("p");
-        assert_eq!(o.health(None, 0), Health::Up);
+        assert_eq!(o.health(State::Closed(0), 0), Health::Up);
         assert_eq!(
-            o.health(Some(State::Closed(2)), 0),
+            o.health(State::Closed(2), 0),
             Health::Failing {
                 consecutive_failures: 2
             }
         );
-        let h = o.health(Some(State::Open(3 * S)), S);
+        let h = o.health(State::Open(3 * S), S);
         assert_eq!(
             h,
             Health::CircuitOpen {
@@ -373,15 +373,15 @@ mod tests {
             }
         );
         assert!(!h.redis_in_use());
-        assert_eq!(o.health(Some(State::HalfOpen(9)), 0), Health::Probing);
+        assert_eq!(o.health(State::HalfOpen(9), 0), Health::Probing);
         let e = RedisLimitError::Misconfigured {
             message: String::new(),
             source: None,
         };
         o.failed(&e, 0);
-        assert_eq!(o.health(None, 0), Health::Misconfigured);
+        assert_eq!(o.health(State::Closed(0), 0), Health::Misconfigured);
         assert_eq!(o.stats().misconfigurations, 1);
         o.reached();
-        assert!(o.health(None, 0).redis_in_use());
+        assert!(o.health(State::Closed(0), 0).redis_in_use());
     }
 }

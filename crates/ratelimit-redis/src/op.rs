@@ -36,7 +36,7 @@ pub(crate) struct Engine<A> {
     pub(crate) keys: KeySpace,
     pub(crate) time: TimeSource,
     pub(crate) policy: FailurePolicy,
-    breaker: Option<Breaker>,
+    breaker: Breaker,
     observer: Observer,
     fallback: Fallback<A>,
     clock: SharedClock,
@@ -85,7 +85,7 @@ impl<A: Algorithm> Engine<A> {
             keys: settings.keys,
             time: settings.time,
             policy: settings.policy,
-            breaker: settings.breaker.map(Breaker::new),
+            breaker: Breaker::new(settings.breaker),
             observer,
             fallback: Fallback::default(),
             clock: settings.clock,
@@ -106,8 +106,7 @@ impl<A: Algorithm> Engine<A> {
     }
 
     pub(crate) fn health(&self) -> Health {
-        self.observer
-            .health(self.breaker.as_ref().map(Breaker::state), self.mono_ns())
+        self.observer.health(self.breaker.state(), self.mono_ns())
     }
 
     /// `now` for a call: the time source, or the caller's `now_ns`
@@ -334,10 +333,7 @@ impl<A: Algorithm> Engine<A> {
 
     /// The breaker's say on a call about to be sent.
     fn permit(&self) -> Permit {
-        match &self.breaker {
-            Some(b) => b.permit(self.mono_ns()),
-            None => Permit::Call,
-        }
+        self.breaker.permit(self.mono_ns())
     }
 
     /// Tells the breaker and the health how a sent call went.
@@ -348,13 +344,11 @@ impl<A: Algorithm> Engine<A> {
             if result.as_ref().is_ok() {
                 self.observer.reached();
             }
-            if let Some(t) = self.breaker.as_ref().and_then(Breaker::success) {
+            if let Some(t) = self.breaker.success() {
                 self.observer.transition(t, None);
             }
-        } else if let Some(b) = &self.breaker {
-            if let Some(t) = b.failure(permit, self.mono_ns()) {
-                self.observer.transition(t, unavailable);
-            }
+        } else if let Some(t) = self.breaker.failure(permit, self.mono_ns()) {
+            self.observer.transition(t, unavailable);
         }
     }
 }
@@ -371,6 +365,10 @@ pub(crate) struct Op<'e, A, R> {
     guarded: bool,
     /// The breaker's permit of the call in flight.
     permit: Permit,
+    /// Whether this operation's probe was already sent a second time.
+    probe_retried: bool,
+    /// Whether `next_call` must hand out the same call again.
+    resend: bool,
     /// The error that ended the operation.
     failed: Option<RedisLimitError>,
     request: R,
@@ -399,6 +397,8 @@ impl<'e, A: Algorithm, R: Request<A>> Op<'e, A, R> {
             next: 0,
             guarded,
             permit: Permit::Call,
+            probe_retried: false,
+            resend: false,
             failed: None,
             request,
         }
@@ -408,6 +408,11 @@ impl<'e, A: Algorithm, R: Request<A>> Op<'e, A, R> {
     /// While the circuit breaker is open, calls are settled here, by the
     /// failure policy, without being handed out.
     pub(crate) fn next_call(&mut self) -> Option<&Call> {
+        if self.resend {
+            // The probe's second attempt (see `take`), still the probe.
+            self.resend = false;
+            return self.calls.get(self.next);
+        }
         while self.failed.is_none() && self.next < self.calls.len() {
             self.permit = if self.guarded {
                 self.engine.permit()
@@ -426,7 +431,21 @@ impl<'e, A: Algorithm, R: Request<A>> Op<'e, A, R> {
     }
 
     /// Takes in the reply to the call `next_call` handed out.
+    ///
+    /// A probe that could not connect is sent once more before it counts
+    /// as failed: nothing was sent, so it cannot count twice, and a
+    /// connection that reconnects lazily (the async one) reports the
+    /// failure of its last attempt, made while Redis was still down, on
+    /// the first call after Redis is back.
     pub(crate) fn take(&mut self, result: Result<redis::Value, RedisLimitError>) {
+        if self.permit == Permit::Probe
+            && !self.probe_retried
+            && matches!(result, Err(RedisLimitError::Connect { .. }))
+        {
+            self.probe_retried = true;
+            self.resend = true;
+            return;
+        }
         if self.guarded {
             self.engine.record(self.permit, &result);
         }

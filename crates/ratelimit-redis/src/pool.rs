@@ -301,8 +301,11 @@ impl RedisPoolBuilder {
             shared: Arc::clone(&shared),
         };
         // Wrong credentials or database are configuration errors: find out
-        // now.
-        if let Err(e) = manager.open() {
+        // now (a PING: without a password, the connection is made and only
+        // the first command is refused).
+        if let Err(e) = manager.open().and_then(|mut link| {
+            redis::cmd("PING").query::<()>(link.con())
+        }) {
             let err = RedisLimitError::from_connect(e);
             if err.is_misconfiguration() {
                 return Err(err);
@@ -434,6 +437,15 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+impl Link {
+    fn con(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Self::Single(c) => c,
+            Self::Cluster(c) => &mut **c,
+        }
+    }
+}
+
 /// A checked-out connection, whatever the pool.
 pub(crate) enum Pooled {
     Own(r2d2::PooledConnection<Manager>),
@@ -453,10 +465,7 @@ impl Pooled {
     /// The connection to send commands on.
     pub(crate) fn con(&mut self) -> &mut dyn ConnectionLike {
         match self {
-            Self::Own(c) => match &mut c.link {
-                Link::Single(c) => c,
-                Link::Cluster(c) => &mut **c,
-            },
+            Self::Own(c) => c.link.con(),
             Self::Client(c) => &mut **c,
             Self::Cluster(c) => &mut ***c,
         }

@@ -12,7 +12,7 @@ use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
 use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
 use ratelimit_redis::{
     AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisLimiterBuilder,
-    RedisPool, Stats, TimeSource, Transport,
+    Health, RedisPool, Stats, TimeSource, Transport,
 };
 use ratelimit_replay::{Mismatch, Scenario, run_scenario};
 
@@ -38,6 +38,7 @@ pub trait Limit {
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
     fn stats(&self) -> Stats;
+    fn health(&self) -> Health;
 }
 
 impl<A: Algorithm> Limit for RedisLimiter<A> {
@@ -66,6 +67,9 @@ impl<A: Algorithm> Limit for RedisLimiter<A> {
     fn stats(&self) -> Stats {
         RedisLimiter::stats(self)
     }
+    fn health(&self) -> Health {
+        RedisLimiter::health(self)
+    }
 }
 
 impl<L: Limit + ?Sized> Limit for Box<L> {
@@ -93,6 +97,9 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
     }
     fn stats(&self) -> Stats {
         (**self).stats()
+    }
+    fn health(&self) -> Health {
+        (**self).health()
     }
 }
 
@@ -141,6 +148,9 @@ impl<A: Algorithm> Limit for Blocking<A> {
     }
     fn stats(&self) -> Stats {
         self.limiter.stats()
+    }
+    fn health(&self) -> Health {
+        self.limiter.health()
     }
 }
 
