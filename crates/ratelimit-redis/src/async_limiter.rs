@@ -60,10 +60,7 @@ pub type AsyncLeakyBucketRedis = AsyncRedisLimiter<LeakyBucket>;
 /// the same as the blocking ones, plus `acquire`.
 impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     /// Sends an operation's calls.
-    async fn run<R: Request<A>>(
-        &self,
-        mut op: Op<'_, A, R>,
-    ) -> Result<R::Output, RedisLimitError> {
+    async fn run<R: Request<A>>(&self, mut op: Op<'_, A, R>) -> Result<R::Output, RedisLimitError> {
         while let Some(call) = op.next_call() {
             let reply = self.conn().run(call).await;
             op.take(reply);
@@ -269,7 +266,8 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         stored: u64,
         cost: u64,
     ) -> Result<bool, RedisLimitError> {
-        self.run(self.engine().cancel(redis_key, stored, cost)).await
+        self.run(self.engine().cancel(redis_key, stored, cost))
+            .await
     }
 }
 

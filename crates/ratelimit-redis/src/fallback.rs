@@ -28,7 +28,11 @@ impl<A> Default for Fallback<A> {
 }
 
 impl<A: Algorithm> Fallback<A> {
-    fn limiter(&self, algorithm: &A, clock: &SharedClock) -> &KeyedLimiter<Vec<u8>, A, SharedClock> {
+    fn limiter(
+        &self,
+        algorithm: &A,
+        clock: &SharedClock,
+    ) -> &KeyedLimiter<Vec<u8>, A, SharedClock> {
         self.limiter.get_or_init(|| {
             KeyedLimiter::builder(*algorithm)
                 .clock(Arc::clone(clock))

@@ -258,17 +258,35 @@ mod tests {
             (u64::MAX.key_bytes(), b"18446744073709551615"),
             (i64::MIN.key_bytes(), b"-9223372036854775808"),
             ((-7i32).key_bytes(), b"-7"),
-            (u128::MAX.key_bytes(), b"340282366920938463463374607431768211455"),
+            (
+                u128::MAX.key_bytes(),
+                b"340282366920938463463374607431768211455",
+            ),
             (v4.key_bytes(), b"192.0.2.1"),
             (IpAddr::V4(v4).key_bytes(), b"192.0.2.1"),
             (IpAddr::V6(v4.to_ipv6_mapped()).key_bytes(), b"192.0.2.1"),
             (v6.key_bytes(), b"2001:db8::1:0:0:1"),
             (Ipv6Addr::UNSPECIFIED.key_bytes(), b"::"),
-            ("2001:DB8:0:1:1:1:1:1".parse::<Ipv6Addr>().unwrap().key_bytes(), b"2001:db8:0:1:1:1:1:1"),
+            (
+                "2001:DB8:0:1:1:1:1:1"
+                    .parse::<Ipv6Addr>()
+                    .unwrap()
+                    .key_bytes(),
+                b"2001:db8:0:1:1:1:1:1",
+            ),
             (SocketAddr::from((v4, 443)).key_bytes(), b"192.0.2.1:443"),
-            (SocketAddr::from((v6, 443)).key_bytes(), b"[2001:db8::1:0:0:1]:443"),
-            (SocketAddr::from((v4.to_ipv6_mapped(), 80)).key_bytes(), b"192.0.2.1:80"),
-            (SocketAddrV6::new(Ipv6Addr::LOCALHOST, 1, 7, 9).key_bytes(), b"[::1]:1"),
+            (
+                SocketAddr::from((v6, 443)).key_bytes(),
+                b"[2001:db8::1:0:0:1]:443",
+            ),
+            (
+                SocketAddr::from((v4.to_ipv6_mapped(), 80)).key_bytes(),
+                b"192.0.2.1:80",
+            ),
+            (
+                SocketAddrV6::new(Ipv6Addr::LOCALHOST, 1, 7, 9).key_bytes(),
+                b"[::1]:1",
+            ),
             (("tenant", 7u8).key_bytes(), b"tenant:7"),
             (("a:b", "c").key_bytes(), b"a\\:b:c"),
             (("a", "b:c").key_bytes(), b"a:b\\:c"),

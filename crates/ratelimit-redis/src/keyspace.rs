@@ -146,7 +146,10 @@ impl KeySpace {
 
     /// The Redis key for a caller's `key`: `<prefix>|<key bytes>`, or the
     /// hashed form; a key longer than the bound (not hashed) is refused.
-    pub(crate) fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> Result<Vec<u8>, RedisLimitError> {
+    pub(crate) fn redis_key<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+    ) -> Result<Vec<u8>, RedisLimitError> {
         let mut out = Vec::with_capacity(self.prefix.0.len() + 1 + 48);
         out.extend_from_slice(self.prefix.0.as_bytes());
         out.push(SEPARATOR);
@@ -254,7 +257,10 @@ mod tests {
         let p = KeySpace::new("p", 4, None).unwrap();
         assert!(p.redis_key("abcd").is_ok());
         let e = p.redis_key("abcde").unwrap_err();
-        assert!(matches!(e, RedisLimitError::KeyTooLong { len: 5, max: 4 }), "{e}");
+        assert!(
+            matches!(e, RedisLimitError::KeyTooLong { len: 5, max: 4 }),
+            "{e}"
+        );
         assert!(e.to_string().contains("hash_keys"), "{e}");
         let secret = Secret(b"0123456789abcdef".to_vec());
         let h = KeySpace::new("p", 4, Some(&secret)).unwrap();

@@ -251,7 +251,6 @@ impl<A: Algorithm, C: Transport> RedisLimiterBuilder<A, C> {
     }
 }
 
-
 impl<C: Transport> RedisLimiter<TokenBucket, C> {
     /// A token bucket of `capacity` tokens refilled at `per_second` tokens
     /// per second, with the default options (prefix `ratelimit`, server

@@ -265,8 +265,12 @@ impl Observer {
         }
         #[cfg(feature = "tracing")]
         match t {
-            Transition::Opened => tracing::warn!(prefix = %self.prefix, error = _e.map(tracing::field::display), "Redis keeps failing: circuit breaker open, the failure policy answers without calling Redis until a probe succeeds"),
-            Transition::Closed => tracing::warn!(prefix = %self.prefix, "Redis answers again: circuit breaker closed"),
+            Transition::Opened => {
+                tracing::warn!(prefix = %self.prefix, error = _e.map(tracing::field::display), "Redis keeps failing: circuit breaker open, the failure policy answers without calling Redis until a probe succeeds")
+            }
+            Transition::Closed => {
+                tracing::warn!(prefix = %self.prefix, "Redis answers again: circuit breaker closed")
+            }
         }
     }
 }

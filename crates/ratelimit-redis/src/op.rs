@@ -150,11 +150,16 @@ impl<A: Algorithm> Engine<A> {
         self.capacity_ok(cost)?;
         let redis_key = self.keys.redis_key(key)?;
         let call = script::check_call(&self.algorithm, &redis_key, cost, now);
-        Ok(Op::new(self, vec![call], true, Check {
-            redis_key,
-            cost,
-            answer: None,
-        }))
+        Ok(Op::new(
+            self,
+            vec![call],
+            true,
+            Check {
+                redis_key,
+                cost,
+                answer: None,
+            },
+        ))
     }
 
     /// `reserve(key, cost, max_wait)`, with the state the reservation
@@ -180,12 +185,17 @@ impl<A: Algorithm> Engine<A> {
     ) -> Result<Op<'_, A, Reserve>, RedisLimitError> {
         self.capacity_ok(cost)?;
         let call = script::reserve_call(&self.algorithm, &redis_key, cost, max_wait_ns, now);
-        Ok(Op::new(self, vec![call], true, Reserve {
-            redis_key,
-            cost,
-            max_wait_ns,
-            answer: None,
-        }))
+        Ok(Op::new(
+            self,
+            vec![call],
+            true,
+            Reserve {
+                redis_key,
+                cost,
+                max_wait_ns,
+                answer: None,
+            },
+        ))
     }
 
     /// `check_batch`: one call on a single Redis, one per hash slot on a
@@ -222,12 +232,17 @@ impl<A: Algorithm> Engine<A> {
                 script::batch_call(&self.algorithm, items, now)
             })
             .collect();
-        Ok(Op::new(self, calls, true, Batch {
-            keys,
-            costs: requests.iter().map(|(_, c)| *c).collect(),
-            groups,
-            answers,
-        }))
+        Ok(Op::new(
+            self,
+            calls,
+            true,
+            Batch {
+                keys,
+                costs: requests.iter().map(|(_, c)| *c).collect(),
+                groups,
+                answers,
+            },
+        ))
     }
 
     /// `inspect(key)`: neither the breaker nor the policy apply.
@@ -313,13 +328,10 @@ impl<A: Algorithm> Engine<A> {
                 limit,
                 reason: Reason::FailOpen,
             },
-            FailurePolicy::Fallback => self.fallback.reserve(
-                &self.algorithm,
-                &self.clock,
-                redis_key,
-                cost,
-                max_wait_ns,
-            )?,
+            FailurePolicy::Fallback => {
+                self.fallback
+                    .reserve(&self.algorithm, &self.clock, redis_key, cost, max_wait_ns)?
+            }
             _ => Reservation {
                 allowed: false,
                 wait: Duration::ZERO,

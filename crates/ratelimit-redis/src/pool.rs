@@ -289,7 +289,10 @@ impl RedisPoolBuilder {
             Target::Single(client) => resolves(client.get_connection_info())?,
             Target::Cluster(_) => {
                 for url in &self.urls {
-                    resolves(&redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(invalid)?)?;
+                    resolves(
+                        &redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                            .map_err(invalid)?,
+                    )?;
                 }
             }
         }
@@ -303,9 +306,10 @@ impl RedisPoolBuilder {
         // Wrong credentials or database are configuration errors: find out
         // now (a PING: without a password, the connection is made and only
         // the first command is refused).
-        if let Err(e) = manager.open().and_then(|mut link| {
-            redis::cmd("PING").query::<()>(link.con())
-        }) {
+        if let Err(e) = manager
+            .open()
+            .and_then(|mut link| redis::cmd("PING").query::<()>(link.con()))
+        {
             let err = RedisLimitError::from_connect(e);
             if err.is_misconfiguration() {
                 return Err(err);
@@ -347,7 +351,9 @@ pub(crate) fn resolves(info: &redis::ConnectionInfo) -> Result<(), RedisLimitErr
 
 fn unresolved(host: &str, why: &str) -> RedisLimitError {
     RedisLimitError::Misconfigured {
-        message: format!("the host {host:?} in the Redis URL does not resolve ({why}): check its spelling"),
+        message: format!(
+            "the host {host:?} in the Redis URL does not resolve ({why}): check its spelling"
+        ),
         source: None,
     }
 }

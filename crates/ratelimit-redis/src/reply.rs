@@ -39,7 +39,10 @@ fn integers(value: redis::Value) -> Result<Vec<i64>, RedisLimitError> {
 fn unexpected(value: &redis::Value, wanted: &str) -> RedisLimitError {
     let mut shown = format!("{value:?}");
     if shown.len() > 200 {
-        let cut = (0..=200).rev().find(|&i| shown.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=200)
+            .rev()
+            .find(|&i| shown.is_char_boundary(i))
+            .unwrap_or(0);
         shown.truncate(cut);
         shown.push('…');
     }
@@ -318,10 +321,20 @@ mod tests {
             ])
         };
         let ok = inspect(reply("101000000000", "string"), &q).unwrap();
-        assert_eq!((ok.tat_ns, ok.corrupt, ok.remaining), (Some(101_000_000_000), false, 3));
+        assert_eq!(
+            (ok.tat_ns, ok.corrupt, ok.remaining),
+            (Some(101_000_000_000), false, 3)
+        );
         let missing = inspect(reply("", "none"), &q).unwrap();
-        assert_eq!((missing.tat_ns, missing.corrupt, missing.remaining), (None, false, 4));
-        for (tat, kind) in [("garbage", "string"), ("99999999999999999999", "string"), ("", "hash")] {
+        assert_eq!(
+            (missing.tat_ns, missing.corrupt, missing.remaining),
+            (None, false, 4)
+        );
+        for (tat, kind) in [
+            ("garbage", "string"),
+            ("99999999999999999999", "string"),
+            ("", "hash"),
+        ] {
             let s = inspect(reply(tat, kind), &q).unwrap();
             assert!(s.corrupt, "{tat} {kind}");
             assert_eq!((s.tat_ns, s.remaining), (None, 0));

@@ -101,7 +101,12 @@ fn max_wait_arg(max_wait_ns: Option<u64>) -> String {
 
 /// `check(key, cost)` (the cost is in range): `check.lua`, the same
 /// policing for both buckets.
-pub(crate) fn check_call<A: Algorithm>(algorithm: &A, redis_key: &[u8], cost: u64, now: Now) -> Call {
+pub(crate) fn check_call<A: Algorithm>(
+    algorithm: &A,
+    redis_key: &[u8],
+    cost: u64,
+    now: Now,
+) -> Call {
     let mut inv = scripts().check.key(redis_key);
     common_args(&mut inv, now, algorithm.quota());
     inv.arg(cost);
@@ -147,7 +152,13 @@ pub(crate) fn reserve_call<A: Algorithm>(
 /// Undoes a reservation of `cost` that stored `stored`: `cancel.lua`. `now`
 /// only sets the restored state's expiry: pass the reservation's time
 /// source.
-pub(crate) fn cancel_call<A: Algorithm>(algorithm: &A, redis_key: &[u8], stored: u64, cost: u64, now: Now) -> Call {
+pub(crate) fn cancel_call<A: Algorithm>(
+    algorithm: &A,
+    redis_key: &[u8],
+    stored: u64,
+    cost: u64,
+    now: Now,
+) -> Call {
     let mut inv = scripts().cancel.key(redis_key);
     common_args(&mut inv, now, algorithm.quota());
     inv.arg(stored).arg(cost);

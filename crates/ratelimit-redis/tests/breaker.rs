@@ -74,7 +74,8 @@ fn opens_short_circuits_probes_and_closes<F: Factory>(
     for n in 1..=3u32 {
         let answer = l.check("k");
         assert!(
-            matches!(&answer, Err(e) if e.is_policy_failure()) || matches!(&answer, Ok(d) if d.reason != Reason::Quota),
+            matches!(&answer, Err(e) if e.is_policy_failure())
+                || matches!(&answer, Ok(d) if d.reason != Reason::Quota),
             "{answer:?}"
         );
         if n < 3 {
@@ -103,7 +104,10 @@ fn opens_short_circuits_probes_and_closes<F: Factory>(
     for _ in 0..10 {
         match l.check("k") {
             Ok(d) => assert_ne!(d.reason, Reason::Quota),
-            Err(e) => assert!(matches!(e, RedisLimitError::CircuitOpen { retry_in } if retry_in == COOL_DOWN), "{e}"),
+            Err(e) => assert!(
+                matches!(e, RedisLimitError::CircuitOpen { retry_in } if retry_in == COOL_DOWN),
+                "{e}"
+            ),
         }
     }
     assert_eq!(evalsha_calls(server), sent, "the open circuit sent nothing");

@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use ratelimit_core::{Quota, Rate, Reason};
-use ratelimit_redis::{FailurePolicy, LeakyBucket, RedisLimiter, RedisPool, TimeSource, TokenBucket};
+use ratelimit_redis::{
+    FailurePolicy, LeakyBucket, RedisLimiter, RedisPool, TimeSource, TokenBucket,
+};
 use ratelimit_testkit::RedisServer;
 use redis::Commands;
 
@@ -19,18 +21,26 @@ const NOW: u64 = 1_700_000_000 * S;
 
 fn limiter(server: &RedisServer, prefix: &str) -> RedisLimiter<TokenBucket> {
     // 4 per minute: T = 15 s, τ = 60 s.
-    RedisLimiter::builder(TokenBucket::new(Quota::new(4, Rate::per_minute(4)).unwrap()))
-        .prefix(prefix)
-        .failure_policy(FailurePolicy::Fallback)
-        .time_source(TimeSource::Client {
-            ttl_margin: Duration::from_secs(1),
-        })
-        .build(RedisPool::open(&server.url()).unwrap())
-        .unwrap()
+    RedisLimiter::builder(TokenBucket::new(
+        Quota::new(4, Rate::per_minute(4)).unwrap(),
+    ))
+    .prefix(prefix)
+    .failure_policy(FailurePolicy::Fallback)
+    .time_source(TimeSource::Client {
+        ttl_margin: Duration::from_secs(1),
+    })
+    .build(RedisPool::open(&server.url()).unwrap())
+    .unwrap()
 }
 
+/// Overwrites a state key with something that is not a state.
+type Corrupt<'a> = &'a dyn Fn(&mut redis::Connection, &[u8]);
+
 fn raw(server: &RedisServer) -> redis::Connection {
-    redis::Client::open(server.url()).unwrap().get_connection().unwrap()
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
 }
 
 /// Each corruption: Redis decides (no fallback), denies with a Retry-After,
@@ -40,12 +50,17 @@ fn raw(server: &RedisServer) -> redis::Connection {
 fn corrupt_states_are_repaired_as_fully_consumed() {
     let server = RedisServer::start();
     let mut con = raw(&server);
-    let corruptions: [(&str, &dyn Fn(&mut redis::Connection, &[u8])); 5] = [
+    let corruptions: [(&str, Corrupt<'_>); 5] = [
         ("garbage", &|c, k| c.set::<_, _, ()>(k, "garbage").unwrap()),
         ("empty", &|c, k| c.set::<_, _, ()>(k, "").unwrap()),
-        ("huge", &|c, k| c.set::<_, _, ()>(k, "99999999999999999999").unwrap()),
+        ("huge", &|c, k| {
+            c.set::<_, _, ()>(k, "99999999999999999999").unwrap()
+        }),
         // 10^5 days ahead: within u64, beyond the 2^53 ns horizon.
-        ("far", &|c, k| c.set::<_, _, ()>(k, (NOW + 8_640_000_000 * S).to_string()).unwrap()),
+        ("far", &|c, k| {
+            c.set::<_, _, ()>(k, (NOW + 8_640_000_000 * S).to_string())
+                .unwrap()
+        }),
         ("hash", &|c, k| {
             c.del::<_, ()>(k).unwrap();
             c.hset::<_, _, _, ()>(k, "f", "v").unwrap();
@@ -60,7 +75,11 @@ fn corrupt_states_are_repaired_as_fully_consumed() {
         assert!(state.corrupt, "{name}: inspect says so");
 
         let d = l.check_at("k", 1, NOW).unwrap();
-        assert_eq!(d.reason, Reason::Quota, "{name}: Redis decides, not the fallback");
+        assert_eq!(
+            d.reason,
+            Reason::Quota,
+            "{name}: Redis decides, not the fallback"
+        );
         assert!(!d.allowed, "{name}: never over-admits");
         assert_eq!(d.retry_after, Some(Duration::from_secs(15)), "{name}");
         assert_eq!(d.remaining, 0, "{name}");
@@ -97,13 +116,18 @@ fn reserve_and_batch_repair_too() {
     assert!(r.allowed);
     assert_eq!(r.wait, Duration::from_secs(15));
 
-    let leaky = RedisLimiter::builder(LeakyBucket::new(Quota::new(4, Rate::per_minute(4)).unwrap()))
-        .prefix("leaky")
-        .build(RedisPool::open(&server.url()).unwrap())
-        .unwrap();
+    let leaky = RedisLimiter::builder(LeakyBucket::new(
+        Quota::new(4, Rate::per_minute(4)).unwrap(),
+    ))
+    .prefix("leaky")
+    .build(RedisPool::open(&server.url()).unwrap())
+    .unwrap();
     let _: () = con.set(leaky.redis_key("k").unwrap(), "12x").unwrap();
     let r = leaky.reserve_at("k", 1, None, NOW).unwrap();
-    assert!(!r.allowed && r.retry_after == Some(Duration::from_secs(15)), "{r:?}");
+    assert!(
+        !r.allowed && r.retry_after == Some(Duration::from_secs(15)),
+        "{r:?}"
+    );
     assert_eq!(leaky.stats().corrupt_states_repaired, 1);
 
     let batch = limiter(&server, "batch");

@@ -87,8 +87,18 @@ fn a_missing_password_is_an_error_on_every_call_whatever_the_policy() {
     assert_eq!(stats.misconfigurations, 5);
     assert_eq!(stats.policy_decisions, 1, "only the outage was absorbed");
     // The batch and reserve calls too.
-    assert!(limiter.check_batch(&[("a", 1)]).unwrap_err().is_misconfiguration());
-    assert!(limiter.reserve("k", 1, None).unwrap_err().is_misconfiguration());
+    assert!(
+        limiter
+            .check_batch(&[("a", 1)])
+            .unwrap_err()
+            .is_misconfiguration()
+    );
+    assert!(
+        limiter
+            .reserve("k", 1, None)
+            .unwrap_err()
+            .is_misconfiguration()
+    );
 }
 
 #[test]

@@ -214,7 +214,10 @@ fn keys_expire_exactly_at_reset() {
     // A denied check and a cost of 0 write nothing.
     let state = limiter.check_n("other", 0).unwrap();
     assert!(state.allowed);
-    assert!(!con.exists::<_, bool>(limiter.redis_key("other").unwrap()).unwrap());
+    assert!(
+        !con.exists::<_, bool>(limiter.redis_key("other").unwrap())
+            .unwrap()
+    );
 
     // Client time: TTL = reset_after rounded up to a ms + the margin.
     let client = RedisLimiter::builder(TokenBucket::new(

@@ -11,8 +11,8 @@ use std::time::Duration;
 use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
 use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
 use ratelimit_redis::{
-    AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisLimiterBuilder,
-    Health, RedisPool, Stats, TimeSource, Transport,
+    AsyncRedisConnection, AsyncRedisLimiter, Health, RedisLimitError, RedisLimiter,
+    RedisLimiterBuilder, RedisPool, Stats, TimeSource, Transport,
 };
 use ratelimit_replay::{Mismatch, Scenario, run_scenario};
 
