@@ -154,11 +154,7 @@ impl<A: Algorithm> Engine<A> {
             self,
             vec![call],
             true,
-            Check {
-                redis_key,
-                cost,
-                answer: None,
-            },
+            One::new(redis_key, CheckOne { cost }),
         ))
     }
 
@@ -185,17 +181,8 @@ impl<A: Algorithm> Engine<A> {
     ) -> Result<Op<'_, A, Reserve>, RedisLimitError> {
         self.capacity_ok(cost)?;
         let call = script::reserve_call(&self.algorithm, &redis_key, cost, max_wait_ns, now);
-        Ok(Op::new(
-            self,
-            vec![call],
-            true,
-            Reserve {
-                redis_key,
-                cost,
-                max_wait_ns,
-                answer: None,
-            },
-        ))
+        let kind = ReserveOne { cost, max_wait_ns };
+        Ok(Op::new(self, vec![call], true, One::new(redis_key, kind)))
     }
 
     /// `check_batch`: one call on a single Redis, one per hash slot on a
@@ -250,8 +237,14 @@ impl<A: Algorithm> Engine<A> {
         &self,
         key: &K,
     ) -> Result<Op<'_, A, Inspect>, RedisLimitError> {
-        let call = script::inspect_call(&self.keys.redis_key(key)?);
-        Ok(Op::new(self, vec![call], false, Inspect { answer: None }))
+        let redis_key = self.keys.redis_key(key)?;
+        let call = script::inspect_call(&redis_key);
+        Ok(Op::new(
+            self,
+            vec![call],
+            false,
+            One::new(redis_key, Plain(reply::inspect)),
+        ))
     }
 
     /// Undoes a reservation of `cost` on `redis_key` that stored `stored`
@@ -259,7 +252,13 @@ impl<A: Algorithm> Engine<A> {
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn cancel(&self, redis_key: &[u8], stored: u64, cost: u64) -> Op<'_, A, Cancel> {
         let call = script::cancel_call(&self.algorithm, redis_key, stored, cost, self.now(None));
-        Op::new(self, vec![call], false, Cancel { answer: None })
+        let decode = Plain(|v, _: &Quota| reply::cancel(v));
+        Op::new(
+            self,
+            vec![call],
+            false,
+            One::new(redis_key.to_vec(), decode),
+        )
     }
 
     // ---- the failure policy ----
@@ -485,79 +484,154 @@ fn unanswered() -> RedisLimitError {
     RedisLimitError::UnexpectedReply("the operation ended without an answer".to_owned())
 }
 
-/// `check`: one key, one call.
-pub(crate) struct Check {
-    redis_key: Vec<u8>,
-    cost: u64,
-    answer: Option<Decision>,
+/// An operation of one call on one key: how its reply is decoded and what
+/// the failure policy answers in its place.
+pub(crate) trait Single<A> {
+    /// The operation's answer.
+    type Output;
+    /// Decodes the reply.
+    fn decode(
+        &self,
+        e: &Engine<A>,
+        v: redis::Value,
+    ) -> Result<reply::Answer<Self::Output>, RedisLimitError>;
+    /// The failure policy's answer in place of Redis's, or the error.
+    fn policy(
+        &self,
+        e: &Engine<A>,
+        redis_key: &[u8],
+        err: RedisLimitError,
+    ) -> Result<Self::Output, RedisLimitError>;
 }
 
-impl<A: Algorithm> Request<A> for Check {
+/// A [`Single`] operation on `redis_key`, with its answer once settled.
+pub(crate) struct One<S, T> {
+    redis_key: Vec<u8>,
+    kind: S,
+    answer: Option<T>,
+}
+
+impl<S, T> One<S, T> {
+    fn new(redis_key: Vec<u8>, kind: S) -> Self {
+        Self {
+            redis_key,
+            kind,
+            answer: None,
+        }
+    }
+}
+
+impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
+    type Output = T;
+
+    fn settle(
+        &mut self,
+        e: &Engine<A>,
+        _: usize,
+        result: Result<redis::Value, RedisLimitError>,
+    ) -> Result<(), RedisLimitError> {
+        self.answer = Some(match result.and_then(|v| self.kind.decode(e, v)) {
+            Ok(a) => {
+                if a.repaired {
+                    e.observer.repaired(&self.redis_key, e.mono_ns());
+                }
+                a.value
+            }
+            Err(err) => self.kind.policy(e, &self.redis_key, err)?,
+        });
+        Ok(())
+    }
+
+    fn finish(self) -> Result<T, RedisLimitError> {
+        self.answer.ok_or_else(unanswered)
+    }
+}
+
+/// `check`.
+pub(crate) struct CheckOne {
+    cost: u64,
+}
+
+/// `check`: one key, one call.
+pub(crate) type Check = One<CheckOne, Decision>;
+
+impl<A: Algorithm> Single<A> for CheckOne {
     type Output = Decision;
 
-    fn settle(
-        &mut self,
+    fn decode(
+        &self,
         e: &Engine<A>,
-        _: usize,
-        result: Result<redis::Value, RedisLimitError>,
-    ) -> Result<(), RedisLimitError> {
-        let decoded = result.and_then(|v| reply::check(v, e.quota().capacity()));
-        self.answer = Some(match decoded {
-            Ok(a) => {
-                if a.repaired {
-                    e.observer.repaired(&self.redis_key, e.mono_ns());
-                }
-                a.value
-            }
-            Err(err) => e.on_failure(err, 1, |e| e.policy_check(&self.redis_key, self.cost))?,
-        });
-        Ok(())
+        v: redis::Value,
+    ) -> Result<reply::Answer<Decision>, RedisLimitError> {
+        reply::check(v, e.quota().capacity())
     }
 
-    fn finish(self) -> Result<Decision, RedisLimitError> {
-        self.answer.ok_or_else(unanswered)
+    fn policy(
+        &self,
+        e: &Engine<A>,
+        key: &[u8],
+        err: RedisLimitError,
+    ) -> Result<Decision, RedisLimitError> {
+        e.on_failure(err, 1, |e| e.policy_check(key, self.cost))
     }
 }
 
-/// `reserve`: one key, one call.
-pub(crate) struct Reserve {
-    pub(crate) redis_key: Vec<u8>,
+/// `reserve`.
+pub(crate) struct ReserveOne {
     cost: u64,
     max_wait_ns: Option<u64>,
-    answer: Option<(Reservation, Option<u64>)>,
 }
 
-impl<A: Algorithm> Request<A> for Reserve {
+/// `reserve`: one key, one call; the reservation and the state it stored.
+pub(crate) type Reserve = One<ReserveOne, (Reservation, Option<u64>)>;
+
+impl<A: Algorithm> Single<A> for ReserveOne {
     type Output = (Reservation, Option<u64>);
 
-    fn settle(
-        &mut self,
+    fn decode(
+        &self,
         e: &Engine<A>,
-        _: usize,
-        result: Result<redis::Value, RedisLimitError>,
-    ) -> Result<(), RedisLimitError> {
-        let decoded = result.and_then(|v| reply::reserve(v, e.quota().capacity()));
-        self.answer = Some(match decoded {
-            Ok(a) => {
-                if a.repaired {
-                    e.observer.repaired(&self.redis_key, e.mono_ns());
-                }
-                a.value
-            }
-            Err(err) => {
-                let r = e.on_failure(err, 1, |e| {
-                    e.policy_reserve(&self.redis_key, self.cost, self.max_wait_ns)
-                })?;
-                (r, None)
-            }
-        });
-        Ok(())
+        v: redis::Value,
+    ) -> Result<reply::Answer<Self::Output>, RedisLimitError> {
+        reply::reserve(v, e.quota().capacity())
     }
 
-    fn finish(self) -> Result<(Reservation, Option<u64>), RedisLimitError> {
-        self.answer.ok_or_else(unanswered)
+    fn policy(
+        &self,
+        e: &Engine<A>,
+        key: &[u8],
+        err: RedisLimitError,
+    ) -> Result<Self::Output, RedisLimitError> {
+        let r = e.on_failure(err, 1, |e| {
+            e.policy_reserve(key, self.cost, self.max_wait_ns)
+        })?;
+        Ok((r, None))
     }
 }
+
+/// `inspect` and the undo of a reservation: read a reply, no policy.
+pub(crate) struct Plain<T>(fn(redis::Value, &Quota) -> Result<T, RedisLimitError>);
+
+impl<A: Algorithm, T> Single<A> for Plain<T> {
+    type Output = T;
+
+    fn decode(&self, e: &Engine<A>, v: redis::Value) -> Result<reply::Answer<T>, RedisLimitError> {
+        Ok(reply::Answer {
+            value: (self.0)(v, e.quota())?,
+            repaired: false,
+        })
+    }
+
+    fn policy(&self, _: &Engine<A>, _: &[u8], err: RedisLimitError) -> Result<T, RedisLimitError> {
+        Err(err)
+    }
+}
+
+/// `inspect`: one key's state, read only.
+pub(crate) type Inspect = One<Plain<KeyState>, KeyState>;
+
+/// The undo of a reservation: whether it was undone.
+pub(crate) type Cancel = One<Plain<bool>, bool>;
 
 /// `check_batch`: many keys, one call per group (slot).
 pub(crate) struct Batch {
@@ -607,51 +681,5 @@ impl<A: Algorithm> Request<A> for Batch {
             .into_iter()
             .map(|a| a.ok_or_else(unanswered))
             .collect()
-    }
-}
-
-/// `inspect`: one key's state, read only.
-pub(crate) struct Inspect {
-    answer: Option<KeyState>,
-}
-
-impl<A: Algorithm> Request<A> for Inspect {
-    type Output = KeyState;
-
-    fn settle(
-        &mut self,
-        e: &Engine<A>,
-        _: usize,
-        result: Result<redis::Value, RedisLimitError>,
-    ) -> Result<(), RedisLimitError> {
-        self.answer = Some(reply::inspect(result?, e.quota())?);
-        Ok(())
-    }
-
-    fn finish(self) -> Result<KeyState, RedisLimitError> {
-        self.answer.ok_or_else(unanswered)
-    }
-}
-
-/// The undo of a reservation: whether it was undone.
-pub(crate) struct Cancel {
-    answer: Option<bool>,
-}
-
-impl<A: Algorithm> Request<A> for Cancel {
-    type Output = bool;
-
-    fn settle(
-        &mut self,
-        _: &Engine<A>,
-        _: usize,
-        result: Result<redis::Value, RedisLimitError>,
-    ) -> Result<(), RedisLimitError> {
-        self.answer = Some(reply::cancel(result?)?);
-        Ok(())
-    }
-
-    fn finish(self) -> Result<bool, RedisLimitError> {
-        self.answer.ok_or_else(unanswered)
     }
 }

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use ratelimit_core::{ManualClock, Quota, Rate, Reason};
 use ratelimit_redis::{
-    AsyncRedisConnection, CircuitBreaker, FailurePolicy, Health, RedisLimitError, RedisLimiter,
-    RedisPool, TokenBucket,
+    CircuitBreaker, FailurePolicy, Health, RedisLimitError, RedisLimiter, RedisPool, TokenBucket,
 };
 use ratelimit_testkit::RedisServer;
 use support::{AsyncFactory, Factory};
@@ -23,24 +22,11 @@ const TIMEOUT: Duration = Duration::from_millis(200);
 const COOL_DOWN: Duration = Duration::from_secs(30);
 
 fn pool(server: &RedisServer) -> RedisPool {
-    RedisPool::builder(&server.url())
-        .connect_timeout(TIMEOUT)
-        .response_timeout(TIMEOUT)
-        .build()
-        .unwrap()
+    support::pool_with_timeout(server, TIMEOUT)
 }
 
 fn async_factory(server: &RedisServer) -> AsyncFactory {
-    let rt = support::runtime();
-    let conn = rt
-        .block_on(
-            AsyncRedisConnection::builder(&server.url())
-                .connect_timeout(TIMEOUT)
-                .response_timeout(TIMEOUT)
-                .build(),
-        )
-        .unwrap();
-    AsyncFactory { conn, rt }
+    support::async_with_timeout(server, TIMEOUT)
 }
 
 /// Redis's count of script calls, to prove the open circuit sends none.

@@ -22,11 +22,7 @@ const S: u64 = 1_000_000_000;
 const TIMEOUT: Duration = Duration::from_millis(200);
 
 fn pool(server: &RedisServer) -> RedisPool {
-    RedisPool::builder(&server.url())
-        .connect_timeout(TIMEOUT)
-        .response_timeout(TIMEOUT)
-        .build()
-        .unwrap()
+    support::pool_with_timeout(server, TIMEOUT)
 }
 
 fn builder<C: Transport>(policy: FailurePolicy) -> RedisLimiterBuilder<TokenBucket, C> {
@@ -43,16 +39,7 @@ fn limiter(pool: &RedisPool, policy: FailurePolicy) -> TokenBucketRedis {
 
 /// The async limiter's connection, with the same timeouts as `pool`.
 fn async_factory(server: &RedisServer) -> AsyncFactory {
-    let rt = support::runtime();
-    let conn = rt
-        .block_on(
-            AsyncRedisConnection::builder(&server.url())
-                .connect_timeout(TIMEOUT)
-                .response_timeout(TIMEOUT)
-                .build(),
-        )
-        .unwrap();
-    AsyncFactory { conn, rt }
+    support::async_with_timeout(server, TIMEOUT)
 }
 
 #[test]

@@ -204,6 +204,32 @@ impl Factory for RedisPool {
     }
 }
 
+/// A pool with both timeouts set to `timeout`.
+pub fn pool_with_timeout(server: &ratelimit_testkit::RedisServer, timeout: Duration) -> RedisPool {
+    RedisPool::builder(&server.url())
+        .connect_timeout(timeout)
+        .response_timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// The async limiter's connection with both timeouts set to `timeout`.
+pub fn async_with_timeout(
+    server: &ratelimit_testkit::RedisServer,
+    timeout: Duration,
+) -> AsyncFactory {
+    let rt = runtime();
+    let conn = rt
+        .block_on(
+            AsyncRedisConnection::builder(&server.url())
+                .connect_timeout(timeout)
+                .response_timeout(timeout)
+                .build(),
+        )
+        .unwrap();
+    AsyncFactory { conn, rt }
+}
+
 /// The async limiter on one shared connection.
 pub struct AsyncFactory {
     pub conn: AsyncRedisConnection,
