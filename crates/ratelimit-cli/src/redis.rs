@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ratelimit_core::{
-    Algorithm, AlgorithmKind, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate,
-    Reservation, TokenBucket,
+    AlgorithmKind, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation, Shaping,
+    TokenBucket,
 };
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
 use ratelimit_replay::Backend;
@@ -20,7 +20,7 @@ use crate::args::ReplayArgs;
 const REPLAY_TTL_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
 /// A Redis limiter driven with the events' times.
-struct Redis<A>(RedisLimiter<A>);
+struct Redis<A: Shaping>(RedisLimiter<A>);
 
 fn split<T>(
     r: Result<T, RedisLimitError>,
@@ -32,7 +32,7 @@ fn split<T>(
     }
 }
 
-impl<A: Algorithm> Backend for Redis<A> {
+impl<A: Shaping> Backend for Redis<A> {
     type Error = RedisLimitError;
 
     fn check(
@@ -69,7 +69,7 @@ fn replay_prefix(given: Option<&str>) -> String {
     )
 }
 
-fn limiter<A: Algorithm>(algorithm: A, url: &str, prefix: &str) -> Result<RedisLimiter<A>, String> {
+fn limiter<A: Shaping>(algorithm: A, url: &str, prefix: &str) -> Result<RedisLimiter<A>, String> {
     let pool = RedisPool::open(url).map_err(|e| e.to_string())?;
     RedisLimiter::builder(algorithm)
         .prefix(prefix)
@@ -96,6 +96,7 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<(), String> {
             &mut Redis(limiter(LeakyBucket::new(args.quota), url, &prefix)?),
             args.summary,
         ),
+        kind => Err(format!("{kind} is not available in the CLI yet")),
     }
 }
 

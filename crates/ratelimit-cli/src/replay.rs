@@ -3,14 +3,14 @@
 use std::io::{self, BufWriter};
 use std::process::ExitCode;
 
-use ratelimit_core::{Algorithm, AlgorithmKind, LeakyBucket, TokenBucket};
-use ratelimit_replay::{Backend, Memory, Summary};
+use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
+use ratelimit_replay::{Backend, Memory, Replayable, Summary};
 
 use crate::args::{BackendKind, ReplayArgs};
 
 /// The in-memory limiter for a replay. A simulation never refuses a key
 /// for want of room: the bound on keys protects servers, not replays.
-fn memory<A: Algorithm>(algorithm: A) -> Memory<A> {
+fn memory<A: Replayable>(algorithm: A) -> Memory<A> {
     Memory::new(algorithm, usize::MAX)
 }
 
@@ -24,6 +24,7 @@ pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
             drive(&mut memory(LeakyBucket::new(args.quota)), args.summary)
         }
         (BackendKind::Redis, _) => crate::redis::replay(args),
+        (_, kind) => Err(format!("{kind} is not available in the CLI yet")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

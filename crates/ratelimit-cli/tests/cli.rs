@@ -15,7 +15,7 @@ fn replay_passes_every_conformance_scenario() {
                 .iter()
                 .map(|e| serde_json::to_string(e).unwrap() + "\n")
                 .collect();
-            let rate = s.rate.to_string();
+            let rate = s.rate.as_ref().expect("a bucket scenario").to_string();
             let capacity = s.capacity.to_string();
             let out = ratelimit(
                 &[

@@ -26,7 +26,10 @@ fn replay_redis_prints_what_memory_prints() {
                 .iter()
                 .map(|e| serde_json::to_string(e).unwrap() + "\n")
                 .collect();
-            let (rate, capacity) = (s.rate.to_string(), s.capacity.to_string());
+            let (rate, capacity) = (
+                s.rate.as_ref().expect("a bucket scenario").to_string(),
+                s.capacity.to_string(),
+            );
             let common = [
                 "replay",
                 "--algorithm",

@@ -31,7 +31,7 @@
 use core::time::Duration;
 
 use ratelimit_core::{
-    Algorithm, AllowResult, Decision, InsufficientCapacity, LeakyBucket, Reason, Reservation,
+    AllowResult, Decision, InsufficientCapacity, LeakyBucket, Reason, Reservation, Shaping,
     TokenBucket,
 };
 use tokio::task::JoinHandle;
@@ -58,7 +58,7 @@ pub type AsyncLeakyBucketRedis = AsyncRedisLimiter<LeakyBucket>;
 
 /// The `async` calls, on an [`AsyncRedisConnection`] (feature `tokio`):
 /// the same as the blocking ones, plus `acquire`.
-impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
+impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
     /// Sends an operation's calls.
     async fn run<R: Request<A>>(&self, mut op: Op<'_, A, R>) -> Result<R::Output, RedisLimitError> {
         while let Some(call) = op.next_call() {
@@ -185,8 +185,8 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         let redis_key = self.redis_key(key)?;
         loop {
             let r = self.acquire_once(&redis_key, cost, None).await?;
-            match (r.allowed, r.retry_after) {
-                (false, Some(retry)) if r.reason == Reason::Quota => {
+            match (r.is_admitted(), r.retry_after()) {
+                (false, Some(retry)) if r.reason() == Reason::Quota => {
                     tokio::time::sleep(retry).await;
                 }
                 _ => return Ok(r),
@@ -248,11 +248,11 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
                 )));
             }
         };
-        if reservation.allowed && !reservation.wait.is_zero() {
+        if let Some(wait) = reservation.wait().filter(|w| !w.is_zero()) {
             if let Some(stored) = stored {
                 guard.stage = Stage::Sleeping(stored);
             }
-            tokio::time::sleep(reservation.wait).await;
+            tokio::time::sleep(wait).await;
             guard.stage = Stage::Done;
         }
         Ok(reservation)
@@ -282,14 +282,14 @@ enum Stage {
 }
 
 /// Undoes the reservation of a dropped `acquire`.
-struct Undo<A: Algorithm> {
+struct Undo<A: Shaping> {
     limiter: AsyncRedisLimiter<A>,
     redis_key: Vec<u8>,
     cost: u64,
     stage: Stage,
 }
 
-impl<A: Algorithm> Drop for Undo<A> {
+impl<A: Shaping> Drop for Undo<A> {
     fn drop(&mut self) {
         let stage = core::mem::replace(&mut self.stage, Stage::Done);
         if matches!(stage, Stage::Done) {
@@ -306,7 +306,7 @@ impl<A: Algorithm> Drop for Undo<A> {
         runtime.spawn(async move {
             let stored = match stage {
                 Stage::Reserving(task) => match task.await {
-                    Ok(Ok((r, Some(stored)))) if r.allowed => stored,
+                    Ok(Ok((r, Some(stored)))) if r.is_admitted() => stored,
                     _ => return,
                 },
                 Stage::Sleeping(stored) => stored,

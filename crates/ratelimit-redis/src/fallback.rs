@@ -8,18 +8,18 @@
 use core::time::Duration;
 use std::sync::{Arc, OnceLock};
 
-use ratelimit_core::{Algorithm, Clock, Decision, InsufficientCapacity, Reason, Reservation};
+use ratelimit_core::{Clock, Decision, InsufficientCapacity, Reason, Reservation, Shaping};
 use ratelimit_memory::KeyedLimiter;
 
 /// The clock of the breaker, the log gates and the fallback.
 pub(crate) type SharedClock = Arc<dyn Clock + Send + Sync>;
 
 /// Built lazily: most limiters never need it.
-pub(crate) struct Fallback<A> {
+pub(crate) struct Fallback<A: Shaping> {
     limiter: OnceLock<KeyedLimiter<Vec<u8>, A, SharedClock>>,
 }
 
-impl<A> Default for Fallback<A> {
+impl<A: Shaping> Default for Fallback<A> {
     fn default() -> Self {
         Self {
             limiter: OnceLock::new(),
@@ -27,7 +27,7 @@ impl<A> Default for Fallback<A> {
     }
 }
 
-impl<A: Algorithm> Fallback<A> {
+impl<A: Shaping> Fallback<A> {
     fn limiter(
         &self,
         algorithm: &A,
@@ -67,9 +67,29 @@ impl<A: Algorithm> Fallback<A> {
     ) -> Result<Reservation, InsufficientCapacity> {
         self.limiter(algorithm, clock)
             .reserve(redis_key, cost, max_wait_ns.map(Duration::from_nanos))
-            .map(|r| Reservation {
-                reason: Reason::Fallback,
-                ..r
+            .map(|r| match r {
+                Reservation::Admitted {
+                    wait,
+                    reset_after,
+                    limit,
+                    ..
+                } => Reservation::Admitted {
+                    wait,
+                    reset_after,
+                    limit,
+                    reason: Reason::Fallback,
+                },
+                Reservation::Rejected {
+                    retry_after,
+                    reset_after,
+                    limit,
+                    ..
+                } => Reservation::Rejected {
+                    retry_after,
+                    reset_after,
+                    limit,
+                    reason: Reason::Fallback,
+                },
             })
     }
 }

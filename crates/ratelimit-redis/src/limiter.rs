@@ -1,4 +1,4 @@
-//! [`RedisLimiter`]: one limiter type over any [`Algorithm`] and either
+//! [`RedisLimiter`]: one limiter type over a bucket algorithm ([`Shaping`]) and either
 //! connection, its builder, and its blocking calls on a [`RedisPool`]; the
 //! `async` calls on an `AsyncRedisConnection` are in `async_limiter.rs`.
 //! Both only send the calls of the operations in `op.rs`.
@@ -8,8 +8,8 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use ratelimit_core::{
-    Algorithm, AllowResult, Clock, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate,
-    Reservation, TokenBucket,
+    AllowResult, Clock, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation,
+    Shaping, TokenBucket,
 };
 use ratelimit_memory::MonotonicClock;
 
@@ -95,11 +95,11 @@ impl Transport for crate::AsyncRedisConnection {
 /// # Ok(())
 /// # }
 /// ```
-pub struct RedisLimiter<A, C = RedisPool> {
+pub struct RedisLimiter<A: Shaping, C = RedisPool> {
     inner: Arc<Inner<A, C>>,
 }
 
-impl<A, C> Clone for RedisLimiter<A, C> {
+impl<A: Shaping, C> Clone for RedisLimiter<A, C> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -107,12 +107,12 @@ impl<A, C> Clone for RedisLimiter<A, C> {
     }
 }
 
-struct Inner<A, C> {
+struct Inner<A: Shaping, C> {
     engine: Engine<A>,
     conn: C,
 }
 
-impl<A: Algorithm, C: core::fmt::Debug> core::fmt::Debug for RedisLimiter<A, C> {
+impl<A: Shaping, C: core::fmt::Debug> core::fmt::Debug for RedisLimiter<A, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RedisLimiter")
             .field("engine", &self.inner.engine)
@@ -137,7 +137,7 @@ pub struct RedisLimiterBuilder<A, C = RedisPool> {
     conn: PhantomData<fn() -> C>,
 }
 
-impl<A: Algorithm, C> core::fmt::Debug for RedisLimiterBuilder<A, C> {
+impl<A: Shaping, C> core::fmt::Debug for RedisLimiterBuilder<A, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RedisLimiterBuilder")
             .field("algorithm", &self.algorithm)
@@ -151,7 +151,7 @@ impl<A: Algorithm, C> core::fmt::Debug for RedisLimiterBuilder<A, C> {
     }
 }
 
-impl<A: Algorithm, C: Transport> RedisLimiterBuilder<A, C> {
+impl<A: Shaping, C: Transport> RedisLimiterBuilder<A, C> {
     /// The namespace of the limiter's keys (default `ratelimit`): every
     /// Redis key is `<prefix>|<key>`. Give each limiter (each quota) its own
     /// prefix. 1 to 256 bytes, without `|`, `{`, `}` or control characters.
@@ -278,7 +278,7 @@ impl<C: Transport> RedisLimiter<LeakyBucket, C> {
     }
 }
 
-impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
+impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
     /// Options for a limiter running `algorithm`.
     pub fn builder(algorithm: A) -> RedisLimiterBuilder<A, C> {
         RedisLimiterBuilder {
@@ -355,7 +355,7 @@ impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
 /// The blocking calls, on a [`RedisPool`]. Each call blocks its thread for
 /// one round trip (at most the pool's timeouts; while the circuit breaker
 /// is open, not at all).
-impl<A: Algorithm> RedisLimiter<A, RedisPool> {
+impl<A: Shaping> RedisLimiter<A, RedisPool> {
     /// Sends an operation's calls.
     fn run<R: Request<A>>(&self, mut op: Op<'_, A, R>) -> Result<R::Output, RedisLimitError> {
         while let Some(call) = op.next_call() {

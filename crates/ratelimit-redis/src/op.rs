@@ -18,7 +18,7 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Quota, Reason, Reservation};
+use ratelimit_core::{Decision, InsufficientCapacity, Quota, Reason, Reservation, Shaping};
 
 use crate::breaker::{Breaker, Permit};
 use crate::config::{CircuitBreaker, DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
@@ -31,7 +31,7 @@ use crate::reply::{self, KeyState};
 use crate::script::{self, Call, Now};
 
 /// A limiter without its connection: settings, breaker, fallback, counters.
-pub(crate) struct Engine<A> {
+pub(crate) struct Engine<A: Shaping> {
     pub(crate) algorithm: A,
     pub(crate) keys: KeySpace,
     pub(crate) time: TimeSource,
@@ -54,7 +54,7 @@ pub(crate) struct Settings<A> {
     pub(crate) clock: SharedClock,
 }
 
-impl<A: Algorithm> core::fmt::Debug for Engine<A> {
+impl<A: Shaping> core::fmt::Debug for Engine<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Engine")
             .field("algorithm", &self.algorithm)
@@ -77,7 +77,7 @@ pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl<A: Algorithm> Engine<A> {
+impl<A: Shaping> Engine<A> {
     pub(crate) fn new(settings: Settings<A>, cluster: bool) -> Self {
         let observer = Observer::new(settings.keys.prefix());
         Self {
@@ -319,10 +319,8 @@ impl<A: Algorithm> Engine<A> {
     ) -> Result<Reservation, InsufficientCapacity> {
         let limit = self.quota().capacity();
         Ok(match self.policy {
-            FailurePolicy::FailOpen => Reservation {
-                allowed: true,
+            FailurePolicy::FailOpen => Reservation::Admitted {
                 wait: Duration::ZERO,
-                retry_after: None,
                 reset_after: Duration::ZERO,
                 limit,
                 reason: Reason::FailOpen,
@@ -331,9 +329,7 @@ impl<A: Algorithm> Engine<A> {
                 self.fallback
                     .reserve(&self.algorithm, &self.clock, redis_key, cost, max_wait_ns)?
             }
-            _ => Reservation {
-                allowed: false,
-                wait: Duration::ZERO,
+            _ => Reservation::Rejected {
                 retry_after: Some(self.quota().interval()),
                 reset_after: Duration::ZERO,
                 limit,
@@ -366,7 +362,7 @@ impl<A: Algorithm> Engine<A> {
 
 /// One operation in progress: its calls, and what it makes of their
 /// replies.
-pub(crate) struct Op<'e, A, R> {
+pub(crate) struct Op<'e, A: Shaping, R> {
     engine: &'e Engine<A>,
     calls: Vec<Call>,
     /// The next call to settle.
@@ -386,7 +382,7 @@ pub(crate) struct Op<'e, A, R> {
 }
 
 /// What one kind of operation makes of its replies.
-pub(crate) trait Request<A> {
+pub(crate) trait Request<A: Shaping> {
     /// The operation's answer.
     type Output;
     /// Takes in the result of call `i`; `Err` ends the operation with it.
@@ -400,7 +396,7 @@ pub(crate) trait Request<A> {
     fn finish(self) -> Result<Self::Output, RedisLimitError>;
 }
 
-impl<'e, A: Algorithm, R: Request<A>> Op<'e, A, R> {
+impl<'e, A: Shaping, R: Request<A>> Op<'e, A, R> {
     fn new(engine: &'e Engine<A>, calls: Vec<Call>, guarded: bool, request: R) -> Self {
         Self {
             engine,
@@ -486,7 +482,7 @@ fn unanswered() -> RedisLimitError {
 
 /// An operation of one call on one key: how its reply is decoded and what
 /// the failure policy answers in its place.
-pub(crate) trait Single<A> {
+pub(crate) trait Single<A: Shaping> {
     /// The operation's answer.
     type Output;
     /// Decodes the reply.
@@ -521,7 +517,7 @@ impl<S, T> One<S, T> {
     }
 }
 
-impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
+impl<A: Shaping, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
     type Output = T;
 
     fn settle(
@@ -555,7 +551,7 @@ pub(crate) struct CheckOne {
 /// `check`: one key, one call.
 pub(crate) type Check = One<CheckOne, Decision>;
 
-impl<A: Algorithm> Single<A> for CheckOne {
+impl<A: Shaping> Single<A> for CheckOne {
     type Output = Decision;
 
     fn decode(
@@ -585,7 +581,7 @@ pub(crate) struct ReserveOne {
 /// `reserve`: one key, one call; the reservation and the state it stored.
 pub(crate) type Reserve = One<ReserveOne, (Reservation, Option<u64>)>;
 
-impl<A: Algorithm> Single<A> for ReserveOne {
+impl<A: Shaping> Single<A> for ReserveOne {
     type Output = (Reservation, Option<u64>);
 
     fn decode(
@@ -612,7 +608,7 @@ impl<A: Algorithm> Single<A> for ReserveOne {
 /// `inspect` and the undo of a reservation: read a reply, no policy.
 pub(crate) struct Plain<T>(fn(redis::Value, &Quota) -> Result<T, RedisLimitError>);
 
-impl<A: Algorithm, T> Single<A> for Plain<T> {
+impl<A: Shaping, T> Single<A> for Plain<T> {
     type Output = T;
 
     fn decode(&self, e: &Engine<A>, v: redis::Value) -> Result<reply::Answer<T>, RedisLimitError> {
@@ -641,7 +637,7 @@ pub(crate) struct Batch {
     answers: Vec<Option<Result<Decision, InsufficientCapacity>>>,
 }
 
-impl<A: Algorithm> Request<A> for Batch {
+impl<A: Shaping> Request<A> for Batch {
     type Output = Vec<Result<Decision, InsufficientCapacity>>;
 
     fn settle(

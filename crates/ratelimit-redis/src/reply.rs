@@ -141,13 +141,20 @@ pub(crate) fn reserve(
     let [allowed, wait, retry, reset, repaired] = five(&integers(redis::Value::Array(items))?)?;
     Ok(Answer {
         value: (
-            Reservation {
-                allowed: flag(allowed, "allowed")?,
-                wait: nanos(wait, "wait_ns")?,
-                retry_after: optional_nanos(retry, "retry_after_ns")?,
-                reset_after: nanos(reset, "reset_after_ns")?,
-                limit,
-                reason: Reason::Quota,
+            if flag(allowed, "allowed")? {
+                Reservation::Admitted {
+                    wait: nanos(wait, "wait_ns")?,
+                    reset_after: nanos(reset, "reset_after_ns")?,
+                    limit,
+                    reason: Reason::Quota,
+                }
+            } else {
+                Reservation::Rejected {
+                    retry_after: optional_nanos(retry, "retry_after_ns")?,
+                    reset_after: nanos(reset, "reset_after_ns")?,
+                    limit,
+                    reason: Reason::Quota,
+                }
             },
             stored,
         ),
@@ -296,7 +303,7 @@ mod tests {
             redis::Value::Array(v)
         };
         let r = reserve(reply(b"1764280800123456000"), 3).unwrap();
-        assert!(r.value.0.allowed);
+        assert!(r.value.0.is_admitted());
         assert_eq!(r.value.1, Some(1_764_280_800_123_456_000));
         assert_eq!(reserve(reply(b""), 3).unwrap().value.1, None);
         assert!(reserve(reply(b"12x"), 3).is_err());

@@ -11,7 +11,7 @@
 use core::time::Duration;
 use std::sync::OnceLock;
 
-use ratelimit_core::{Algorithm, AlgorithmKind, Quota};
+use ratelimit_core::{AlgorithmKind, Quota, Shaping};
 
 use crate::error::RedisLimitError;
 
@@ -101,12 +101,7 @@ fn max_wait_arg(max_wait_ns: Option<u64>) -> String {
 
 /// `check(key, cost)` (the cost is in range): `check.lua`, the same
 /// policing for both buckets.
-pub(crate) fn check_call<A: Algorithm>(
-    algorithm: &A,
-    redis_key: &[u8],
-    cost: u64,
-    now: Now,
-) -> Call {
+pub(crate) fn check_call<A: Shaping>(algorithm: &A, redis_key: &[u8], cost: u64, now: Now) -> Call {
     let mut inv = scripts().check.key(redis_key);
     common_args(&mut inv, now, algorithm.quota());
     inv.arg(cost);
@@ -114,7 +109,7 @@ pub(crate) fn check_call<A: Algorithm>(
 }
 
 /// `check` of many keys of one slot in one call: `check_batch.lua`.
-pub(crate) fn batch_call<'k, A: Algorithm>(
+pub(crate) fn batch_call<'k, A: Shaping>(
     algorithm: &A,
     requests: impl Iterator<Item = (&'k [u8], u64)> + Clone,
     now: Now,
@@ -132,16 +127,18 @@ pub(crate) fn batch_call<'k, A: Algorithm>(
 
 /// `reserve(key, cost, max_wait)` (the cost is in range): `reserve.lua`,
 /// told which bucket shapes.
-pub(crate) fn reserve_call<A: Algorithm>(
+pub(crate) fn reserve_call<A: Shaping>(
     algorithm: &A,
     redis_key: &[u8],
     cost: u64,
     max_wait_ns: Option<u64>,
     now: Now,
 ) -> Call {
-    let kind = match algorithm.kind() {
-        AlgorithmKind::TokenBucket => "token",
-        AlgorithmKind::LeakyBucket => "leaky",
+    // `Shaping`: the two buckets, and only they, reserve.
+    let kind = if algorithm.kind() == AlgorithmKind::LeakyBucket {
+        "leaky"
+    } else {
+        "token"
     };
     let mut inv = scripts().reserve.key(redis_key);
     common_args(&mut inv, now, algorithm.quota());
@@ -152,7 +149,7 @@ pub(crate) fn reserve_call<A: Algorithm>(
 /// Undoes a reservation of `cost` that stored `stored`: `cancel.lua`. `now`
 /// only sets the restored state's expiry: pass the reservation's time
 /// source.
-pub(crate) fn cancel_call<A: Algorithm>(
+pub(crate) fn cancel_call<A: Shaping>(
     algorithm: &A,
     redis_key: &[u8],
     stored: u64,

@@ -107,14 +107,14 @@ fn reserve_and_batch_repair_too() {
     let token = limiter(&server, "reserve");
     let _: () = con.set(token.redis_key("k").unwrap(), "garbage").unwrap();
     let r = token.reserve_at("k", 1, Some(0), NOW).unwrap();
-    assert_eq!(r.reason, Reason::Quota);
-    assert!(!r.allowed);
-    assert_eq!(r.retry_after, Some(Duration::from_secs(15)));
+    assert_eq!(r.reason(), Reason::Quota);
+    assert!(!r.is_admitted());
+    assert_eq!(r.retry_after(), Some(Duration::from_secs(15)));
     assert_eq!(token.stats().corrupt_states_repaired, 1);
     // A token bucket may borrow on the repaired state: it waits a period.
     let r = token.reserve_at("k", 1, None, NOW).unwrap();
-    assert!(r.allowed);
-    assert_eq!(r.wait, Duration::from_secs(15));
+    assert!(r.is_admitted());
+    assert_eq!(r.wait(), Some(Duration::from_secs(15)));
 
     let leaky = RedisLimiter::builder(LeakyBucket::new(
         Quota::new(4, Rate::per_minute(4)).unwrap(),
@@ -125,7 +125,7 @@ fn reserve_and_batch_repair_too() {
     let _: () = con.set(leaky.redis_key("k").unwrap(), "12x").unwrap();
     let r = leaky.reserve_at("k", 1, None, NOW).unwrap();
     assert!(
-        !r.allowed && r.retry_after == Some(Duration::from_secs(15)),
+        !r.is_admitted() && r.retry_after() == Some(Duration::from_secs(15)),
         "{r:?}"
     );
     assert_eq!(leaky.stats().corrupt_states_repaired, 1);

@@ -330,14 +330,14 @@ fn reserve_and_allow_request_with_server_time() {
     let pool = RedisPool::open(&server.url()).unwrap();
     let leaky = LeakyBucketRedis::new(3, 10.0, pool.clone()).unwrap();
     let waits: Vec<Duration> = (0..3)
-        .map(|_| leaky.reserve("q", 1, None).unwrap().wait)
+        .map(|_| leaky.reserve("q", 1, None).unwrap().wait().unwrap())
         .collect();
     // Requests that arrive together leave T = 100 ms apart: the k-th waits
     // k × T less the time since the first arrived.
     assert_eq!(waits[0], Duration::ZERO);
     assert!(waits[1] > Duration::ZERO && waits[1] <= Duration::from_millis(100));
     assert!(waits[2] > waits[1] && waits[2] <= Duration::from_millis(200));
-    assert!(!leaky.reserve("q", 1, None).unwrap().allowed);
+    assert!(!leaky.reserve("q", 1, None).unwrap().is_admitted());
     let token = TokenBucketRedis::new(2, 1.0, pool).unwrap();
     let r = token.allow_request("user456").unwrap();
     assert!(r.allowed);

@@ -14,11 +14,11 @@ mod output;
 mod run;
 mod scenario;
 
-pub use crate::backend::{Backend, Memory, Model};
+pub use crate::backend::{Backend, Memory, Model, NotShaping, Replayable, Visit, visit};
 pub use crate::event::{Event, Op, parse_event};
 pub use crate::output::{render_check, render_reserve};
 pub use crate::run::{ReplayError, Summary, replay};
 pub use crate::scenario::{
-    CONFORMANCE_FILES, Mismatch, Scenario, assert_every_scenario, conformance_dir, load_scenarios,
-    run_scenario,
+    CONFORMANCE_FILES, Mismatch, Scenario, WINDOW_FILES, assert_every_scenario,
+    assert_every_window_scenario, conformance_dir, load_scenarios, run_scenario,
 };

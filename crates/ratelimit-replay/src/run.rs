@@ -293,7 +293,7 @@ pub(crate) fn answer<B: Backend>(
         },
         Op::Reserve => {
             match backend.reserve(&event.key, event.t_ns, event.cost, event.max_wait_ns)? {
-                Ok(reservation) => (render_reserve(&reservation), reservation.allowed),
+                Ok(reservation) => (render_reserve(&reservation), reservation.is_admitted()),
                 Err(_) => (
                     r#"{"allowed": false, "retry_after_ns": null}"#.to_owned(),
                     false,

@@ -6,7 +6,9 @@ use core::fmt;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 
-use ratelimit_core::{AlgorithmKind, ConfigError, Quota, Rate};
+use core::time::Duration;
+
+use ratelimit_core::{AlgorithmKind, AnyAlgorithm, ConfigError, Quota, Rate};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -19,12 +21,16 @@ use crate::run::answer;
 pub struct Scenario {
     /// The scenario's number within its file.
     pub id: u64,
-    /// `token-bucket` or `leaky-bucket`.
+    /// `token-bucket`, `leaky-bucket`, `fixed-window` or `sliding-window`.
     pub algorithm: String,
-    /// The capacity `C`.
+    /// The capacity `C` (a window algorithm's limit `L`).
     pub capacity: u64,
-    /// The rate in units per second, as written in the file.
-    pub rate: serde_json::Number,
+    /// The rate in units per second, as written in the file (buckets).
+    #[serde(default)]
+    pub rate: Option<serde_json::Number>,
+    /// The window `W` in nanoseconds (window algorithms).
+    #[serde(default)]
+    pub window_ns: Option<u64>,
     /// The events, in time order.
     pub events: Vec<Event>,
     /// One expected output object per event.
@@ -35,24 +41,35 @@ impl Scenario {
     /// The algorithm the scenario runs.
     ///
     /// # Panics
-    /// On an algorithm name other than the two of the contract.
+    /// On an algorithm name other than the four of the contract.
     #[must_use]
     pub fn kind(&self) -> AlgorithmKind {
-        match self.algorithm.as_str() {
-            "token-bucket" => AlgorithmKind::TokenBucket,
-            "leaky-bucket" => AlgorithmKind::LeakyBucket,
-            other => panic!("scenario {}: unknown algorithm {other:?}", self.id),
-        }
+        self.algorithm
+            .parse()
+            .unwrap_or_else(|e| panic!("scenario {}: {e}", self.id))
     }
 
     /// The rate, parsed exactly from its decimal text.
     pub fn parsed_rate(&self) -> Result<Rate, ConfigError> {
-        self.rate.to_string().parse()
+        match &self.rate {
+            Some(rate) => rate.to_string().parse(),
+            None => Err(ConfigError::NeedsRate),
+        }
     }
 
-    /// The scenario's quota.
+    /// The scenario's quota (buckets).
     pub fn quota(&self) -> Result<Quota, ConfigError> {
         Quota::new(self.capacity, self.parsed_rate()?)
+    }
+
+    /// The scenario's algorithm with its parameters: a rate for the
+    /// buckets, a window for the window algorithms.
+    pub fn any_algorithm(&self) -> Result<AnyAlgorithm, ConfigError> {
+        let kind = self.kind();
+        match self.window_ns {
+            Some(ns) => AnyAlgorithm::with_window(kind, self.capacity, Duration::from_nanos(ns)),
+            None => AnyAlgorithm::with_rate(kind, self.capacity, self.parsed_rate()?),
+        }
     }
 }
 
@@ -145,25 +162,48 @@ pub fn load_scenarios(file: &str) -> io::Result<Vec<Scenario>> {
 /// The two conformance files: arbitrary nanoseconds, and whole microseconds.
 pub const CONFORMANCE_FILES: [&str; 2] = ["scenarios-ns.jsonl.gz", "scenarios-us.jsonl.gz"];
 
-/// Runs `run(file, scenario)` on every scenario of both conformance files
-/// (each with a fresh backend, which `run` builds) and panics with every
-/// mismatch if there is any, or if not all 180 scenarios ran.
+/// The two conformance files of the window algorithms (120 and 60
+/// scenarios), which carry `window_ns` instead of `rate`.
+pub const WINDOW_FILES: [&str; 2] = ["windows-ns.jsonl.gz", "windows-us.jsonl.gz"];
+
+/// Runs `run(file, scenario)` on every scenario of both bucket conformance
+/// files (each with a fresh backend, which `run` builds) and panics with
+/// every mismatch if there is any, or if not all 180 scenarios ran.
 ///
 /// # Panics
 /// On a mismatch, a missing or unreadable file, or a scenario count other
 /// than 180.
-pub fn assert_every_scenario(mut run: impl FnMut(&str, &Scenario) -> Result<(), Box<Mismatch>>) {
-    let mut count = 0;
+pub fn assert_every_scenario(run: impl FnMut(&str, &Scenario) -> Result<(), Box<Mismatch>>) {
+    assert_scenarios(&CONFORMANCE_FILES, 180, run);
+}
+
+/// [`assert_every_scenario`] for the window algorithms: both window files,
+/// 180 scenarios.
+///
+/// # Panics
+/// As for [`assert_every_scenario`].
+pub fn assert_every_window_scenario(run: impl FnMut(&str, &Scenario) -> Result<(), Box<Mismatch>>) {
+    assert_scenarios(&WINDOW_FILES, 180, run);
+}
+
+/// Runs `run` on every scenario of `files`, expecting `count` in all, and
+/// panics with every mismatch.
+fn assert_scenarios(
+    files: &[&str],
+    count: usize,
+    mut run: impl FnMut(&str, &Scenario) -> Result<(), Box<Mismatch>>,
+) {
+    let mut seen = 0;
     let mut failures = Vec::new();
-    for file in CONFORMANCE_FILES {
+    for file in files {
         for scenario in load_scenarios(file).expect("the conformance files are present") {
             if let Err(m) = run(file, &scenario) {
                 failures.push(format!("{file}: {m}"));
             }
-            count += 1;
+            seen += 1;
         }
     }
-    assert_eq!(count, 180, "both files, 90 scenarios each");
+    assert_eq!(seen, count, "scenarios in {files:?}");
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

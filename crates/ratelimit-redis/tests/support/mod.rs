@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
 use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
+use ratelimit_core::{Decision, InsufficientCapacity, Reservation, Shaping};
 use ratelimit_redis::{
     AsyncRedisConnection, AsyncRedisLimiter, Health, RedisLimitError, RedisLimiter,
     RedisLimiterBuilder, RedisPool, Stats, TimeSource, Transport,
@@ -41,7 +41,7 @@ pub trait Limit {
     fn health(&self) -> Health;
 }
 
-impl<A: Algorithm> Limit for RedisLimiter<A> {
+impl<A: Shaping> Limit for RedisLimiter<A> {
     fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError> {
         RedisLimiter::<A>::check_n(self, key, cost)
     }
@@ -116,12 +116,12 @@ pub fn runtime() -> Arc<tokio::runtime::Runtime> {
 }
 
 /// The async limiter, each call run to completion on `rt`.
-pub struct Blocking<A> {
+pub struct Blocking<A: Shaping> {
     pub limiter: AsyncRedisLimiter<A>,
     pub rt: Arc<tokio::runtime::Runtime>,
 }
 
-impl<A: Algorithm> Limit for Blocking<A> {
+impl<A: Shaping> Limit for Blocking<A> {
     fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError> {
         self.rt.block_on(self.limiter.check_n(key, cost))
     }
@@ -194,12 +194,12 @@ impl<L: Limit> ratelimit_replay::Backend for ReplayAdapter<L> {
 pub trait Factory {
     /// What the limiters send on.
     type Conn: Transport;
-    fn limit<A: Algorithm>(&self, builder: RedisLimiterBuilder<A, Self::Conn>) -> Box<dyn Limit>;
+    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A, Self::Conn>) -> Box<dyn Limit>;
 }
 
 impl Factory for RedisPool {
     type Conn = RedisPool;
-    fn limit<A: Algorithm>(&self, builder: RedisLimiterBuilder<A, RedisPool>) -> Box<dyn Limit> {
+    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A, RedisPool>) -> Box<dyn Limit> {
         Box::new(builder.build(self.clone()).unwrap())
     }
 }
@@ -246,7 +246,7 @@ impl AsyncFactory {
 
 impl Factory for AsyncFactory {
     type Conn = AsyncRedisConnection;
-    fn limit<A: Algorithm>(
+    fn limit<A: Shaping>(
         &self,
         builder: RedisLimiterBuilder<A, AsyncRedisConnection>,
     ) -> Box<dyn Limit> {
@@ -277,6 +277,7 @@ pub fn run_one_on<F: Factory>(factory: &F, file: &str, s: &Scenario) -> Result<(
                 .prefix(prefix)
                 .time_source(time),
         ),
+        kind => unreachable!("the Redis backend does not run {kind} yet"),
     };
     run_scenario(s, &mut ReplayAdapter(limiter))
 }
