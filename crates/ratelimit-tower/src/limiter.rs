@@ -181,7 +181,7 @@ where
 #[cfg(feature = "redis")]
 mod redis_impl {
     use ratelimit_core::{Decision, Quota, Shaping};
-    use ratelimit_redis::{AsyncRedisLimiter, RedisLimitError, RedisLimiter};
+    use ratelimit_redis::{AsyncRedisLimiter, RedisKey, RedisLimitError, RedisLimiter};
 
     use super::{BoxFuture, LimitError, Limiter};
 
@@ -204,7 +204,7 @@ mod redis_impl {
     /// `check` panics when called outside a tokio runtime.
     impl<K, A> Limiter<K> for RedisLimiter<A>
     where
-        K: AsRef<[u8]> + Send + 'static,
+        K: RedisKey + Send + 'static,
         A: Shaping,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
@@ -234,7 +234,7 @@ mod redis_impl {
     /// asked, the request may have counted.
     impl<K, A> Limiter<K> for AsyncRedisLimiter<A>
     where
-        K: AsRef<[u8]> + Send + Sync + 'static,
+        K: RedisKey + Send + Sync + 'static,
         A: Shaping,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
