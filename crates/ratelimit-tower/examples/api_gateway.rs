@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{Request, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use ratelimit_core::{Quota, Rate, TokenBucket};
+use ratelimit_core::{AnyAlgorithm, Rate, TokenBucket};
 use ratelimit_memory::KeyedLimiter;
 use ratelimit_redis::{FailurePolicy, RedisLimiter, RedisPool};
 use ratelimit_tower::{CostFn, KeyFn, KeyLen, Limiter, MissingKey, RateLimitLayer};
@@ -161,8 +161,8 @@ impl<L: Limiter<String>> Limiter<Account> for Plans<L> {
         self.plan(account.plan).check(account.name, cost)
     }
 
-    fn quota(&self, account: &Account) -> Quota {
-        self.plan(account.plan).quota(&account.name)
+    fn algorithm(&self, account: &Account) -> AnyAlgorithm {
+        self.plan(account.plan).algorithm(&account.name)
     }
 }
 

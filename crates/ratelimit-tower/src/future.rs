@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
-use ratelimit_core::{Decision, Quota};
+use ratelimit_core::{AnyAlgorithm, Decision};
 use tower_service::Service;
 
 use crate::config::Responder;
@@ -42,7 +42,7 @@ pin_project! {
             #[pin]
             check: F,
             probe: Probe,
-            quota: Quota,
+            quota: AnyAlgorithm,
             inner: Option<S>,
             request: Option<Request<B>>,
             responder: Arc<Responder<R>>,
@@ -52,7 +52,7 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
-            annotation: Option<(Decision, Quota, Arc<Responder<R>>)>,
+            annotation: Option<(Decision, AnyAlgorithm, Arc<Responder<R>>)>,
         },
         /// The layer has answered.
         Refused {
@@ -68,7 +68,7 @@ where
     pub(crate) fn checking(
         check: F,
         probe: Probe,
-        quota: Quota,
+        quota: AnyAlgorithm,
         inner: S,
         request: Request<B>,
         responder: Arc<Responder<R>>,

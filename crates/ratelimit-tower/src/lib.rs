@@ -31,4 +31,6 @@ pub use crate::policy::DEFAULT_POLICY_NAME;
 pub use crate::refusal::{EmptyBody, OnRefusal, PlainText, Refusal, RefusalKind};
 pub use crate::service::RateLimit;
 pub use ipnet::IpNet;
-pub use ratelimit_core::{Decision, Quota, Rate, Reason};
+pub use ratelimit_core::{
+    AnyAlgorithm, Decision, FixedWindow, Quota, Rate, Reason, SlidingWindow, TokenBucket,
+};

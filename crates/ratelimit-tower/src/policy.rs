@@ -2,23 +2,30 @@
 //! and the metrics need) and the header values that describe a limiter's
 //! quota and a decision: `RateLimit-Policy` and `RateLimit`.
 //!
-//! This is the one module that reads a [`Quota`] (what
-//! [`Limiter::quota`](crate::Limiter::quota) reports): a change in how
-//! limiters describe their quota changes this file and the trait, nothing
-//! else.
+//! This is the one module that reads a limiter's algorithm and quota (what
+//! [`Limiter::algorithm`](crate::Limiter::algorithm) reports): a change in
+//! how limiters describe their quota changes this file and the trait,
+//! nothing else.
 //!
-//! - `RateLimit-Policy: "<name>";q=<C>;w=<ceil(C × T) s>`: the quota
-//!   (capacity) and the window in which a full quota refills.
+//! - `RateLimit-Policy: "<name>";q=<L>;w=<s>`: the quota (a bucket's
+//!   capacity `C`, a window's limit `L`) and the window `w` it applies to:
+//!   for a bucket `⌈C × T⌉` seconds, the time in which a full quota
+//!   refills; for a fixed or sliding window its length `W`, rounded up.
 //! - `RateLimit: "<name>";r=<remaining>;t=<s>`: the available quota now
-//!   and the effective window: the seconds until one more unit accrues
-//!   (so no more than `r` units can be used within `t`), left out when the
-//!   bucket is full.
+//!   and the effective window: the seconds until more quota accrues, so
+//!   that no more than `r` units can be used within `t`. Buckets: until one
+//!   more unit accrues, left out when the bucket is full. Fixed window: the
+//!   time to the window's end (nothing comes back before), left out when
+//!   nothing was counted in it. Sliding window: when denied, the exact
+//!   `retry_after`; when allowed, left out, because when the next unit
+//!   accrues depends on the previous window's count, which a decision does
+//!   not carry.
 
 use core::fmt::{self, Write as _};
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderValue};
-use ratelimit_core::{Decision, Quota, Reason};
+use ratelimit_core::{Algorithm, AnyAlgorithm, Decision, Quota, Reason};
 
 use crate::headers::{self, RATELIMIT, RATELIMIT_POLICY, ceil_secs};
 
@@ -54,7 +61,7 @@ pub(crate) struct Policy {
     /// The `RateLimit-Policy` value of the first quota seen: a limiter
     /// with one quota builds it once; another quota is formatted per
     /// response.
-    first: OnceLock<(Quota, HeaderValue)>,
+    first: OnceLock<(AnyAlgorithm, HeaderValue)>,
 }
 
 impl Default for Policy {
@@ -96,7 +103,7 @@ impl Policy {
     }
 
     /// The `RateLimit-Policy` item of `quota`.
-    pub(crate) fn policy_value(&self, quota: &Quota) -> HeaderValue {
+    pub(crate) fn policy_value(&self, quota: &AnyAlgorithm) -> HeaderValue {
         let (first, value) = self
             .first
             .get_or_init(|| (*quota, policy_value(&self.sf, quota)));
@@ -109,7 +116,12 @@ impl Policy {
 
     /// Adds `RateLimit-Policy` and `RateLimit` (appended, so that the
     /// items of nested layers with other names add up to one list each).
-    pub(crate) fn annotate(&self, headers: &mut HeaderMap, decision: &Decision, quota: &Quota) {
+    pub(crate) fn annotate(
+        &self,
+        headers: &mut HeaderMap,
+        decision: &Decision,
+        quota: &AnyAlgorithm,
+    ) {
         headers.reserve(2);
         headers.append(&RATELIMIT_POLICY, self.policy_value(quota));
         if let Some(value) = ratelimit_value(&self.sf, decision, quota) {
@@ -124,17 +136,37 @@ fn ceil_secs_ns(ns: u128) -> u128 {
 
 /// The `RateLimit-Policy` value of `quota` under the policy `name` (an
 /// SF String as made by [`headers::sf_string`]).
-fn policy_value(name: &str, quota: &Quota) -> HeaderValue {
-    let window = ceil_secs_ns(u128::from(quota.tolerance_ns())).max(1);
-    let text = format!("{name};q={};w={window}", quota.capacity());
+fn policy_value(name: &str, quota: &AnyAlgorithm) -> HeaderValue {
+    let window = ceil_secs_ns(u128::from(quota.period_ns())).max(1);
+    let text = format!("{name};q={};w={window}", quota.limit());
     HeaderValue::try_from(text).expect("an SF String and integers are a valid header value")
 }
 
 /// The seconds of the effective window `t` after `decision`, or `None`
-/// when it is not defined (a full bucket).
-fn effective_window(decision: &Decision, quota: &Quota) -> Option<u64> {
+/// when it is not defined (a full bucket, an empty window, an allowed
+/// sliding window: see the module's doc).
+fn effective_window(decision: &Decision, algorithm: &AnyAlgorithm) -> Option<u64> {
     match decision.reason {
-        Reason::Quota | Reason::Fallback => {
+        Reason::Quota | Reason::Fallback => match algorithm {
+            AnyAlgorithm::TokenBucket(b) => bucket_window(decision, b.quota()),
+            AnyAlgorithm::LeakyBucket(b) => bucket_window(decision, b.quota()),
+            // Nothing comes back before the window's end, which
+            // reset_after is whenever the window counted something.
+            AnyAlgorithm::FixedWindow(_) => {
+                (!decision.reset_after.is_zero()).then(|| ceil_secs(decision.reset_after))
+            }
+            AnyAlgorithm::SlidingWindow(_) => decision.retry_after.map(ceil_secs),
+        },
+        // A full key table or a backend failing closed: nothing until the
+        // retry.
+        _ => decision.retry_after.map(ceil_secs),
+    }
+}
+
+/// A bucket's effective window: until one more unit accrues.
+fn bucket_window(decision: &Decision, quota: &Quota) -> Option<u64> {
+    {
+        {
             if decision.remaining >= decision.limit {
                 return None;
             }
@@ -146,15 +178,12 @@ fn effective_window(decision: &Decision, quota: &Quota) -> Option<u64> {
             let wait = (used + next).saturating_sub(u128::from(quota.tolerance_ns()));
             Some(u64::try_from(ceil_secs_ns(wait)).unwrap_or(u64::MAX))
         }
-        // A full key table or a backend failing closed: nothing until the
-        // retry.
-        _ => decision.retry_after.map(ceil_secs),
     }
 }
 
 /// The `RateLimit` value after `decision`, or `None` when the decision
 /// counted nothing (a backend failing open).
-fn ratelimit_value(name: &str, decision: &Decision, quota: &Quota) -> Option<HeaderValue> {
+fn ratelimit_value(name: &str, decision: &Decision, quota: &AnyAlgorithm) -> Option<HeaderValue> {
     if decision.reason == Reason::FailOpen {
         return None;
     }
@@ -170,7 +199,7 @@ fn ratelimit_value(name: &str, decision: &Decision, quota: &Quota) -> Option<Hea
 mod tests {
     use core::time::Duration;
 
-    use ratelimit_core::Rate;
+    use ratelimit_core::{FixedWindow, Rate, SlidingWindow, TokenBucket};
 
     use super::*;
 
@@ -197,12 +226,18 @@ mod tests {
         );
     }
 
+    fn bucket(capacity: u64, per_second: u64) -> AnyAlgorithm {
+        AnyAlgorithm::TokenBucket(
+            TokenBucket::with_rate(capacity, Rate::per_second(per_second)).unwrap(),
+        )
+    }
+
     #[test]
     fn values() {
         // 10 per 5 s: T = 0.5 s, τ = 5 s.
-        let quota = Quota::new(10, Rate::per_second(2)).unwrap();
+        let quota = bucket(10, 2);
         assert_eq!(policy_value("\"api\"", &quota), "\"api\";q=10;w=5");
-        let q3 = Quota::new(3, Rate::per_second(3)).unwrap(); // τ = 1.000000002 s
+        let q3 = bucket(3, 3); // τ = 1.000000002 s
         assert_eq!(policy_value("\"x\"", &q3), "\"x\";q=3;w=2");
         // After one request: 9 left, full again in 0.5 s, the 10th unit in 0.5 s.
         let d = decision(true, 9, 500, None);
@@ -244,10 +279,52 @@ mod tests {
     }
 
     #[test]
+    fn window_values() {
+        // 100 per minute, fixed: w is the window; t the time to its end.
+        let fixed = AnyAlgorithm::FixedWindow(FixedWindow::per_minute(100).unwrap());
+        assert_eq!(policy_value("\"api\"", &fixed), "\"api\";q=100;w=60");
+        let d = Decision {
+            limit: 100,
+            ..decision(true, 60, 12_300, None)
+        };
+        assert_eq!(
+            ratelimit_value("\"api\"", &d, &fixed).unwrap(),
+            "\"api\";r=60;t=13"
+        );
+        // Nothing counted in this window: no t.
+        let d = Decision {
+            limit: 100,
+            ..decision(true, 100, 0, None)
+        };
+        assert_eq!(
+            ratelimit_value("\"api\"", &d, &fixed).unwrap(),
+            "\"api\";r=100"
+        );
+        // Sliding: denied, t is the exact retry; allowed, t is left out.
+        let sliding = AnyAlgorithm::SlidingWindow(
+            SlidingWindow::new(5, Duration::from_millis(1500)).unwrap(),
+        );
+        assert_eq!(policy_value("\"s\"", &sliding), "\"s\";q=5;w=2");
+        let d = Decision {
+            limit: 5,
+            ..decision(false, 0, 2_000, Some(250))
+        };
+        assert_eq!(
+            ratelimit_value("\"s\"", &d, &sliding).unwrap(),
+            "\"s\";r=0;t=1"
+        );
+        let d = Decision {
+            limit: 5,
+            ..decision(true, 3, 2_000, None)
+        };
+        assert_eq!(ratelimit_value("\"s\"", &d, &sliding).unwrap(), "\"s\";r=3");
+    }
+
+    #[test]
     fn the_first_quota_is_cached_and_others_are_formatted() {
         let policy = Policy::new("p").unwrap();
-        let a = Quota::new(10, Rate::per_second(2)).unwrap();
-        let b = Quota::new(100, Rate::per_second(10)).unwrap();
+        let a = bucket(10, 2);
+        let b = bucket(100, 10);
         assert_eq!(policy.policy_value(&a), "\"p\";q=10;w=5");
         assert_eq!(policy.policy_value(&b), "\"p\";q=100;w=10");
         assert_eq!(policy.policy_value(&a), "\"p\";q=10;w=5");

@@ -109,7 +109,7 @@ where
             0 if !config.zero_cost => 1,
             cost => cost,
         };
-        let quota = config.limiter.quota(&key);
+        let quota = config.limiter.algorithm(&key);
         let probe = Probe::start(&responder.policy, cost);
         let check = config.limiter.check(key, cost);
         ResponseFuture::checking(

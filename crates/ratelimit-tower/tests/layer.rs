@@ -7,7 +7,9 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use ratelimit_core::{Decision, ManualClock, Quota, Rate, Reason, TokenBucket};
+use ratelimit_core::{
+    AnyAlgorithm, Decision, FixedWindow, ManualClock, Rate, Reason, SlidingWindow, TokenBucket,
+};
 use ratelimit_memory::KeyedLimiter;
 use ratelimit_tower::{
     BuildError, ClientIp, CostFn, EmptyBody, ForwardedHeader, HeaderKey, KeyFn, LimitError,
@@ -375,8 +377,8 @@ impl Limiter<String> for Failing {
         })
     }
 
-    fn quota(&self, _key: &String) -> Quota {
-        Quota::new(10, Rate::per_second(10)).unwrap()
+    fn algorithm(&self, _key: &String) -> AnyAlgorithm {
+        AnyAlgorithm::TokenBucket(TokenBucket::with_rate(10, Rate::per_second(10)).unwrap())
     }
 }
 
@@ -786,5 +788,64 @@ async fn a_built_layer_is_shared_as_it_is() {
     assert_eq!(
         call(&mut a, keyed("k")).await.status(),
         StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn window_algorithms_behind_the_layer() {
+    // A fixed window of 3 per minute, on a clock at 1 min 45 s: the window
+    // ends in 15 s.
+    let clock = Arc::new(ManualClock::new(105_000_000_000));
+    let fixed = KeyedLimiter::<String, _, _>::builder(FixedWindow::per_minute(3).unwrap())
+        .clock(Arc::clone(&clock))
+        .build();
+    let mut service = RateLimitLayer::new(fixed, HeaderKey::api_key()).layer(ok_service());
+    for left in [2, 1, 0] {
+        let response = call(&mut service, keyed("k")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header(&response, "ratelimit-policy"),
+            Some("\"default\";q=3;w=60")
+        );
+        assert_eq!(
+            header(&response, "ratelimit"),
+            Some(format!("\"default\";r={left};t=15").as_str())
+        );
+    }
+    let denied = call(&mut service, keyed("k")).await;
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&denied, "retry-after"), Some("15"));
+    // The next window: a fresh count.
+    clock.set_ns(120_000_000_000);
+    let response = call(&mut service, keyed("k")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "ratelimit"), Some("\"default\";r=2;t=60"));
+
+    // A sliding window of 2 per 10 s: the previous window's count weighs
+    // on the next one, and a denial's t is its exact retry.
+    let clock = Arc::new(ManualClock::new(19_000_000_000));
+    let sliding = KeyedLimiter::<String, _, _>::builder(
+        SlidingWindow::new(2, Duration::from_secs(10)).unwrap(),
+    )
+    .clock(Arc::clone(&clock))
+    .build();
+    let mut service = RateLimitLayer::new(sliding, HeaderKey::api_key()).layer(ok_service());
+    for _ in 0..2 {
+        assert_eq!(
+            call(&mut service, keyed("k")).await.status(),
+            StatusCode::OK
+        );
+    }
+    // 1 s into the next window: the previous 2 weigh 2 × 9/10 = 1.8.
+    clock.set_ns(21_000_000_000);
+    let denied = call(&mut service, keyed("k")).await;
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    // One more fits when 2 × (10 − e)/10 ≤ 1: e ≥ 5 s, 4 s from now.
+    assert_eq!(header(&denied, "retry-after"), Some("4"));
+    assert_eq!(header(&denied, "ratelimit"), Some("\"default\";r=0;t=4"));
+    clock.set_ns(25_000_000_000);
+    assert_eq!(
+        call(&mut service, keyed("k")).await.status(),
+        StatusCode::OK
     );
 }

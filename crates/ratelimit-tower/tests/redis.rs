@@ -85,7 +85,7 @@ async fn async_redis_on_the_request_task() {
         Quota::new(3, Rate::per_minute(1)).unwrap(),
     ))
     .prefix("tower-async-test")
-    .build_async(conn)
+    .build(conn)
     .unwrap();
     let service = RateLimitLayer::new(limiter, HeaderKey::api_key()).layer(ok());
     let mut statuses = Vec::new();
