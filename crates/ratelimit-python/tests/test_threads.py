@@ -1,0 +1,93 @@
+"""Many Python threads on one limiter stay exact: with a refill so slow that
+nothing refills during the test, exactly `capacity` requests are admitted,
+however the threads interleave. The Redis limiters release the GIL during
+the round trip, so their threads really do run at once."""
+
+import sys
+import threading
+
+import pytest
+
+from rate_limiter import LeakyBucketMemory, SlidingWindowMemory, TokenBucketMemory
+
+THREADS = 8
+CAPACITY = 1_000
+SLOW = 1e-6  # one unit per 11.6 days
+
+
+def hammer(call, per_thread):
+    """Runs `call()` per_thread times on THREADS threads started together;
+    returns the number of truthy answers."""
+    barrier = threading.Barrier(THREADS)
+    counts = [0] * THREADS
+    errors = []
+
+    def worker(i):
+        try:
+            barrier.wait()
+            n = 0
+            for _ in range(per_thread):
+                if call():
+                    n += 1
+            counts[i] = n
+        except BaseException as e:  # surfaced below, never lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    # Switch threads as often as the interpreter can: the interleavings of
+    # calls, not of whole time slices.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors
+    return sum(counts)
+
+
+@pytest.mark.parametrize("cls", [TokenBucketMemory, LeakyBucketMemory])
+def test_memory_bucket_admits_exactly_its_capacity(cls):
+    limiter = cls(CAPACITY, SLOW)
+    admitted = hammer(lambda: limiter.allow_request("hot").allowed, per_thread=CAPACITY // 2)
+    assert admitted == CAPACITY
+    assert limiter.remaining("hot") == 0
+
+
+def test_memory_window_admits_exactly_its_limit():
+    limiter = SlidingWindowMemory(CAPACITY, 10**6)
+    admitted = hammer(lambda: limiter.check("hot", 2).allowed, per_thread=CAPACITY // 4)
+    assert admitted == CAPACITY // 2
+
+
+def test_memory_many_keys_each_exact():
+    limiter = TokenBucketMemory(10, SLOW)
+    keys = [f"user{i}" for i in range(50)]
+    lock = threading.Lock()
+    admitted = {k: 0 for k in keys}
+
+    def call():
+        n = 0
+        for k in keys:
+            if limiter.allow_request(k).allowed:
+                n += 1
+                with lock:
+                    admitted[k] += 1
+        return n
+
+    hammer(call, per_thread=5)
+    assert all(n == 10 for n in admitted.values()), admitted
+
+
+@pytest.mark.parametrize("cls_name", ["TokenBucketRedis", "LeakyBucketRedis"])
+def test_redis_bucket_admits_exactly_its_capacity(redis_client, cls_name):
+    import rate_limiter
+
+    cls = getattr(rate_limiter, cls_name)
+    limiter = cls(200, SLOW, redis_client)
+    admitted = hammer(lambda: limiter.allow_request("hot").allowed, per_thread=50)
+    assert admitted == 200
+    assert limiter.remaining("hot") == 0
