@@ -8,9 +8,11 @@
 //! See README.md for the Python user's view.
 
 mod clock;
+mod connection;
 mod convert;
 mod errors;
 mod memory;
+mod redis_limiter;
 mod result;
 
 use pyo3::prelude::*;
@@ -26,7 +28,15 @@ mod native {
         FixedWindowMemory, LeakyBucketMemory, SlidingWindowMemory, TokenBucketMemory,
     };
     #[pymodule_export]
+    use crate::connection::_after_fork_in_child;
+    #[pymodule_export]
+    use crate::redis_limiter::{LeakyBucketRedis, TokenBucketRedis};
+    #[pymodule_export]
     use crate::result::{Decision, RateLimitResult, Reservation};
+
+    /// Whether this build speaks TLS (`rediss://`, redis-py's `ssl=True`).
+    #[pymodule_export]
+    const HAS_TLS: bool = cfg!(feature = "tls");
 
     #[pymodule_export]
     const DEFAULT_MAX_KEYS: usize = ratelimit_memory::DEFAULT_MAX_KEYS;

@@ -204,14 +204,32 @@ impl From<r2d2::Pool<ClusterClient>> for RedisPool {
     }
 }
 
-/// Options of a [`RedisPool`]: timeouts and size.
-#[derive(Debug, Clone)]
+/// Options of a [`RedisPool`]: timeouts, size and (feature `tls`) TLS
+/// certificates.
+#[derive(Clone)]
 pub struct RedisPoolBuilder {
     urls: Vec<String>,
     cluster: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
     max_connections: u32,
+    #[cfg(feature = "tls")]
+    tls: Option<redis::TlsCertificates>,
+}
+
+impl core::fmt::Debug for RedisPoolBuilder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("RedisPoolBuilder");
+        d.field("urls", &self.urls)
+            .field("cluster", &self.cluster)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("max_connections", &self.max_connections);
+        // Certificates and keys stay out of logs.
+        #[cfg(feature = "tls")]
+        d.field("tls_certificates", &self.tls.is_some());
+        d.finish()
+    }
 }
 
 impl RedisPoolBuilder {
@@ -222,7 +240,46 @@ impl RedisPoolBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Trusts the certificate authority `pem` (PEM text: one or more
+    /// certificates) for a `rediss://` URL, instead of the system's roots:
+    /// a server with a private CA. Single-node pools only.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls
+            .get_or_insert_with(|| redis::TlsCertificates {
+                client_tls: None,
+                root_cert: None,
+            })
+            .root_cert = Some(pem.into());
+        self
+    }
+
+    /// Presents the client certificate `cert_pem` with its private key
+    /// `key_pem` (PEM text) to a `rediss://` server that asks for one
+    /// (`tls-auth-clients yes`). Single-node pools only.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls
+            .get_or_insert_with(|| redis::TlsCertificates {
+                client_tls: None,
+                root_cert: None,
+            })
+            .client_tls = Some(redis::ClientTlsConfig {
+            client_cert: cert_pem.into(),
+            client_key: key_pem.into(),
+        });
+        self
     }
 
     /// How long a call waits for a connection (to be made, or to be free in
@@ -266,6 +323,12 @@ impl RedisPoolBuilder {
                 "max_connections and the timeouts must be greater than zero".to_owned(),
             ));
         }
+        #[cfg(feature = "tls")]
+        if self.cluster && self.tls.is_some() {
+            return Err(RedisLimitError::InvalidOption(
+                "TLS certificates are supported for single-node pools only".to_owned(),
+            ));
+        }
         let target = if self.cluster {
             Target::Cluster(
                 ClusterClient::builder(self.urls.iter().map(String::as_str))
@@ -283,7 +346,14 @@ impl RedisPoolBuilder {
                     "a single-node pool takes exactly one URL".to_owned(),
                 ));
             };
-            Target::Single(redis::Client::open(url.as_str()).map_err(invalid)?)
+            #[cfg(feature = "tls")]
+            let client = match self.tls.clone() {
+                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+                None => redis::Client::open(url.as_str()),
+            };
+            #[cfg(not(feature = "tls"))]
+            let client = redis::Client::open(url.as_str());
+            Target::Single(client.map_err(invalid)?)
         };
         match &target {
             Target::Single(client) => resolves(client.get_connection_info())?,

@@ -11,29 +11,63 @@ lock-free Rust core.
         print(f"Rate limited! Retry after {result.retry_after:.2f} seconds")
 """
 
-from rate_limiter._errors import InsufficientCapacity, RateLimiterError
+import os as _os
+
+from rate_limiter._errors import (
+    InsufficientCapacity,
+    KeyTooLong,
+    RateLimiterError,
+    RedisAuthenticationError,
+    RedisConfigurationError,
+    RedisConnectionError,
+    RedisLimitError,
+    RedisResponseError,
+    RedisTimeoutError,
+)
 from rate_limiter._native import (
     DEFAULT_MAX_KEYS,
+    HAS_TLS,
     Decision,
     FixedWindowMemory,
     LeakyBucketMemory,
+    LeakyBucketRedis,
     ManualClock,
     RateLimitResult,
     Reservation,
     SlidingWindowMemory,
     TokenBucketMemory,
+    TokenBucketRedis,
+    _after_fork_in_child,
 )
+from rate_limiter._asyncio import AsyncLeakyBucketRedis, AsyncTokenBucketRedis
+
+# A forked child (gunicorn, multiprocessing) opens its own Redis connections
+# instead of sharing its parent's sockets.
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = [
+    "AsyncLeakyBucketRedis",
+    "AsyncTokenBucketRedis",
     "DEFAULT_MAX_KEYS",
     "Decision",
     "FixedWindowMemory",
+    "HAS_TLS",
     "InsufficientCapacity",
+    "KeyTooLong",
     "LeakyBucketMemory",
+    "LeakyBucketRedis",
     "ManualClock",
     "RateLimitResult",
     "RateLimiterError",
+    "RedisAuthenticationError",
+    "RedisConfigurationError",
+    "RedisConnectionError",
+    "RedisLimitError",
+    "RedisResponseError",
+    "RedisTimeoutError",
     "Reservation",
     "SlidingWindowMemory",
     "TokenBucketMemory",
+    "TokenBucketRedis",
 ]

@@ -1,0 +1,434 @@
+//! The Redis limiters: `TokenBucketRedis` and `LeakyBucketRedis`, each a
+//! [`RedisLimiter`] of `ratelimit-redis` on a pool to the server of the
+//! caller's redis-py client (see [`crate::connection`]).
+//!
+//! Every call releases the GIL for its round trip: other Python threads
+//! run while one waits on Redis. The state in Redis is exactly a Rust
+//! service's (same scripts, same `<prefix>|<key>` names, same encoding of
+//! `str` and `bytes` keys), so Python and Rust processes on one prefix
+//! share one limit.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use core::time::Duration;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use ratelimit_core::{Decision as CoreDecision, LeakyBucket, Rate, Shaping, TokenBucket};
+use ratelimit_redis::{CircuitBreaker, FailurePolicy, RedisLimiter, RedisPool, TimeSource};
+
+use crate::clock::PyClock;
+use crate::connection::{self, Options, Target};
+use crate::convert;
+use crate::errors;
+use crate::result::{Decision, RateLimitResult, Reservation};
+
+/// What a limiter is rebuilt from after a fork.
+struct Config<A> {
+    algorithm: A,
+    prefix: String,
+    policy: FailurePolicy,
+    breaker: Option<CircuitBreaker>,
+    max_key_len: Option<usize>,
+    secret: Option<Vec<u8>>,
+    /// Client time from this clock, or the server's `TIME` when `None`.
+    clock: Option<Arc<ratelimit_core::ManualClock>>,
+    target: Target,
+}
+
+/// A Redis limiter of algorithm `A`, remade in a forked child.
+pub(crate) struct Remote<A: Shaping> {
+    config: Config<A>,
+    /// The fork generation the limiter was made in, and the limiter. Locked
+    /// only with the GIL held and never across a wait.
+    current: Mutex<(u64, RedisLimiter<A>)>,
+}
+
+impl<A: Shaping> Config<A> {
+    fn build(&self, pool: RedisPool) -> PyResult<RedisLimiter<A>> {
+        let mut b = RedisLimiter::builder(self.algorithm)
+            .prefix(self.prefix.clone())
+            .failure_policy(self.policy)
+            .circuit_breaker(self.breaker);
+        if let Some(max) = self.max_key_len {
+            b = b.max_key_len(max);
+        }
+        if let Some(secret) = &self.secret {
+            b = b.hash_keys(secret.clone());
+        }
+        if self.clock.is_some() {
+            b = b.time_source(TimeSource::client());
+        }
+        b.build(pool).map_err(errors::redis)
+    }
+}
+
+impl<A: Shaping> Remote<A> {
+    fn new(py: Python<'_>, config: Config<A>) -> PyResult<Self> {
+        let pool = connection::pool(py, &config.target)?;
+        let limiter = config.build(pool)?;
+        Ok(Self {
+            current: Mutex::new((connection::generation(), limiter)),
+            config,
+        })
+    }
+
+    /// The limiter of this process (made again after a fork).
+    #[inline]
+    fn limiter(&self, py: Python<'_>) -> PyResult<RedisLimiter<A>> {
+        let now = connection::generation();
+        {
+            let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if current.0 == now {
+                return Ok(current.1.clone());
+            }
+        }
+        let fresh = self.config.build(connection::pool(py, &self.config.target)?)?;
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.0 != now {
+            // The parent's: its connections are the parent's sockets.
+            let old = core::mem::replace(&mut current.1, fresh);
+            core::mem::forget(old);
+            current.0 = now;
+        }
+        Ok(current.1.clone())
+    }
+
+    /// The caller's time, when the limiter runs on a manual clock.
+    #[inline]
+    fn now(&self) -> Option<u64> {
+        use ratelimit_core::Clock;
+        self.config.clock.as_ref().map(|c| c.now_ns())
+    }
+
+    #[inline]
+    fn check(&self, py: Python<'_>, key: &Bound<'_, PyAny>, cost: u64) -> PyResult<CoreDecision> {
+        let limiter = self.limiter(py)?;
+        let key = convert::key(key)?;
+        let now = self.now();
+        py.detach(|| match now {
+            Some(now) => limiter.check_at(&*key, cost, now),
+            None => limiter.check_n(&*key, cost),
+        })
+        .map_err(errors::redis)
+    }
+
+    fn reserve(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        cost: u64,
+        max_wait: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Reservation> {
+        let max_wait_ns = match max_wait {
+            Some(w) if !w.is_none() => convert::seconds_ns("max_wait", w, true)?,
+            _ => None,
+        };
+        let limiter = self.limiter(py)?;
+        let key = convert::key(key)?;
+        let now = self.now();
+        py.detach(|| match now {
+            Some(now) => limiter.reserve_at(&*key, cost, max_wait_ns, now),
+            None => limiter.reserve(&*key, cost, max_wait_ns.map(Duration::from_nanos)),
+        })
+        .map(|r| Reservation::from(&r))
+        .map_err(errors::redis)
+    }
+
+    fn redis_key<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let limiter = self.limiter(py)?;
+        let key = convert::key(key)?;
+        let name = limiter.redis_key(&*key).map_err(errors::redis)?;
+        Ok(PyBytes::new(py, &name))
+    }
+}
+
+/// The `failure_policy=` names.
+fn policy(name: &str) -> PyResult<FailurePolicy> {
+    match name {
+        "raise" => Ok(FailurePolicy::ReturnError),
+        "deny" => Ok(FailurePolicy::FailClosed),
+        "allow" => Ok(FailurePolicy::FailOpen),
+        "local" => Ok(FailurePolicy::Fallback),
+        other => Err(PyValueError::new_err(format!(
+            "failure_policy must be 'raise', 'deny', 'allow' or 'local', not {other:?}"
+        ))),
+    }
+}
+
+/// The keyword options shared by both classes, parsed.
+#[allow(clippy::too_many_arguments)]
+fn config<A: Shaping>(
+    algorithm: A,
+    redis_client: Option<&Bound<'_, PyAny>>,
+    url: Option<&str>,
+    prefix: &str,
+    clock: Option<&Bound<'_, PyAny>>,
+    failure_policy: &str,
+    circuit_breaker: Option<(u32, f64)>,
+    hash_keys: Option<&Bound<'_, PyAny>>,
+    max_key_len: Option<usize>,
+    connect_timeout: Option<&Bound<'_, PyAny>>,
+    response_timeout: Option<&Bound<'_, PyAny>>,
+    max_connections: Option<u32>,
+) -> PyResult<Config<A>> {
+    let duration = |name: &str, v: Option<&Bound<'_, PyAny>>| -> PyResult<Option<Duration>> {
+        match v {
+            Some(v) if !v.is_none() => Ok(convert::seconds_ns(name, v, false)?
+                .map(Duration::from_nanos)
+                .filter(|d| !d.is_zero())
+                .map_or_else(
+                    || Err(PyValueError::new_err(format!("{name} must be above zero"))),
+                    |d| Ok(Some(d)),
+                )?),
+            _ => Ok(None),
+        }
+    };
+    let options = Options {
+        connect_timeout: duration("connect_timeout", connect_timeout)?,
+        response_timeout: duration("response_timeout", response_timeout)?,
+        max_connections,
+    };
+    let target = match (redis_client, url) {
+        (Some(c), None) if !c.is_none() => connection::from_client(c, &options)?,
+        (None, Some(u)) => connection::from_url(u, &options),
+        (Some(c), None) if c.is_none() => {
+            return Err(PyTypeError::new_err(
+                "a Redis limiter needs redis_client (a redis.Redis) or url",
+            ));
+        }
+        (None, None) => {
+            return Err(PyTypeError::new_err(
+                "a Redis limiter needs redis_client (a redis.Redis) or url",
+            ));
+        }
+        _ => {
+            return Err(PyTypeError::new_err(
+                "give redis_client or url, not both",
+            ));
+        }
+    };
+    let breaker = match circuit_breaker {
+        None => None,
+        Some((failures, cool_down)) => {
+            if !(cool_down.is_finite() && cool_down > 0.0) || failures == 0 {
+                return Err(PyValueError::new_err(
+                    "circuit_breaker must be (failures >= 1, cool_down seconds > 0) or None",
+                ));
+            }
+            Some(CircuitBreaker::new(
+                failures,
+                Duration::from_secs_f64(cool_down.min(1e9)),
+            ))
+        }
+    };
+    let secret = match hash_keys {
+        None => None,
+        Some(s) if s.is_none() => None,
+        Some(s) => {
+            if let Ok(b) = s.cast::<PyBytes>() {
+                Some(b.as_bytes().to_vec())
+            } else if let Ok(t) = s.cast::<PyString>() {
+                Some(t.to_cow()?.as_bytes().to_vec())
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "hash_keys must be a secret as str or bytes, not {}",
+                    convert::type_name(s)
+                )));
+            }
+        }
+    };
+    let clock = match PyClock::from_arg(clock.filter(|c| !c.is_none()))? {
+        PyClock::Manual(c) => Some(c),
+        PyClock::Monotonic(_) => None,
+    };
+    Ok(Config {
+        algorithm,
+        prefix: prefix.to_owned(),
+        policy: policy(failure_policy)?,
+        breaker,
+        max_key_len,
+        secret,
+        clock,
+        target,
+    })
+}
+
+/// A bucket from Python's `capacity` and rate arguments.
+fn bucket<B>(
+    capacity: &Bound<'_, PyAny>,
+    rate_name: &str,
+    rate: &Bound<'_, PyAny>,
+    build: impl FnOnce(u64, Rate) -> Result<B, ratelimit_core::ConfigError>,
+) -> PyResult<(B, u64, f64)> {
+    let c = convert::capacity("capacity", capacity)?;
+    let r = convert::rate(rate_name, rate)?;
+    let shown = rate.repr().map_or_else(|_| r.to_string(), |s| s.to_string());
+    let algorithm = build(c, Rate::from_per_second_f64(r))
+        .map_err(|e| PyValueError::new_err(format!("invalid {rate_name}={shown}: {e}")))?;
+    Ok((algorithm, c, r))
+}
+
+/// The methods both Redis limiters have.
+macro_rules! redis_limiter {
+    (
+        $(#[$doc:meta])*
+        $name:ident($algorithm:ty, $rate_name:ident, $with_rate:path)
+    ) => {
+        $(#[$doc])*
+        #[pyclass(module = "rate_limiter", frozen)]
+        pub(crate) struct $name {
+            inner: Remote<$algorithm>,
+            capacity: u64,
+            rate: f64,
+        }
+
+        #[pymethods]
+        impl $name {
+            #[new]
+            #[pyo3(signature = (
+                capacity, $rate_name, redis_client = None, *, url = None, prefix = "ratelimit",
+                clock = None, failure_policy = "raise", circuit_breaker = Some((5, 1.0)),
+                hash_keys = None, max_key_len = None, connect_timeout = None,
+                response_timeout = None, max_connections = None
+            ))]
+            #[allow(clippy::too_many_arguments)]
+            fn new(
+                py: Python<'_>,
+                capacity: &Bound<'_, PyAny>,
+                $rate_name: &Bound<'_, PyAny>,
+                redis_client: Option<&Bound<'_, PyAny>>,
+                url: Option<&str>,
+                prefix: &str,
+                clock: Option<&Bound<'_, PyAny>>,
+                failure_policy: &str,
+                circuit_breaker: Option<(u32, f64)>,
+                hash_keys: Option<&Bound<'_, PyAny>>,
+                max_key_len: Option<usize>,
+                connect_timeout: Option<&Bound<'_, PyAny>>,
+                response_timeout: Option<&Bound<'_, PyAny>>,
+                max_connections: Option<u32>,
+            ) -> PyResult<Self> {
+                let (algorithm, capacity, rate) =
+                    bucket(capacity, stringify!($rate_name), $rate_name, $with_rate)?;
+                let config = config(
+                    algorithm, redis_client, url, prefix, clock, failure_policy,
+                    circuit_breaker, hash_keys, max_key_len, connect_timeout,
+                    response_timeout, max_connections,
+                )?;
+                Ok(Self { inner: Remote::new(py, config)?, capacity, rate })
+            }
+
+            /// The original API: `check(key)` as a `RateLimitResult`. Raises
+            /// a `RedisLimitError` (also a redis-py exception) when Redis
+            /// fails and `failure_policy` is `'raise'`.
+            fn allow_request(
+                &self,
+                py: Python<'_>,
+                key: &Bound<'_, PyAny>,
+            ) -> PyResult<RateLimitResult> {
+                let d = self.inner.check(py, key, 1)?;
+                Ok(RateLimitResult::from_decision(&d))
+            }
+
+            /// Allows or denies a request of `cost` units (default 1) for
+            /// `key` now, in one round trip.
+            #[pyo3(signature = (key, cost = None), text_signature = "($self, key, cost=1)")]
+            fn check(
+                &self,
+                py: Python<'_>,
+                key: &Bound<'_, PyAny>,
+                cost: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Decision> {
+                let d = self.inner.check(py, key, convert::cost(cost)?)?;
+                Ok(Decision::from(&d))
+            }
+
+            /// Admits `cost` units to proceed after a wait of at most
+            /// `max_wait` seconds (`None`: any), or rejects the request and
+            /// consumes nothing.
+            #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
+            fn reserve(
+                &self,
+                py: Python<'_>,
+                key: &Bound<'_, PyAny>,
+                cost: Option<&Bound<'_, PyAny>>,
+                max_wait: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Reservation> {
+                self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
+            }
+
+            /// Units `key` could use now, consuming nothing (one round trip).
+            fn remaining(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<u64> {
+                Ok(self.inner.check(py, key, 0)?.remaining)
+            }
+
+            /// Seconds until `key` is back to its initial state, consuming
+            /// nothing (one round trip).
+            fn reset_after(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<f64> {
+                let d = self.inner.check(py, key, 0)?;
+                Ok(crate::result::ns(d.reset_after) as f64 / 1e9)
+            }
+
+            /// The Redis key that holds `key`'s state (`<prefix>|<key>`, or
+            /// its hashed form), as a Rust service would name it.
+            fn redis_key<'py>(
+                &self,
+                py: Python<'py>,
+                key: &Bound<'_, PyAny>,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                self.inner.redis_key(py, key)
+            }
+
+            /// The capacity.
+            #[getter]
+            fn capacity(&self) -> u64 {
+                self.capacity
+            }
+
+            /// Units per second.
+            #[getter]
+            fn $rate_name(&self) -> f64 {
+                self.rate
+            }
+
+            /// The key prefix (namespace).
+            #[getter]
+            fn prefix(&self) -> &str {
+                &self.inner.config.prefix
+            }
+
+            fn __repr__(&self, py: Python<'_>) -> String {
+                let rate = pyo3::types::PyFloat::new(py, self.rate)
+                    .repr()
+                    .map_or_else(|_| self.rate.to_string(), |r| r.to_string());
+                format!(
+                    "{}(capacity={}, {}={}, prefix={:?}, server={:?})",
+                    stringify!($name),
+                    self.capacity,
+                    stringify!($rate_name),
+                    rate,
+                    self.inner.config.prefix,
+                    self.inner.config.target.address()
+                )
+            }
+        }
+    };
+}
+
+redis_limiter! {
+    /// A token bucket per key, shared through Redis with every process
+    /// (Python or Rust) on the same server and prefix.
+    TokenBucketRedis(TokenBucket, refill_rate, TokenBucket::with_rate)
+}
+
+redis_limiter! {
+    /// A leaky bucket per key, shared through Redis with every process
+    /// (Python or Rust) on the same server and prefix.
+    LeakyBucketRedis(LeakyBucket, leak_rate, LeakyBucket::with_rate)
+}
