@@ -403,19 +403,16 @@ macro_rules! redis_limiter {
                 &self.inner.config.prefix
             }
 
-            fn __repr__(&self, py: Python<'_>) -> String {
-                let rate = pyo3::types::PyFloat::new(py, self.rate)
-                    .repr()
-                    .map_or_else(|_| self.rate.to_string(), |r| r.to_string());
-                format!(
-                    "{}(capacity={}, {}={}, prefix={:?}, server={:?})",
+            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+                let rate = pyo3::types::PyFloat::new(py, self.rate).repr()?;
+                let prefix = PyString::new(py, &self.inner.config.prefix).repr()?;
+                let server = PyString::new(py, &self.inner.config.target.address()).repr()?;
+                Ok(format!(
+                    "{}(capacity={}, {}={rate}, prefix={prefix}, server={server})",
                     stringify!($name),
                     self.capacity,
                     stringify!($rate_name),
-                    rate,
-                    self.inner.config.prefix,
-                    self.inner.config.target.address()
-                )
+                ))
             }
         }
     };

@@ -115,3 +115,52 @@ def pytest_report_header(config):
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+def make_certificates(directory: pathlib.Path) -> pathlib.Path:
+    """A private CA, a server certificate for localhost and 127.0.0.1, and a
+    client certificate, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is required by the TLS tests"
+
+    def run(*args):
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rate-limiter test CA",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    (directory / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", f"{name}.crt")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture()
+def tls_server(tls_dir):
+    server = start_redis(tls_dir=tls_dir)
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture()
+def private_redis():
+    """Starts servers with extra arguments for one test; all stopped after."""
+    servers = []
+
+    def start(*extra):
+        server = start_redis(*extra)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
