@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crate::bench;
 use crate::cmd::Step;
+use crate::python;
 
 /// The targets the core must build for without std: an FPU Cortex-M4, a
 /// Cortex-M0 without 64-bit atomics, and WASM.
@@ -19,13 +20,14 @@ type Job = fn() -> Result<(), String>;
 
 /// Every CI job, in order.
 pub(crate) fn all() -> Result<(), String> {
-    let jobs: [(&str, Job); 7] = [
+    let jobs: [(&str, Job); 8] = [
         ("fmt", fmt),
         ("clippy", clippy),
         ("test", test),
         ("loom", loom),
         ("no-std", no_std),
         ("docs", docs),
+        ("python", python::test),
         ("bench --quick", || bench::run(&["--quick".to_owned()])),
     ];
     let started = Instant::now();

@@ -8,6 +8,7 @@
 mod bench;
 mod ci;
 mod cmd;
+mod python;
 
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  ci              every check, in order: fmt, clippy, test, loom, no-std, docs, bench --quick
+  ci              every check, in order: fmt, clippy, test, loom, no-std, docs, python, bench --quick
   fmt             cargo fmt --check
   clippy          clippy on all targets, warnings denied
   test            the workspace tests and doctests, and the core without std
@@ -23,6 +24,8 @@ commands:
   no-std          the core built for thumbv7em, thumbv6m and wasm32 without std
   docs            cargo doc with warnings denied
   bench [--quick] the benchmarks and the PERFORMANCE COMPARISON table
+  python          the Python package: pip install into target/python-venv, then pytest
+  python-bench    allow_request/s from Python: ours, pure Python, redis-py's EVALSHA
 ";
 
 fn main() -> ExitCode {
@@ -41,6 +44,8 @@ fn main() -> ExitCode {
         "no-std" => ci::no_std(),
         "docs" => ci::docs(),
         "bench" => bench::run(rest),
+        "python" => python::test(),
+        "python-bench" => python::bench(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -93,3 +93,56 @@ def test_redis_bucket_admits_exactly_its_capacity(redis_client, cls_name):
     admitted = hammer(lambda: limiter.allow_request("hot").allowed, per_thread=50)
     assert admitted == 200
     assert limiter.remaining("hot") == 0
+
+
+def test_the_gil_is_released_while_a_call_waits_on_redis():
+    """A server written in Python, in a thread of this process, can only
+    see the request and hang up if the calling thread let go of the GIL
+    while it waits for the answer: if it held it, the server thread could
+    not run, and the call would end in a timeout instead of a lost
+    connection."""
+    import socket
+
+    from rate_limiter import RedisConnectionError, TokenBucketRedis
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    seen = threading.Event()
+    call_returned = threading.Event()
+    order = []
+
+    def server():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    if b"EVAL" in data.upper():
+                        order.append("server saw the script call")
+                        seen.set()
+                        break  # and hang up: the waiting call fails at once
+                    commands = data.count(b"\r\n*") + data.startswith(b"*")
+                    conn.sendall(b"+OK\r\n" * max(commands, 1))
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    try:
+        limiter = TokenBucketRedis(
+            5, 1.0, url=f"redis://127.0.0.1:{port}/", response_timeout=5, circuit_breaker=None
+        )
+        with pytest.raises(RedisConnectionError) as e:
+            limiter.allow_request("k")
+        order.append("call returned")
+        assert e.value.outcome_unknown  # sent, then the connection was lost
+        call_returned.set()
+    finally:
+        call_returned.set()
+        listener.close()
+    assert order == ["server saw the script call", "call returned"]
