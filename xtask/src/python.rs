@@ -25,12 +25,14 @@ const BENCH_USAGE: &str = "usage: cargo xtask python-bench [--quick]";
 fn venv() -> Result<PathBuf, String> {
     let python = root().join(VENV).join("bin").join("python");
     if !python.exists() {
-        Step::new("python3", &["-m", "venv", VENV]).run().map_err(|e| {
-            format!(
-                "{e}\n    Python 3.9 or later with its venv module is required \
+        Step::new("python3", &["-m", "venv", VENV])
+            .run()
+            .map_err(|e| {
+                format!(
+                    "{e}\n    Python 3.9 or later with its venv module is required \
                  (install with: apt-get install -y python3 python3-venv)"
-            )
-        })?;
+                )
+            })?;
     }
     let python_s = path_str(&python)?;
     // Quick when they are installed already; pins win over what is there.

@@ -32,7 +32,7 @@ fn run(
     rate: &str,
     key: &str,
     n: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), Box<dyn core::error::Error>> {
     // The rate as Python's float (its repr), converted as the Python
     // package converts it: the same bits, so the same quota.
     let rate = Rate::from_per_second_f64(rate.parse::<f64>()?);

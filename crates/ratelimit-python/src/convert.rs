@@ -44,9 +44,8 @@ pub(crate) fn whole(name: &str, value: &Bound<'_, PyAny>, min: u64) -> PyResult<
             "{name} must be at least {min}, got {n}"
         )));
     }
-    u64::try_from(n).map_err(|_| {
-        PyValueError::new_err(format!("{name} must be below 2**64, got {n}"))
-    })
+    u64::try_from(n)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be below 2**64, got {n}")))
 }
 
 /// A capacity or a limit: a whole number, at least 1.
@@ -141,9 +140,8 @@ pub(crate) fn seconds_ns(
         let days: i64 = value.getattr("days")?.extract()?;
         let secs: i64 = value.getattr("seconds")?.extract()?;
         let micros: i64 = value.getattr("microseconds")?.extract()?;
-        let total_us = i128::from(days) * 86_400_000_000
-            + i128::from(secs) * 1_000_000
-            + i128::from(micros);
+        let total_us =
+            i128::from(days) * 86_400_000_000 + i128::from(secs) * 1_000_000 + i128::from(micros);
         if total_us < 0 {
             return Err(negative());
         }
@@ -173,7 +171,9 @@ pub(crate) fn float_seconds_ns(secs: f64) -> Option<u64> {
     let (int_part, frac_part) = text.split_once('.').unwrap_or((&text, ""));
     let mut ns: u128 = 0;
     for digit in int_part.bytes() {
-        ns = ns.checked_mul(10)?.checked_add(u128::from(digit.checked_sub(b'0')?))?;
+        ns = ns
+            .checked_mul(10)?
+            .checked_add(u128::from(digit.checked_sub(b'0')?))?;
     }
     ns = ns.checked_mul(NANOS_PER_SECOND)?;
     let mut scale = NANOS_PER_SECOND / 10;

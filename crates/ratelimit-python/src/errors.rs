@@ -37,10 +37,10 @@ pub(crate) fn redis(e: RedisLimitError) -> PyErr {
         }
         RedisLimitError::InsufficientCapacity(c) => insufficient(c),
         RedisLimitError::KeyTooLong { .. } => KeyTooLong::new_err(message),
-        RedisLimitError::Authentication(_) => {
-            RedisAuthenticationError::new_err((message, unknown))
+        RedisLimitError::Authentication(_) => RedisAuthenticationError::new_err((message, unknown)),
+        RedisLimitError::Misconfigured { .. } => {
+            RedisConfigurationError::new_err((message, unknown))
         }
-        RedisLimitError::Misconfigured { .. } => RedisConfigurationError::new_err((message, unknown)),
         RedisLimitError::Timeout { .. } => RedisTimeoutError::new_err((message, unknown)),
         RedisLimitError::OutOfMemory(_)
         | RedisLimitError::Script(_)

@@ -24,11 +24,11 @@ mod native {
     #[pymodule_export]
     use crate::clock::ManualClock;
     #[pymodule_export]
+    use crate::connection::_after_fork_in_child;
+    #[pymodule_export]
     use crate::memory::{
         FixedWindowMemory, LeakyBucketMemory, SlidingWindowMemory, TokenBucketMemory,
     };
-    #[pymodule_export]
-    use crate::connection::_after_fork_in_child;
     #[pymodule_export]
     use crate::redis_limiter::{LeakyBucketRedis, TokenBucketRedis};
     #[pymodule_export]

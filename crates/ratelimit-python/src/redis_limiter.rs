@@ -84,7 +84,9 @@ impl<A: Shaping> Remote<A> {
                 return Ok(current.1.clone());
             }
         }
-        let fresh = self.config.build(connection::pool(py, &self.config.target)?)?;
+        let fresh = self
+            .config
+            .build(connection::pool(py, &self.config.target)?)?;
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if current.0 != now {
             // The parent's: its connections are the parent's sockets.
@@ -208,9 +210,7 @@ fn config<A: Shaping>(
             ));
         }
         _ => {
-            return Err(PyTypeError::new_err(
-                "give redis_client or url, not both",
-            ));
+            return Err(PyTypeError::new_err("give redis_client or url, not both"));
         }
     };
     let breaker = match circuit_breaker {
@@ -268,7 +268,9 @@ fn bucket<B>(
 ) -> PyResult<(B, u64, f64)> {
     let c = convert::capacity("capacity", capacity)?;
     let r = convert::rate(rate_name, rate)?;
-    let shown = rate.repr().map_or_else(|_| r.to_string(), |s| s.to_string());
+    let shown = rate
+        .repr()
+        .map_or_else(|_| r.to_string(), |s| s.to_string());
     let algorithm = build(c, Rate::from_per_second_f64(r))
         .map_err(|e| PyValueError::new_err(format!("invalid {rate_name}={shown}: {e}")))?;
     Ok((algorithm, c, r))

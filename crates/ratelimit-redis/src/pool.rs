@@ -252,7 +252,7 @@ impl RedisPoolBuilder {
     #[must_use]
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls
-            .get_or_insert_with(|| redis::TlsCertificates {
+            .get_or_insert(redis::TlsCertificates {
                 client_tls: None,
                 root_cert: None,
             })
@@ -271,7 +271,7 @@ impl RedisPoolBuilder {
         key_pem: impl Into<Vec<u8>>,
     ) -> Self {
         self.tls
-            .get_or_insert_with(|| redis::TlsCertificates {
+            .get_or_insert(redis::TlsCertificates {
                 client_tls: None,
                 root_cert: None,
             })
