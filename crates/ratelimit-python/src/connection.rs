@@ -172,11 +172,10 @@ fn timeout(kwargs: &Bound<'_, PyDict>, name: &str) -> PyResult<Option<Duration>>
         None => Ok(None),
         Some(v) => {
             let secs: f64 = v.extract()?;
-            if secs.is_finite() && secs > 0.0 {
-                Ok(Some(Duration::from_secs_f64(secs)))
-            } else {
-                Ok(None)
-            }
+            // Not positive, NaN or beyond a Duration: as if unset.
+            Ok(Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| !d.is_zero()))
         }
     }
 }

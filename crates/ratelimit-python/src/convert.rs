@@ -34,6 +34,19 @@ pub(crate) fn whole(name: &str, value: &Bound<'_, PyAny>, min: u64) -> PyResult<
         )));
     }
     let Ok(n) = value.extract::<i128>() else {
+        if value.is_instance_of::<PyInt>() {
+            // An int beyond 128 bits.
+            let sign = if value.lt(0i32)? { "at least" } else { "below" };
+            let bound = if sign == "below" {
+                "2**64".to_owned()
+            } else {
+                min.to_string()
+            };
+            return Err(PyValueError::new_err(format!(
+                "{name} must be {sign} {bound}, got {}",
+                value.repr()?
+            )));
+        }
         return Err(PyTypeError::new_err(format!(
             "{name} must be an int, not {}",
             type_name(value)
@@ -80,10 +93,14 @@ pub(crate) fn rate(name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
         )));
     }
     value.extract::<f64>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{name} must be a number (units per second), not {}",
-            type_name(value)
-        ))
+        if value.is_instance_of::<PyInt>() {
+            PyValueError::new_err(format!("{name} is too large for a float"))
+        } else {
+            PyTypeError::new_err(format!(
+                "{name} must be a number (units per second), not {}",
+                type_name(value)
+            ))
+        }
     })
 }
 

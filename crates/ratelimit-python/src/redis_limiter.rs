@@ -172,7 +172,7 @@ fn config<A: Shaping>(
     prefix: &str,
     clock: Option<&Bound<'_, PyAny>>,
     failure_policy: &str,
-    circuit_breaker: Option<(u32, f64)>,
+    circuit_breaker: Option<(i128, f64)>,
     hash_keys: Option<&Bound<'_, PyAny>>,
     max_key_len: Option<usize>,
     connect_timeout: Option<&Bound<'_, PyAny>>,
@@ -216,15 +216,17 @@ fn config<A: Shaping>(
     let breaker = match circuit_breaker {
         None => None,
         Some((failures, cool_down)) => {
-            if !(cool_down.is_finite() && cool_down > 0.0) || failures == 0 {
+            let failures = u32::try_from(failures).ok().filter(|&n| n >= 1);
+            let cool_down = Duration::try_from_secs_f64(cool_down)
+                .ok()
+                .filter(|d| !d.is_zero());
+            let (Some(failures), Some(cool_down)) = (failures, cool_down) else {
                 return Err(PyValueError::new_err(
-                    "circuit_breaker must be (failures >= 1, cool_down seconds > 0) or None",
+                    "circuit_breaker must be (failures, cool_down seconds) with 1 <= failures \
+                     < 2**32 and cool_down > 0, or None",
                 ));
-            }
-            Some(CircuitBreaker::new(
-                failures,
-                Duration::from_secs_f64(cool_down.min(1e9)),
-            ))
+            };
+            Some(CircuitBreaker::new(failures, cool_down))
         }
     };
     let secret = match hash_keys {
@@ -309,13 +311,23 @@ macro_rules! redis_limiter {
                 prefix: &str,
                 clock: Option<&Bound<'_, PyAny>>,
                 failure_policy: &str,
-                circuit_breaker: Option<(u32, f64)>,
+                circuit_breaker: Option<(i128, f64)>,
                 hash_keys: Option<&Bound<'_, PyAny>>,
-                max_key_len: Option<usize>,
+                max_key_len: Option<&Bound<'_, PyAny>>,
                 connect_timeout: Option<&Bound<'_, PyAny>>,
                 response_timeout: Option<&Bound<'_, PyAny>>,
-                max_connections: Option<u32>,
+                max_connections: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<Self> {
+                let max_key_len = max_key_len
+                    .filter(|v| !v.is_none())
+                    .map(|v| convert::whole("max_key_len", v, 1))
+                    .transpose()?
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+                let max_connections = max_connections
+                    .filter(|v| !v.is_none())
+                    .map(|v| convert::whole("max_connections", v, 1))
+                    .transpose()?
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
                 let (algorithm, capacity, rate) =
                     bucket(capacity, stringify!($rate_name), $rate_name, $with_rate)?;
                 let config = config(

@@ -58,7 +58,7 @@ pub(crate) struct RateLimitResult {
     allowed: bool,
     /// Whole units still available: tokens for a token bucket, free queue
     /// slots for a leaky bucket, room left in the window.
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     tokens_remaining: u64,
     /// `None` when allowed; when denied, the seconds until a retry would be
     /// allowed.
@@ -82,12 +82,22 @@ impl RateLimitResult {
 impl RateLimitResult {
     #[new]
     #[pyo3(signature = (allowed, tokens_remaining, retry_after = None))]
-    fn new(allowed: bool, tokens_remaining: u64, retry_after: Option<f64>) -> Self {
-        Self {
+    fn new(
+        allowed: bool,
+        tokens_remaining: &Bound<'_, PyAny>,
+        retry_after: Option<f64>,
+    ) -> PyResult<Self> {
+        Ok(Self {
             allowed,
-            tokens_remaining,
+            tokens_remaining: crate::convert::whole("tokens_remaining", tokens_remaining, 0)?,
             retry_after,
-        }
+        })
+    }
+
+    #[setter]
+    fn set_tokens_remaining(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.tokens_remaining = crate::convert::whole("tokens_remaining", value, 0)?;
+        Ok(())
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

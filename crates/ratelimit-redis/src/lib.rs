@@ -31,8 +31,8 @@ pub use crate::limiter::{
 };
 pub use crate::observe::{Health, Stats};
 pub use crate::pool::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT, RedisPool,
-    RedisPoolBuilder,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT,
+    MAX_CONNECTIONS_LIMIT, RedisPool, RedisPoolBuilder,
 };
 pub use crate::reply::KeyState;
 pub use ratelimit_core::{

@@ -24,6 +24,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The default largest number of connections a pool holds.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// The most connections a pool may be given: r2d2 allocates a slot for
+/// each when the pool is built, so an unbounded number would exhaust memory
+/// (and abort the process) instead of failing.
+pub const MAX_CONNECTIONS_LIMIT: u32 = 65_536;
 
 /// A pool of connections to one Redis or to a Redis Cluster, shared by
 /// every limiter built on it (cloning is cheap).
@@ -300,7 +304,9 @@ impl RedisPoolBuilder {
     }
 
     /// The largest number of connections; calls beyond it wait for a free
-    /// one (up to the connect timeout). Default 16.
+    /// one (up to the connect timeout). Default 16, at most
+    /// [`MAX_CONNECTIONS_LIMIT`] (r2d2 reserves room for all of them up
+    /// front).
     #[must_use]
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;
@@ -322,6 +328,12 @@ impl RedisPoolBuilder {
             return Err(RedisLimitError::InvalidOption(
                 "max_connections and the timeouts must be greater than zero".to_owned(),
             ));
+        }
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(RedisLimitError::InvalidOption(format!(
+                "max_connections is {}, above the limit of {MAX_CONNECTIONS_LIMIT}",
+                self.max_connections
+            )));
         }
         #[cfg(feature = "tls")]
         if self.cluster && self.tls.is_some() {
