@@ -103,7 +103,7 @@ impl<A: Algorithm, C: Clock> Bucket<A, C> {
     #[must_use]
     pub fn with_clock(algorithm: A, clock: C) -> Self {
         Self {
-            // A bucket never seen: tat = 0 (SEMANTICS.md).
+            // A bucket never seen: tat = 0 (docs/semantics.md).
             state: AtomicU64::new(0),
             algorithm,
             clock,

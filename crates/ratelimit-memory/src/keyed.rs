@@ -9,7 +9,7 @@
 //! write lock.
 //!
 //! Reclamation: an entry whose `tat ≤ now` is equivalent to a missing key
-//! (SEMANTICS.md), so it can be removed without changing any decision.
+//! (docs/semantics.md), so it can be removed without changing any decision.
 //! A shard sweeps itself, under its write lock, when an insertion would
 //! grow its table or meet its share of `max_keys`; nothing is swept on the
 //! read path and no pass ever covers all shards. Because the swaps of
