@@ -155,7 +155,7 @@ pub(crate) fn loom() -> Result<(), String> {
         "--target-dir",
         "target/loom",
     ])
-    .env("RUSTFLAGS", "--cfg loom")
+    .env("RUSTFLAGS", "--cfg ratelimit_loom")
     .env("LOOM_MAX_PREEMPTIONS", "3")
     .run()
 }

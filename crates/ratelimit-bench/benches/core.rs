@@ -8,7 +8,7 @@ mod common;
 use core::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ratelimit_core::{Algorithm, LeakyBucket, Rate, TokenBucket};
+use ratelimit_core::{Algorithm, LeakyBucket, Rate, Shaping, TokenBucket};
 
 fn core(c: &mut Criterion) {
     common::layer(c, "core");

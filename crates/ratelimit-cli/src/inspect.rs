@@ -47,11 +47,12 @@ pub(crate) fn run(args: &InspectArgs) -> Result<String, Failure> {
         state.reset_after.as_nanos(),
     );
     if let Some(q) = limit {
-        match args.algorithm {
-            AlgorithmKind::LeakyBucket => {
-                line += &format!(r#", "level": {}"#, q.capacity() - state.remaining);
-            }
-            AlgorithmKind::TokenBucket => line += &format!(r#", "tokens": {}"#, state.remaining),
+        // `--algorithm` accepts the buckets only (see `args`): a leaky
+        // bucket shows its level, a token bucket its tokens.
+        if args.algorithm == AlgorithmKind::LeakyBucket {
+            line += &format!(r#", "level": {}"#, q.capacity() - state.remaining);
+        } else {
+            line += &format!(r#", "tokens": {}"#, state.remaining);
         }
     }
     line.push('}');

@@ -5,7 +5,7 @@
 use core::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reservation};
+use ratelimit_core::{Decision, InsufficientCapacity, Reservation, Shaping};
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
 use ratelimit_replay::Backend;
 
@@ -15,9 +15,9 @@ use ratelimit_replay::Backend;
 const REPLAY_TTL_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
 /// A Redis limiter driven with the events' times.
-pub(crate) struct RedisReplay<A>(RedisLimiter<A>);
+pub(crate) struct RedisReplay<A: Shaping>(RedisLimiter<A>);
 
-impl<A: Algorithm> RedisReplay<A> {
+impl<A: Shaping> RedisReplay<A> {
     /// A limiter running `algorithm` on the Redis at `url`, under `prefix`
     /// or a fresh one. Nothing is sent to Redis yet: an unreachable server
     /// shows at the first event. The error is a configuration error (a
@@ -63,7 +63,7 @@ fn split<T>(
     }
 }
 
-impl<A: Algorithm> Backend for RedisReplay<A> {
+impl<A: Shaping> Backend for RedisReplay<A> {
     type Error = RedisLimitError;
 
     fn check(

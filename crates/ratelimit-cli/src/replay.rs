@@ -3,8 +3,8 @@
 
 use std::io::{self, BufWriter, Write};
 
-use ratelimit_core::{Algorithm, AlgorithmKind, LeakyBucket, TokenBucket};
-use ratelimit_replay::{Backend, Memory, Summary};
+use ratelimit_core::{AlgorithmKind, LeakyBucket, Shaping, TokenBucket};
+use ratelimit_replay::{Backend, Memory, Replayable, Summary};
 
 use crate::Failure;
 use crate::args::Replay;
@@ -19,10 +19,14 @@ pub(crate) fn run(options: &Replay<'_>) -> Result<(), Failure> {
     match options.algorithm {
         AlgorithmKind::TokenBucket => with(TokenBucket::new(options.quota), options),
         AlgorithmKind::LeakyBucket => with(LeakyBucket::new(options.quota), options),
+        // `--algorithm` accepts the buckets only (see `args`).
+        kind => Err(Failure::Usage(format!(
+            "{kind} is not available in the CLI yet"
+        ))),
     }
 }
 
-fn with<A: Algorithm>(algorithm: A, options: &Replay<'_>) -> Result<(), Failure> {
+fn with<A: Replayable + Shaping>(algorithm: A, options: &Replay<'_>) -> Result<(), Failure> {
     match options.redis {
         // A simulation never refuses a key for want of room: the bound on
         // keys protects servers, not replays.

@@ -50,25 +50,109 @@ pub struct Decision {
 }
 
 /// The answer to `reserve(key, cost, max_wait)`: admitted, to proceed after
-/// [`wait`](Self::wait), or rejected.
+/// a wait, or rejected, with the wait after which a retry would be admitted.
+///
+/// An enum so that a rejection cannot be mistaken for "go ahead after a
+/// wait of zero": the wait exists only on [`Admitted`](Self::Admitted).
+///
+/// ```
+/// # use core::time::Duration;
+/// # use ratelimit_core::{Reason, Reservation};
+/// # fn sleep(_: Duration) {}
+/// # let reservation = Reservation::Rejected {
+/// #     retry_after: Some(Duration::from_millis(200)),
+/// #     reset_after: Duration::from_millis(400),
+/// #     limit: 1,
+/// #     reason: Reason::Quota,
+/// # };
+/// match reservation {
+///     Reservation::Admitted { wait, .. } => sleep(wait), // then proceed
+///     Reservation::Rejected { retry_after, .. } => {
+///         // Not admitted: nothing was consumed.
+///         assert_eq!(retry_after, Some(Duration::from_millis(200)));
+///     }
+/// }
+/// assert_eq!(reservation.wait(), None);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[must_use]
-pub struct Reservation {
-    /// Whether the request was admitted (and its cost consumed).
-    pub allowed: bool,
-    /// When admitted, how long the caller must wait before proceeding;
-    /// zero when rejected.
-    pub wait: Duration,
-    /// `None` when admitted. When rejected, the wait after which the same
-    /// reservation would be admitted if nothing else consumes.
-    pub retry_after: Option<Duration>,
-    /// The time until the bucket is back to its initial state, after this
-    /// decision.
-    pub reset_after: Duration,
+pub enum Reservation {
+    /// Admitted: the cost is consumed and the caller proceeds after `wait`.
+    Admitted {
+        /// How long the caller must wait before proceeding (zero: at once).
+        wait: Duration,
+        /// The time until the bucket is back to its initial state, after
+        /// this reservation.
+        reset_after: Duration,
+        /// The capacity `C`.
+        limit: u64,
+        /// Which rule produced this answer.
+        reason: Reason,
+    },
+    /// Rejected: nothing was consumed.
+    Rejected {
+        /// The wait after which the same reservation would be admitted if
+        /// nothing else consumes; `None` when it never can be (the cost
+        /// exceeds what the backend can ever hold, or time has run out).
+        retry_after: Option<Duration>,
+        /// The time until the bucket is back to its initial state.
+        reset_after: Duration,
+        /// The capacity `C`.
+        limit: u64,
+        /// Which rule produced this answer.
+        reason: Reason,
+    },
+}
+
+impl Reservation {
+    /// Whether the reservation was admitted (and its cost consumed).
+    #[must_use]
+    pub const fn is_admitted(&self) -> bool {
+        matches!(self, Self::Admitted { .. })
+    }
+
+    /// The wait before proceeding, when admitted; `None` when rejected.
+    #[must_use]
+    pub const fn wait(&self) -> Option<Duration> {
+        match self {
+            Self::Admitted { wait, .. } => Some(*wait),
+            Self::Rejected { .. } => None,
+        }
+    }
+
+    /// When rejected, the wait after which the same reservation would be
+    /// admitted if nothing else consumes; `None` when admitted or never.
+    #[must_use]
+    pub const fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Admitted { .. } => None,
+            Self::Rejected { retry_after, .. } => *retry_after,
+        }
+    }
+
+    /// The time until the bucket is back to its initial state.
+    #[must_use]
+    pub const fn reset_after(&self) -> Duration {
+        match self {
+            Self::Admitted { reset_after, .. } | Self::Rejected { reset_after, .. } => *reset_after,
+        }
+    }
+
     /// The capacity `C`.
-    pub limit: u64,
-    /// Which rule produced this decision.
-    pub reason: Reason,
+    #[must_use]
+    pub const fn limit(&self) -> u64 {
+        match self {
+            Self::Admitted { limit, .. } | Self::Rejected { limit, .. } => *limit,
+        }
+    }
+
+    /// Which rule produced this answer.
+    #[must_use]
+    pub const fn reason(&self) -> Reason {
+        match self {
+            Self::Admitted { reason, .. } | Self::Rejected { reason, .. } => *reason,
+        }
+    }
 }
 
 /// The answer of `allow_request(key)`, with the field names of the Python

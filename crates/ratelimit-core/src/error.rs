@@ -1,5 +1,6 @@
-//! The two errors of the core: a quota that cannot be built, and a request
-//! that can never succeed. A denial is not an error: it is a [`Decision`].
+//! The errors of the core: a quota that cannot be built, a request that can
+//! never succeed, and a name that is not an algorithm's. A denial is not an
+//! error: it is a [`Decision`].
 //!
 //! [`Decision`]: crate::Decision
 
@@ -28,6 +29,18 @@ pub enum ConfigError {
     /// `capacity × interval` (the burst tolerance) does not fit in 64 bits of
     /// nanoseconds.
     ToleranceOverflow,
+    /// A window algorithm's window is zero.
+    ZeroWindow,
+    /// A window algorithm's window does not fit in 64 bits of nanoseconds
+    /// (about 584 years).
+    WindowTooLong,
+    /// A sliding window's limit is 2^32 or more: its two counts must each
+    /// fit in 32 bits, so that a key's state is one 128-bit word.
+    LimitTooLarge,
+    /// A window algorithm was given a rate: it takes a limit per window.
+    NeedsWindow,
+    /// A bucket was given a window: it takes a capacity and a rate.
+    NeedsRate,
 }
 
 impl fmt::Display for ConfigError {
@@ -43,6 +56,13 @@ impl fmt::Display for ConfigError {
             Self::ToleranceOverflow => {
                 "capacity times the emission interval overflows 2^64 nanoseconds (about 584 years)"
             }
+            Self::ZeroWindow => "window must be at least 1 ns",
+            Self::WindowTooLong => "window is longer than 2^64 nanoseconds (about 584 years)",
+            Self::LimitTooLarge => {
+                "a sliding window's limit must be below 2^32 (4 294 967 296) per window"
+            }
+            Self::NeedsWindow => "a window algorithm takes a window (such as 60s), not a rate",
+            Self::NeedsRate => "a bucket takes a rate (units per second), not a window",
         })
     }
 }
@@ -70,3 +90,18 @@ impl fmt::Display for InsufficientCapacity {
 }
 
 impl core::error::Error for InsufficientCapacity {}
+
+/// An algorithm name other than `token-bucket`, `leaky-bucket`,
+/// `fixed-window` and `sliding-window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnknownAlgorithm;
+
+impl fmt::Display for UnknownAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "unknown algorithm: expected token-bucket, leaky-bucket, fixed-window or sliding-window",
+        )
+    }
+}
+
+impl core::error::Error for UnknownAlgorithm {}

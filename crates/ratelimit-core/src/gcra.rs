@@ -9,203 +9,15 @@
 //!
 //! Each function first computes a [`Verdict`] (whether the request passes
 //! and the state to store: a few additions and comparisons) and only then,
-//! on demand, the full decision (remaining units need a division). A
-//! backend that installs the state with a compare-and-swap computes the
-//! verdict inside its retry loop and the decision once, after the swap.
+//! on demand, the full decision (remaining units need a division).
 
-use core::fmt::Debug;
-use core::marker::PhantomData;
-use core::time::Duration;
-
-use crate::decision::{Decision, Reason, Reservation};
+use crate::algorithm::{Algorithm, AlgorithmKind, Shaping, Verdict};
+use crate::any::AnyAlgorithm;
+use crate::decision::{Decision, Reservation};
 use crate::error::{ConfigError, InsufficientCapacity};
 use crate::quota::Quota;
 use crate::rate::Rate;
-
-/// A decision and the state to store after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub struct Step<D> {
-    /// The answer for the caller.
-    pub decision: D,
-    /// The new `tat` to store, or `None` when the stored state need not
-    /// change (a denial, or a cost of zero).
-    pub next: Option<u64>,
-}
-
-/// The outcome of a step before its decision is built: the state to store
-/// is known, the decision ([`Decision`] or [`Reservation`]) is computed by
-/// [`decision`](Verdict::decision) when asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub struct Verdict<D> {
-    quota: Quota,
-    now: u64,
-    allowed: bool,
-    /// `tat` after the step, stored or not.
-    state: u64,
-    /// The new `tat` to store, if any.
-    next: Option<u64>,
-    /// Admitted reservations: the wait, in ns.
-    wait: u64,
-    /// Refusals: the wait until the same request would pass, in ns.
-    retry_after: Option<u64>,
-    answer: PhantomData<fn() -> D>,
-}
-
-impl<D> Verdict<D> {
-    /// The new `tat` to store, or `None` when the stored state need not
-    /// change.
-    #[inline]
-    #[must_use]
-    pub const fn next(&self) -> Option<u64> {
-        self.next
-    }
-
-    /// Whether the request passes.
-    #[inline]
-    #[must_use]
-    pub const fn allowed(&self) -> bool {
-        self.allowed
-    }
-
-    #[inline]
-    fn reset_after(&self) -> Duration {
-        Duration::from_nanos(self.quota.reset_after_ns(self.state, self.now))
-    }
-}
-
-impl<D: Answer> Verdict<D> {
-    /// The answer for the caller.
-    #[inline]
-    pub fn decision(&self) -> D {
-        D::from_verdict(self)
-    }
-
-    /// The answer and the state to store.
-    #[inline]
-    pub fn into_step(self) -> Step<D> {
-        Step {
-            decision: self.decision(),
-            next: self.next,
-        }
-    }
-}
-
-/// What a [`Verdict`] becomes: a [`Decision`] (policing) or a
-/// [`Reservation`] (shaping).
-pub trait Answer: Sized {
-    /// Builds the answer from a verdict.
-    fn from_verdict(verdict: &Verdict<Self>) -> Self;
-}
-
-impl Answer for Decision {
-    #[inline]
-    fn from_verdict(v: &Verdict<Self>) -> Self {
-        Decision {
-            allowed: v.allowed,
-            remaining: v.quota.remaining(v.state, v.now),
-            retry_after: v.retry_after.map(Duration::from_nanos),
-            reset_after: v.reset_after(),
-            limit: v.quota.capacity(),
-            reason: Reason::Quota,
-        }
-    }
-}
-
-impl Answer for Reservation {
-    #[inline]
-    fn from_verdict(v: &Verdict<Self>) -> Self {
-        Reservation {
-            allowed: v.allowed,
-            wait: Duration::from_nanos(v.wait),
-            retry_after: v.retry_after.map(Duration::from_nanos),
-            reset_after: v.reset_after(),
-            limit: v.quota.capacity(),
-            reason: Reason::Quota,
-        }
-    }
-}
-
-/// Which of the two algorithms a limiter runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AlgorithmKind {
-    /// Bursts up to the capacity, refilled at the rate.
-    TokenBucket,
-    /// A bounded queue drained at exactly the rate: smooth output.
-    LeakyBucket,
-}
-
-impl AlgorithmKind {
-    /// The name used on the command line and in the replay format:
-    /// `token-bucket` or `leaky-bucket`.
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::TokenBucket => "token-bucket",
-            Self::LeakyBucket => "leaky-bucket",
-        }
-    }
-}
-
-/// A rate-limit algorithm over one `u64` state per key.
-///
-/// `tat` is the stored state (0 for a key never seen), `now` the limiter's
-/// clock in nanoseconds. Implementations MUST be pure: the same inputs give
-/// the same step, so a backend may retry a step after a lost
-/// compare-and-swap.
-pub trait Algorithm: Copy + Debug + Send + Sync + 'static {
-    /// Which algorithm this is.
-    fn kind(&self) -> AlgorithmKind;
-
-    /// The quota it enforces.
-    fn quota(&self) -> &Quota;
-
-    /// Policing: allow or deny a request of `cost` units now, as a verdict
-    /// whose decision is built on demand.
-    ///
-    /// Both algorithms make identical `check` decisions for the same quota.
-    #[inline]
-    fn check_verdict(
-        &self,
-        tat: u64,
-        now: u64,
-        cost: u64,
-    ) -> Result<Verdict<Decision>, InsufficientCapacity> {
-        police(self.quota(), tat, now, cost)
-    }
-
-    /// Policing: allow or deny a request of `cost` units now.
-    #[inline]
-    fn check(&self, tat: u64, now: u64, cost: u64) -> Result<Step<Decision>, InsufficientCapacity> {
-        self.check_verdict(tat, now, cost).map(Verdict::into_step)
-    }
-
-    /// Shaping, as a verdict whose reservation is built on demand: admit a
-    /// request of `cost` units to proceed after a wait of at most
-    /// `max_wait_ns` (`None`: unbounded), or reject it.
-    fn reserve_verdict(
-        &self,
-        tat: u64,
-        now: u64,
-        cost: u64,
-        max_wait_ns: Option<u64>,
-    ) -> Result<Verdict<Reservation>, InsufficientCapacity>;
-
-    /// Shaping: admit a request of `cost` units to proceed after a wait of
-    /// at most `max_wait_ns` (`None`: unbounded), or reject it.
-    #[inline]
-    fn reserve(
-        &self,
-        tat: u64,
-        now: u64,
-        cost: u64,
-        max_wait_ns: Option<u64>,
-    ) -> Result<Step<Reservation>, InsufficientCapacity> {
-        self.reserve_verdict(tat, now, cost, max_wait_ns)
-            .map(Verdict::into_step)
-    }
-}
+use crate::reconfigure::Strategy;
 
 /// A token bucket: up to `C` units at once, refilled one every `T`.
 /// `reserve` borrows from the future (the bucket may go into debt).
@@ -228,13 +40,76 @@ impl TokenBucket {
             Err(e) => Err(e),
         }
     }
+
+    /// The quota (capacity and rate) the bucket enforces.
+    #[must_use]
+    pub const fn quota(&self) -> &Quota {
+        &self.quota
+    }
 }
 
-impl Algorithm for TokenBucket {
-    fn kind(&self) -> AlgorithmKind {
-        AlgorithmKind::TokenBucket
-    }
+/// What the two buckets share: policing, the views of a state and the
+/// conversion between quotas. Only `reserve` differs.
+macro_rules! bucket_algorithm {
+    ($name:ident, $kind:ident) => {
+        impl Algorithm for $name {
+            type State = u64;
 
+            #[inline]
+            fn kind(&self) -> AlgorithmKind {
+                AlgorithmKind::$kind
+            }
+
+            #[inline]
+            fn limit(&self) -> u64 {
+                self.quota.capacity()
+            }
+
+            #[inline]
+            fn period_ns(&self) -> u64 {
+                self.quota.tolerance_ns()
+            }
+
+            #[inline]
+            fn check_verdict(
+                &self,
+                tat: u64,
+                now: u64,
+                cost: u64,
+            ) -> Result<Verdict<Self>, InsufficientCapacity> {
+                police(*self, &self.quota, tat, now, cost)
+            }
+
+            #[inline]
+            fn remaining(&self, tat: u64, now: u64) -> u64 {
+                self.quota.remaining(tat, now)
+            }
+
+            #[inline]
+            fn reset_after_ns(&self, tat: u64, now: u64) -> u64 {
+                self.quota.reset_after_ns(tat, now)
+            }
+
+            #[inline]
+            fn expires_at(&self, tat: u64) -> u64 {
+                tat
+            }
+
+            fn convert(&self, tat: u64, at: u64, to: &Self, strategy: Strategy) -> u64 {
+                self.quota.convert(tat, at, &to.quota, strategy)
+            }
+
+            fn to_any(&self) -> AnyAlgorithm {
+                AnyAlgorithm::$kind(*self)
+            }
+        }
+    };
+}
+
+bucket_algorithm!(TokenBucket, TokenBucket);
+bucket_algorithm!(LeakyBucket, LeakyBucket);
+
+impl Shaping for TokenBucket {
     #[inline]
     fn quota(&self) -> &Quota {
         &self.quota
@@ -247,17 +122,17 @@ impl Algorithm for TokenBucket {
         now: u64,
         cost: u64,
         max_wait_ns: Option<u64>,
-    ) -> Result<Verdict<Reservation>, InsufficientCapacity> {
+    ) -> Result<Verdict<Self, Reservation>, InsufficientCapacity> {
         let q = &self.quota;
         let new_tat = next_tat(q, tat, now, cost)?;
         let Ok(stored) = u64::try_from(new_tat) else {
-            return Ok(refuse(q, tat, now, None));
+            return Ok(Verdict::refuse(*self, now, tat, None));
         };
         // new_tat fits in u64, so does the wait.
         let wait = (stored - now).saturating_sub(q.tolerance_ns());
         match max_wait_ns {
-            Some(max) if wait > max => Ok(refuse(q, tat, now, Some(wait - max))),
-            _ => Ok(admit(q, stored, now, cost, wait)),
+            Some(max) if wait > max => Ok(Verdict::refuse(*self, now, tat, Some(wait - max))),
+            _ => Ok(Verdict::admit(*self, now, stored, cost > 0, wait)),
         }
     }
 }
@@ -283,13 +158,15 @@ impl LeakyBucket {
             Err(e) => Err(e),
         }
     }
+
+    /// The quota (capacity and rate) the bucket enforces.
+    #[must_use]
+    pub const fn quota(&self) -> &Quota {
+        &self.quota
+    }
 }
 
-impl Algorithm for LeakyBucket {
-    fn kind(&self) -> AlgorithmKind {
-        AlgorithmKind::LeakyBucket
-    }
-
+impl Shaping for LeakyBucket {
     #[inline]
     fn quota(&self) -> &Quota {
         &self.quota
@@ -302,11 +179,11 @@ impl Algorithm for LeakyBucket {
         now: u64,
         cost: u64,
         max_wait_ns: Option<u64>,
-    ) -> Result<Verdict<Reservation>, InsufficientCapacity> {
+    ) -> Result<Verdict<Self, Reservation>, InsufficientCapacity> {
         let q = &self.quota;
         let new_tat = next_tat(q, tat, now, cost)?;
         let Ok(stored) = u64::try_from(new_tat) else {
-            return Ok(refuse(q, tat, now, None));
+            return Ok(Verdict::refuse(*self, now, tat, None));
         };
         // The request departs when the queue ahead of it has drained.
         let wait = tat.saturating_sub(now);
@@ -314,9 +191,9 @@ impl Algorithm for LeakyBucket {
         let over_wait = max_wait_ns.map_or(0, |max| wait.saturating_sub(max));
         let retry_after = over_queue.max(over_wait);
         if retry_after == 0 {
-            Ok(admit(q, stored, now, cost, wait))
+            Ok(Verdict::admit(*self, now, stored, cost > 0, wait))
         } else {
-            Ok(refuse(q, tat, now, Some(retry_after)))
+            Ok(Verdict::refuse(*self, now, tat, Some(retry_after)))
         }
     }
 }
@@ -335,67 +212,28 @@ fn next_tat(q: &Quota, tat: u64, now: u64, cost: u64) -> Result<u128, Insufficie
 }
 
 #[inline]
-fn police(
+fn police<A: Algorithm<State = u64>>(
+    algorithm: A,
     q: &Quota,
     tat: u64,
     now: u64,
     cost: u64,
-) -> Result<Verdict<Decision>, InsufficientCapacity> {
+) -> Result<Verdict<A, Decision>, InsufficientCapacity> {
     let new_tat = next_tat(q, tat, now, cost)?;
-    let (allowed, state, retry_after) = match u64::try_from(new_tat) {
+    Ok(match u64::try_from(new_tat) {
         Ok(stored) => match (stored - now).checked_sub(q.tolerance_ns()) {
-            None | Some(0) => (true, stored, None),
-            Some(over) => (false, tat, Some(over)),
+            None | Some(0) => Verdict::admit(algorithm, now, stored, cost > 0, 0),
+            Some(over) => Verdict::refuse(algorithm, now, tat, Some(over)),
         },
-        Err(_) => (false, tat, None),
-    };
-    Ok(Verdict {
-        quota: *q,
-        now,
-        allowed,
-        state,
-        next: if allowed && cost > 0 {
-            Some(state)
-        } else {
-            None
-        },
-        wait: 0,
-        retry_after,
-        answer: PhantomData,
+        // The state would not fit in u64: refused, never wrapped.
+        Err(_) => Verdict::refuse(algorithm, now, tat, None),
     })
-}
-
-#[inline]
-fn admit(q: &Quota, new_tat: u64, now: u64, cost: u64, wait: u64) -> Verdict<Reservation> {
-    Verdict {
-        quota: *q,
-        now,
-        allowed: true,
-        state: new_tat,
-        next: if cost > 0 { Some(new_tat) } else { None },
-        wait,
-        retry_after: None,
-        answer: PhantomData,
-    }
-}
-
-#[inline]
-fn refuse(q: &Quota, tat: u64, now: u64, retry_after: Option<u64>) -> Verdict<Reservation> {
-    Verdict {
-        quota: *q,
-        now,
-        allowed: false,
-        state: tat,
-        next: None,
-        wait: 0,
-        retry_after,
-        answer: PhantomData,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::time::Duration;
 
     const S: u64 = 1_000_000_000;
 
@@ -465,19 +303,18 @@ mod tests {
         let mut tat = 0;
         for k in 0..3 {
             let s = b.reserve(tat, S, 1, None).unwrap();
-            assert!(s.decision.allowed);
-            assert_eq!(s.decision.wait, Duration::from_millis(100 * k));
+            assert_eq!(s.decision.wait(), Some(Duration::from_millis(100 * k)));
             tat = s.next.unwrap();
         }
         // The queue is full: room again after one departure.
         let s = b.reserve(tat, S, 1, None).unwrap();
-        assert!(!s.decision.allowed);
-        assert_eq!(s.decision.retry_after, Some(Duration::from_millis(100)));
+        assert!(!s.decision.is_admitted());
+        assert_eq!(s.decision.retry_after(), Some(Duration::from_millis(100)));
         // A bounded wait: the queue drains in 300 ms, 50 ms is allowed.
         let s = b
             .reserve(tat, S + 100_000_000, 1, Some(50_000_000))
             .unwrap();
-        assert_eq!(s.decision.retry_after, Some(Duration::from_millis(150)));
+        assert_eq!(s.decision.retry_after(), Some(Duration::from_millis(150)));
     }
 
     #[test]
@@ -487,12 +324,12 @@ mod tests {
         let waits: [u64; 4] = [0, 0, 100, 200];
         for w in waits {
             let s = b.reserve(tat, S, 1, None).unwrap();
-            assert_eq!(s.decision.wait, Duration::from_millis(w));
+            assert_eq!(s.decision.wait(), Some(Duration::from_millis(w)));
             tat = s.next.unwrap();
         }
         let s = b.reserve(tat, S, 1, Some(250_000_000)).unwrap();
-        assert!(!s.decision.allowed);
-        assert_eq!(s.decision.retry_after, Some(Duration::from_millis(50)));
+        assert!(!s.decision.is_admitted());
+        assert_eq!(s.decision.retry_after(), Some(Duration::from_millis(50)));
     }
 
     #[test]
@@ -503,9 +340,9 @@ mod tests {
         assert!(!s.decision.allowed);
         assert_eq!(s.decision.retry_after, None);
         let r = b.reserve(u64::MAX, u64::MAX, 5, None).unwrap();
-        assert!(!r.decision.allowed);
+        assert!(!r.decision.is_admitted());
         let r = leaky(5, 1).reserve(u64::MAX, 0, 5, Some(u64::MAX)).unwrap();
-        assert!(!r.decision.allowed);
+        assert!(!r.decision.is_admitted());
         // Just inside the range still works.
         assert!(b.check(0, u64::MAX - 5 * S, 5).unwrap().decision.allowed);
     }

@@ -3,8 +3,10 @@
 
 use core::time::Duration;
 
+use crate::divisor::Divisor;
 use crate::error::ConfigError;
 use crate::rate::Rate;
+use crate::reconfigure::Strategy;
 
 /// A capacity `C` and a rate, checked once so that no decision can overflow.
 ///
@@ -27,9 +29,9 @@ pub struct Quota {
     capacity: u64,
     interval: u64,
     tolerance: u64,
-    /// `floor(2^64 / T)` for `T ≥ 2` (0 for `T = 1`): the division by `T`
-    /// that every decision makes, as a multiplication.
-    reciprocal: u64,
+    /// `T` again, with its reciprocal: the division by `T` that every
+    /// decision makes, as a multiplication.
+    divisor: Divisor,
 }
 
 impl Quota {
@@ -47,11 +49,7 @@ impl Quota {
                 capacity,
                 interval,
                 tolerance,
-                reciprocal: if interval == 1 {
-                    0
-                } else {
-                    ((1u128 << 64) / interval as u128) as u64
-                },
+                divisor: Divisor::new(interval),
             }),
             None => Err(ConfigError::ToleranceOverflow),
         }
@@ -95,24 +93,10 @@ impl Quota {
         }
     }
 
-    /// `floor(x / T)`, exactly, without a division instruction (the
-    /// hottest instruction of a decision when profiled).
-    ///
-    /// With `m = floor(2^64 / T)`, `q = floor(x × m / 2^64)` satisfies
-    /// `x/T − 1 < q ≤ x/T`, so `q` is `floor(x / T)` or one less, and one
-    /// comparison of the remainder corrects it.
+    /// `floor(x / T)`, exactly.
     #[inline]
     const fn divide(&self, x: u64) -> u64 {
-        if self.interval == 1 {
-            return x;
-        }
-        let q = ((x as u128 * self.reciprocal as u128) >> 64) as u64;
-        // q ≤ x / T, so q × T ≤ x: no overflow.
-        if x - q * self.interval >= self.interval {
-            q + 1
-        } else {
-            q
-        }
+        self.divisor.divide(x)
     }
 
     /// Nanoseconds until a bucket whose state is `tat` is back to its initial
@@ -122,51 +106,73 @@ impl Quota {
     pub const fn reset_after_ns(&self, tat: u64, now: u64) -> u64 {
         tat.saturating_sub(now)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn division_by_reciprocal_is_exact() {
-        let intervals = [
-            1,
-            2,
-            3,
-            7,
-            10,
-            333_333_334,
-            1_000_000_000,
-            (1 << 32) + 1,
-            u64::MAX / 3,
-            u64::MAX - 1,
-            u64::MAX,
-        ];
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for t in intervals {
-            let q = Quota::new(1, Rate::from_interval(Duration::from_nanos(t))).unwrap();
-            for probe in [
-                0,
-                1,
-                t - 1,
-                t,
-                t.wrapping_add(1),
-                t.wrapping_mul(2).wrapping_sub(1),
-                u64::MAX - 1,
-                u64::MAX,
-            ] {
-                assert_eq!(q.divide(probe), probe / t, "{probe} / {t}");
+    /// A bucket's state `tat` under this quota, converted at time `at` to
+    /// the quota `to` with `strategy` (docs/semantics.md, "Changing a quota
+    /// while it runs"). With `d = tat − at`: a bucket back to its initial
+    /// state (`d ≤ 0`) is unchanged; otherwise `tat' = at + d'` where, every
+    /// division rounded up (stricter, never looser),
+    ///
+    /// - `KeepConsumed`: `d' = ⌈d × T' / T⌉` (the units in use stay in use);
+    /// - `KeepAvailable`: `d' = max(0, ⌈((C' − C) × T + d) × T' / T⌉)` (the
+    ///   units still available stay available, at most `C'`);
+    /// - `Proportional`: `d' = ⌈d × τ' / τ⌉` (the same fraction in use);
+    /// - `Reset`: a fresh bucket (`tat' = 0`).
+    ///
+    /// `tat` is a time, so the result is the same whether the conversion is
+    /// made at `at` or later, lazily, as long as it is computed with `at`.
+    /// A result beyond `u64::MAX` saturates there (the bucket then refuses
+    /// everything until the end of time: stricter, never looser).
+    ///
+    /// ```
+    /// use ratelimit_core::{Quota, Rate, Strategy};
+    ///
+    /// let old = Quota::new(10, Rate::per_second(10))?; // T = 100 ms
+    /// let new = Quota::new(20, Rate::per_second(5))?; //  T = 200 ms
+    /// let at = 1_000_000_000;
+    /// let tat = at + 400_000_000; // 4 units in use
+    /// // Keep the 4 units in use: 4 × 200 ms.
+    /// assert_eq!(old.convert(tat, at, &new, Strategy::KeepConsumed), at + 800_000_000);
+    /// // Keep the 6 units available: 20 − 6 = 14 in use.
+    /// assert_eq!(old.convert(tat, at, &new, Strategy::KeepAvailable), at + 2_800_000_000);
+    /// // 40 % in use stays 40 %: 8 units.
+    /// assert_eq!(old.convert(tat, at, &new, Strategy::Proportional), at + 1_600_000_000);
+    /// assert_eq!(old.convert(tat, at, &new, Strategy::Reset), 0);
+    /// # Ok::<(), ratelimit_core::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub const fn convert(&self, tat: u64, at: u64, to: &Quota, strategy: Strategy) -> u64 {
+        if tat <= at {
+            return tat;
+        }
+        let d = (tat - at) as u128;
+        let (t, t2) = (self.interval as u128, to.interval as u128);
+        let d2 = match strategy {
+            Strategy::KeepConsumed => ceil_div(d * t2, t),
+            Strategy::KeepAvailable => {
+                // ⌈((C' − C) × T + d) × T' / T⌉ = (C' − C) × T' + ⌈d × T' / T⌉,
+                // as (C' × T' + ⌈d × T' / T⌉) − C × T' in unsigned terms:
+                // C' × T' = τ' < 2^64 and C × T' < 2^128 never overflow; the
+                // sum saturates only far beyond u64, where the result does.
+                let up = (to.tolerance as u128).saturating_add(ceil_div(d * t2, t));
+                up.saturating_sub(self.capacity as u128 * t2)
             }
-            for _ in 0..10_000 {
-                // xorshift: dividends spread over the whole range.
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                for dividend in [x, x >> 20, x >> 40] {
-                    assert_eq!(q.divide(dividend), dividend / t, "{dividend} / {t}");
-                }
+            Strategy::Proportional => {
+                // d < 2^64 and τ' < 2^64: the product fits in u128.
+                ceil_div(d * to.tolerance as u128, self.tolerance as u128)
             }
+            Strategy::Reset => return 0,
+        };
+        let converted = at as u128 + d2;
+        if converted > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            converted as u64
         }
     }
+}
+
+/// `⌈a / b⌉` for `b > 0`.
+const fn ceil_div(a: u128, b: u128) -> u128 {
+    a / b + (a % b != 0) as u128
 }

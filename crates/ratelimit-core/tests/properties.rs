@@ -1,7 +1,9 @@
 //! Property tests of the contract's invariants, over random traffic.
 
 use proptest::prelude::*;
-use ratelimit_core::{Algorithm, LeakyBucket, Quota, Rate, TokenBucket};
+use ratelimit_core::{
+    Algorithm, FixedWindow, LeakyBucket, Quota, Rate, Shaping, SlidingWindow, TokenBucket,
+};
 
 /// `reserve` of one algorithm: (tat, now, cost, max_wait) to a step.
 type ReserveFn<'a> =
@@ -20,11 +22,7 @@ fn traffic() -> impl Strategy<Value = Vec<(u64, u64)>> {
 }
 
 /// Replays `check`s from a fresh bucket; returns (time, cost, allowed).
-fn run_checks(
-    bucket: &impl Algorithm,
-    start: u64,
-    traffic: &[(u64, u64)],
-) -> Vec<(u64, u64, bool)> {
+fn run_checks(bucket: &impl Shaping, start: u64, traffic: &[(u64, u64)]) -> Vec<(u64, u64, bool)> {
     let t = bucket.quota().interval_ns();
     let (mut tat, mut now) = (0, start);
     let mut out = Vec::new();
@@ -102,14 +100,14 @@ proptest! {
                 let c = c.min(q.capacity());
                 let max_wait = wait_in_t.map(|w| w * t);
                 let s = reserve(tat, now, c, max_wait);
-                if s.decision.allowed {
-                    prop_assert!(max_wait.is_none_or(|m| s.decision.wait.as_nanos() <= u128::from(m)));
+                if let Some(wait) = s.decision.wait() {
+                    prop_assert!(max_wait.is_none_or(|m| wait.as_nanos() <= u128::from(m)));
                     tat = s.next.unwrap_or(tat);
                 } else {
-                    let r = u64::try_from(s.decision.retry_after.unwrap().as_nanos()).unwrap();
+                    let r = u64::try_from(s.decision.retry_after().unwrap().as_nanos()).unwrap();
                     prop_assert!(r > 0);
-                    prop_assert!(reserve(tat, now + r, c, max_wait).decision.allowed);
-                    prop_assert!(!reserve(tat, now + r - 1, c, max_wait).decision.allowed);
+                    prop_assert!(reserve(tat, now + r, c, max_wait).decision.is_admitted());
+                    prop_assert!(!reserve(tat, now + r - 1, c, max_wait).decision.is_admitted());
                 }
             }
         }
@@ -131,11 +129,10 @@ proptest! {
         let mut tat = 0;
         for k in 0..q.capacity() {
             let s = b.reserve(tat, now, 1, None).unwrap();
-            prop_assert!(s.decision.allowed);
-            prop_assert_eq!(s.decision.wait.as_nanos(), u128::from(k * q.interval_ns()));
+            prop_assert_eq!(s.decision.wait().map(|w| w.as_nanos()), Some(u128::from(k * q.interval_ns())));
             tat = s.next.unwrap();
         }
-        prop_assert!(!b.reserve(tat, now, 1, None).unwrap().decision.allowed);
+        prop_assert!(!b.reserve(tat, now, 1, None).unwrap().decision.is_admitted());
     }
 
     /// Time going backwards never admits more than the contract allows over
@@ -191,7 +188,7 @@ proptest! {
 }
 
 fn within_bounds(
-    a: &impl Algorithm,
+    a: &impl Shaping,
     tat: u64,
     now: u64,
     cost: u64,
@@ -210,8 +207,8 @@ fn within_bounds(
     }
     match a.reserve(tat, now, cost, max_wait) {
         Ok(s) => {
-            if s.decision.allowed {
-                prop_assert!(max_wait.is_none_or(|w| s.decision.wait.as_nanos() <= u128::from(w)));
+            if let Some(wait) = s.decision.wait() {
+                prop_assert!(max_wait.is_none_or(|w| wait.as_nanos() <= u128::from(w)));
                 prop_assert!(s.next.is_none_or(|next| next >= now));
             } else {
                 prop_assert_eq!(s.next, None);
@@ -220,4 +217,151 @@ fn within_bounds(
         Err(e) => prop_assert!(e.cost > q.capacity()),
     }
     Ok(())
+}
+
+/// A window algorithm with a small limit and a window from 1 ns to 1 s.
+fn window() -> impl Strategy<Value = (u64, u64)> {
+    (1u64..=20, 1u64..=1_000_000_000)
+}
+
+/// Window traffic: (time step in units of W/8, cost up to L + 1).
+fn window_traffic() -> impl Strategy<Value = Vec<(u64, u64)>> {
+    prop::collection::vec((0u64..20, 0u64..=21), 1..96)
+}
+
+/// Replays `check`s from a fresh key with time moving forwards; returns
+/// the admissions as (time, cost).
+fn admissions<A: Algorithm>(a: &A, start: u64, w: u64, traffic: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let (mut state, mut now) = (A::State::default(), start);
+    let mut out = Vec::new();
+    for &(step, cost) in traffic {
+        now += step * w / 8;
+        if let Ok(s) = a.check(state, now, cost) {
+            if s.decision.allowed && cost > 0 {
+                out.push((now, cost));
+            }
+            state = s.next.unwrap_or(state);
+        }
+    }
+    out
+}
+
+/// Units admitted with a time in window `k` (of length `w`), up to and
+/// including the admission at index `upto`.
+fn admitted_in(log: &[(u64, u64)], w: u64, k: u64, upto: usize) -> u64 {
+    log[..=upto]
+        .iter()
+        .filter(|&&(t, _)| t / w == k)
+        .map(|&(_, c)| c)
+        .sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// No fixed window ever admits more than L units.
+    #[test]
+    fn fixed_window_never_admits_more_than_l_per_window(
+        (l, w) in window(), traffic in window_traffic(), start in 0u64..1 << 40,
+    ) {
+        let fw = FixedWindow::with_window_ns(l, w).unwrap();
+        let log = admissions(&fw, start, w, &traffic);
+        for (i, &(t, _)) in log.iter().enumerate() {
+            let used = admitted_in(&log, w, t / w, i);
+            prop_assert!(used <= l, "{used} > {l} in window {}", t / w);
+        }
+    }
+
+    /// At every admission, the sliding counter's contract holds, computed
+    /// from the log of admissions alone:
+    /// `prev × (W − e) + cur × W ≤ L × W`.
+    #[test]
+    fn sliding_window_never_exceeds_its_contract(
+        (l, w) in window(), traffic in window_traffic(), start in 0u64..1 << 40,
+    ) {
+        let sw = SlidingWindow::with_window_ns(l, w).unwrap();
+        let log = admissions(&sw, start, w, &traffic);
+        for (i, &(t, _)) in log.iter().enumerate() {
+            let k = t / w;
+            let e = t - k * w;
+            let cur = admitted_in(&log, w, k, i);
+            let prev = if k == 0 { 0 } else { admitted_in(&log, w, k - 1, i) };
+            let used = u128::from(prev) * u128::from(w - e) + u128::from(cur) * u128::from(w);
+            prop_assert!(used <= u128::from(l) * u128::from(w), "at {t}: prev {prev}, cur {cur}");
+        }
+    }
+
+    /// A denied window check's retry_after is exact: allowed then, not 1 ns
+    /// before; and a window check never panics near the end of time.
+    #[test]
+    fn window_retry_after_is_honest(
+        (l, w) in window(), traffic in window_traffic(), cost in 0u64..=20, sliding: bool,
+    ) {
+        let cost = cost.min(l);
+        let any = if sliding {
+            ratelimit_core::AnyAlgorithm::SlidingWindow(SlidingWindow::with_window_ns(l, w).unwrap())
+        } else {
+            ratelimit_core::AnyAlgorithm::FixedWindow(FixedWindow::with_window_ns(l, w).unwrap())
+        };
+        let (mut state, mut now) = (0u128, 1u64 << 30);
+        for (step, c) in traffic {
+            now += step * w / 8;
+            if let Ok(s) = any.check(state, now, c) {
+                state = s.next.unwrap_or(state);
+            }
+            let d = any.check(state, now, cost).unwrap().decision;
+            if let Some(wait) = d.retry_after {
+                prop_assert!(!d.allowed);
+                let at = now + u64::try_from(wait.as_nanos()).unwrap();
+                prop_assert!(any.check(state, at, cost).unwrap().decision.allowed);
+                prop_assert!(!any.check(state, at - 1, cost).unwrap().decision.allowed);
+            } else {
+                prop_assert!(d.allowed);
+            }
+        }
+    }
+
+    /// No input panics a window algorithm, whatever the state word.
+    #[test]
+    fn no_window_input_panics(
+        l in 1u64..=u32::MAX as u64, w in 1u64..=u64::MAX,
+        state in any::<u128>(), now in any::<u64>(), cost in any::<u64>(),
+    ) {
+        for any in [
+            ratelimit_core::AnyAlgorithm::FixedWindow(FixedWindow::with_window_ns(l, w).unwrap()),
+            ratelimit_core::AnyAlgorithm::SlidingWindow(SlidingWindow::with_window_ns(l, w).unwrap()),
+        ] {
+            match any.check(state, now, cost) {
+                Ok(s) => prop_assert!(!s.decision.allowed || s.decision.retry_after.is_none()),
+                Err(e) => prop_assert!(e.cost > l),
+            }
+            let _ = any.expires_at(state);
+            let _ = any.inspect(state, now);
+        }
+    }
+
+    /// Converting a bucket's state with any strategy never leaves more
+    /// available than the strategy allows, and composes as one conversion
+    /// at the same instant would (keep-consumed).
+    #[test]
+    fn conversions_round_up(
+        (c, t) in (1u64..=20, 1u64..=1_000_000_000),
+        (c2, t2) in (1u64..=20, 1u64..=1_000_000_000),
+        d in 0u64..40_000_000_000, at in 0u64..1 << 40,
+    ) {
+        let old = Quota::new(c, Rate::from_interval(core::time::Duration::from_nanos(t))).unwrap();
+        let new = Quota::new(c2, Rate::from_interval(core::time::Duration::from_nanos(t2))).unwrap();
+        let tat = at + d;
+        let kept = old.convert(tat, at, &new, ratelimit_core::Strategy::KeepConsumed);
+        // The units in use (d / T, fractional) stay in use, rounded up.
+        prop_assert!(u128::from(kept - at) * u128::from(t) >= u128::from(d) * u128::from(t2));
+        prop_assert!(u128::from(kept - at) * u128::from(t) < (u128::from(d) + u128::from(t)) * u128::from(t2));
+        let prop = old.convert(tat, at, &new, ratelimit_core::Strategy::Proportional);
+        prop_assert!(u128::from(prop - at) * u128::from(old.tolerance_ns()) >= u128::from(d) * u128::from(new.tolerance_ns()));
+        prop_assert_eq!(old.convert(tat, at, &new, ratelimit_core::Strategy::Reset), 0);
+        // A bucket back to its initial state is unchanged by every strategy.
+        for s in ratelimit_core::Strategy::ALL {
+            prop_assert_eq!(old.convert(at, at, &new, s), at);
+        }
+    }
 }

@@ -5,7 +5,8 @@ use core::fmt::Write;
 use core::time::Duration;
 
 use ratelimit_core::{
-    Algorithm, ConfigError, InsufficientCapacity, LeakyBucket, Quota, Rate, TokenBucket,
+    AlgorithmKind, AnyAlgorithm, ConfigError, FixedWindow, InsufficientCapacity, LeakyBucket,
+    Quota, Rate, Shaping, SlidingWindow, Strategy, TokenBucket,
 };
 
 enum Op {
@@ -14,7 +15,7 @@ enum Op {
 }
 
 /// Runs `ops` at the given milliseconds and renders one row per decision.
-fn trace(a: &impl Algorithm, ops: &[(u64, Op)]) -> String {
+fn trace(a: &impl Shaping, ops: &[(u64, Op)]) -> String {
     let mut out = String::new();
     writeln!(
         out,
@@ -61,11 +62,11 @@ fn trace(a: &impl Algorithm, ops: &[(u64, Op)]) -> String {
                 };
                 (
                     label,
-                    r.allowed.to_string(),
+                    r.is_admitted().to_string(),
                     "-".into(),
-                    if r.allowed { ms(r.wait) } else { "-".into() },
-                    r.retry_after.map_or("-".into(), ms),
-                    ms(r.reset_after),
+                    r.wait().map_or("-".into(), ms),
+                    r.retry_after().map_or("-".into(), ms),
+                    ms(r.reset_after()),
                 )
             }
         };
@@ -158,6 +159,45 @@ fn error_messages() {
         }
     )
     .unwrap();
+    let windows: [(&str, ConfigError); 5] = [
+        (
+            "fixed window, limit 0",
+            FixedWindow::per_minute(0).unwrap_err(),
+        ),
+        (
+            "fixed window, 0 s",
+            FixedWindow::new(5, Duration::ZERO).unwrap_err(),
+        ),
+        (
+            "sliding window, 1000 years",
+            SlidingWindow::new(5, Duration::from_secs(1000 * 366 * 86_400)).unwrap_err(),
+        ),
+        (
+            "sliding window, 2^32 per minute",
+            SlidingWindow::per_minute(1 << 32).unwrap_err(),
+        ),
+        (
+            "token bucket with a window",
+            AnyAlgorithm::with_window(AlgorithmKind::TokenBucket, 5, Duration::from_secs(1))
+                .unwrap_err(),
+        ),
+    ];
+    for (label, error) in windows {
+        writeln!(out, "{label}: {error}").unwrap();
+    }
+    writeln!(
+        out,
+        "fixed window with a rate: {}",
+        AnyAlgorithm::with_rate(AlgorithmKind::FixedWindow, 5, Rate::per_second(1)).unwrap_err()
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "\"token_bucket\": {}",
+        "token_bucket".parse::<AlgorithmKind>().unwrap_err()
+    )
+    .unwrap();
+    writeln!(out, "\"keep\": {}", "keep".parse::<Strategy>().unwrap_err()).unwrap();
     insta::assert_snapshot!(out);
 }
 

@@ -1,15 +1,15 @@
-//! [`Bucket`]: one rate limit over one `AtomicU64`, and [`update`], the
-//! compare-and-swap helper through which every write of a bucket's state
+//! [`Bucket`]: one rate limit over one atomic word, and [`update`], the
+//! compare-and-swap helper through which every write of a key's state
 //! goes, here and in the keyed limiter.
 
 use core::time::Duration;
 
 use ratelimit_core::{
-    Algorithm, Answer, Clock, Decision, InsufficientCapacity, Reservation, Verdict,
+    Algorithm, Answer, Clock, Decision, InsufficientCapacity, Reservation, Shaping, Verdict,
 };
 
 use crate::clock::MonotonicClock;
-use crate::sync::{AtomicU64, Ordering};
+use crate::word::{Word, sealed::Word as _};
 
 /// Runs one step of the algorithm on `state` atomically and returns its
 /// verdict: the only place that writes a bucket's state once it can be
@@ -38,28 +38,32 @@ use crate::sync::{AtomicU64, Ordering};
 /// reclamation gets its ordering from the shard lock, not from this word
 /// (see `keyed.rs` and `docs/concurrency.md`).
 #[inline]
-pub(crate) fn update<D: Answer>(
-    state: &AtomicU64,
-    mut step: impl FnMut(u64) -> Result<Verdict<D>, InsufficientCapacity>,
-) -> Result<D, InsufficientCapacity> {
+pub(crate) fn update<A: Algorithm, D: Answer>(
+    state: &<A::State as crate::word::sealed::Word>::Atomic,
+    mut step: impl FnMut(A::State) -> Result<Verdict<A, D>, InsufficientCapacity>,
+) -> Result<D, InsufficientCapacity>
+where
+    A::State: Word,
+{
     // Relaxed: pairs with nothing; a stale value only costs a retry (above).
-    let mut tat = state.load(Ordering::Relaxed);
+    let mut current = A::State::load(state);
     loop {
-        let verdict = step(tat)?;
+        let verdict = step(current)?;
         let Some(next) = verdict.next() else {
             return Ok(verdict.decision());
         };
         // Relaxed on success and failure: the swap is ordered against the
         // other swaps of this word by the word's modification order alone;
         // it publishes no other memory, so there is no acquire to pair with.
-        match state.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
+        match A::State::swap_if(state, current, next) {
             Ok(_) => return Ok(verdict.decision()),
-            Err(actual) => tat = actual,
+            Err(actual) => current = actual,
         }
     }
 }
 
-/// One rate limit: a single `AtomicU64` of state, an algorithm and a clock.
+/// One rate limit: a single atomic word of state (64 bits for a bucket, 128
+/// for a window algorithm), an algorithm and a clock.
 ///
 /// Every method is lock-free and takes `&self`: share a `Bucket` between
 /// threads by reference or in an `Arc`. For one limit per user, IP or API
@@ -77,18 +81,24 @@ pub(crate) fn update<D: Answer>(
 /// # Ok::<(), ratelimit_memory::ConfigError>(())
 /// ```
 ///
-/// A `Bucket` is 8 bytes of state plus the algorithm and the clock; it is
-/// not padded to a cache line, so wrap it in
+/// A `Bucket` is 8 bytes of state (16 for a window algorithm) plus the
+/// algorithm and the clock; it is not padded to a cache line, so wrap it in
 /// [`CachePadded`](https://docs.rs/crossbeam-utils/latest/crossbeam_utils/struct.CachePadded.html)
 /// if many hot buckets sit side by side in an array.
 #[derive(Debug)]
-pub struct Bucket<A, C = MonotonicClock> {
-    state: AtomicU64,
+pub struct Bucket<A: Algorithm, C = MonotonicClock>
+where
+    A::State: Word,
+{
+    state: <A::State as crate::word::sealed::Word>::Atomic,
     algorithm: A,
     clock: C,
 }
 
-impl<A: Algorithm> Bucket<A> {
+impl<A: Algorithm> Bucket<A>
+where
+    A::State: Word,
+{
     /// A full token bucket, or an empty leaky bucket, on a fresh
     /// [`MonotonicClock`].
     #[must_use]
@@ -97,14 +107,17 @@ impl<A: Algorithm> Bucket<A> {
     }
 }
 
-impl<A: Algorithm, C: Clock> Bucket<A, C> {
+impl<A: Algorithm, C: Clock> Bucket<A, C>
+where
+    A::State: Word,
+{
     /// A bucket reading time from `clock`, e.g. an `Arc<ManualClock>` for
     /// tests and replays.
     #[must_use]
     pub fn with_clock(algorithm: A, clock: C) -> Self {
         Self {
-            // A bucket never seen: tat = 0 (docs/semantics.md).
-            state: AtomicU64::new(0),
+            // A key never seen: the default state (docs/semantics.md).
+            state: A::State::cell(A::State::default()),
             algorithm,
             clock,
         }
@@ -126,14 +139,33 @@ impl<A: Algorithm, C: Clock> Bucket<A, C> {
     /// request can never succeed, and the state is left unchanged.
     pub fn check_n(&self, cost: u64) -> Result<Decision, InsufficientCapacity> {
         let now = self.clock.now_ns();
-        update(&self.state, |tat| {
-            self.algorithm.check_verdict(tat, now, cost)
+        update(&self.state, |state| {
+            self.algorithm.check_verdict(state, now, cost)
         })
     }
 
-    /// Admits a request of `cost` units to proceed after the returned
-    /// [`Reservation::wait`], if that wait is at most `max_wait` (`None`:
-    /// any wait), or rejects it.
+    /// The decision a request of cost zero would get now, without
+    /// consuming anything: what is left and when the limit resets.
+    pub fn peek(&self) -> Decision {
+        self.algorithm
+            .inspect(A::State::load(&self.state), self.clock.now_ns())
+    }
+
+    /// The algorithm (and through it the quota) this bucket enforces.
+    pub fn algorithm(&self) -> &A {
+        &self.algorithm
+    }
+
+    /// The clock this bucket reads.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+}
+
+impl<A: Shaping, C: Clock> Bucket<A, C> {
+    /// Admits a request of `cost` units to proceed after the wait of the
+    /// returned [`Reservation::Admitted`], if that wait is at most
+    /// `max_wait` (`None`: any wait), or rejects it. Only the buckets shape.
     ///
     /// # Errors
     /// [`InsufficientCapacity`] when `cost` exceeds the capacity.
@@ -147,16 +179,6 @@ impl<A: Algorithm, C: Clock> Bucket<A, C> {
         update(&self.state, |tat| {
             self.algorithm.reserve_verdict(tat, now, cost, max_wait_ns)
         })
-    }
-
-    /// The algorithm (and through it the quota) this bucket enforces.
-    pub fn algorithm(&self) -> &A {
-        &self.algorithm
-    }
-
-    /// The clock this bucket reads.
-    pub fn clock(&self) -> &C {
-        &self.clock
     }
 }
 

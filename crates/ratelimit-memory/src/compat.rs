@@ -9,13 +9,47 @@ use ratelimit_core::{ConfigError, LeakyBucket, Rate, TokenBucket};
 use crate::clock::MonotonicClock;
 use crate::keyed::KeyedLimiter;
 
-/// A keyed token bucket: bursts up to the capacity, refilled at the rate.
-/// Keys are `String`s by default (looked up by `&str`).
-pub type TokenBucketMemory<K = String, C = MonotonicClock> = KeyedLimiter<K, TokenBucket, C>;
+/// A keyed token bucket: bursts up to the capacity, refilled at the rate,
+/// with `String` keys (looked up by `&str`). For other keys, name the
+/// limiter: `KeyedLimiter::<u64, TokenBucket>::new(10, 2.0)`.
+///
+/// Not generic on purpose: `TokenBucketMemory::new(..)` then compiles
+/// wherever it is written, even before any key is used.
+///
+/// ```
+/// use ratelimit_memory::TokenBucketMemory;
+///
+/// // Alone, before any key is used:
+/// let limiter = TokenBucketMemory::new(10, 2.0)?;
+/// // In an assert:
+/// assert!(TokenBucketMemory::new(0, 1.0).is_err());
+/// // In a struct field:
+/// struct Api {
+///     limiter: TokenBucketMemory,
+/// }
+/// let api = Api { limiter };
+/// assert!(api.limiter.allow_request("user123").allowed);
+/// # Ok::<(), ratelimit_memory::ConfigError>(())
+/// ```
+pub type TokenBucketMemory = KeyedLimiter<String, TokenBucket, MonotonicClock>;
 
 /// A keyed leaky bucket: a queue of at most the capacity, drained at the
-/// rate. Keys are `String`s by default (looked up by `&str`).
-pub type LeakyBucketMemory<K = String, C = MonotonicClock> = KeyedLimiter<K, LeakyBucket, C>;
+/// rate, with `String` keys (looked up by `&str`). For other keys, name the
+/// limiter: `KeyedLimiter::<u64, LeakyBucket>::new(5, 2.0)`.
+///
+/// ```
+/// use ratelimit_memory::LeakyBucketMemory;
+///
+/// let limiter = LeakyBucketMemory::new(5, 2.0)?;
+/// assert!(LeakyBucketMemory::new(5, f64::NAN).is_err());
+/// struct Worker {
+///     limiter: LeakyBucketMemory,
+/// }
+/// let worker = Worker { limiter };
+/// assert!(worker.limiter.allow_request("queue").allowed);
+/// # Ok::<(), ratelimit_memory::ConfigError>(())
+/// ```
+pub type LeakyBucketMemory = KeyedLimiter<String, LeakyBucket, MonotonicClock>;
 
 impl<K: Hash + Eq> KeyedLimiter<K, TokenBucket> {
     /// `capacity` tokens per key, refilled at `per_second` tokens per

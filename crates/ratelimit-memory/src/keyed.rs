@@ -2,14 +2,17 @@
 //! forgets a key only when forgetting it changes no decision.
 //!
 //! Layout: `shards` (a power of two) cache-padded `RwLock`s, each around a
-//! SwissTable of `(K, AtomicU64)`. A key is hashed once; bits of that hash
+//! SwissTable of `(K, word)`, the word an `AtomicU64` (buckets) or a 128-bit
+//! atomic (windows). A key is hashed once; bits of that hash
 //! pick the shard and the rest find the entry. The hot path takes the
 //! shard's read lock, finds the entry and runs the compare-and-swap of
 //! [`update`]; only a key that must be stored and is not yet takes the
 //! write lock.
 //!
-//! Reclamation: an entry whose `tat ≤ now` is equivalent to a missing key
-//! (docs/semantics.md), so it can be removed without changing any decision.
+//! Reclamation: an entry whose state has expired (`tat ≤ now` for a
+//! bucket, both counts slid out for a window: [`Algorithm::expires_at`]) is
+//! equivalent to a missing key (docs/semantics.md), so it can be removed
+//! without changing any decision.
 //! A shard sweeps itself, under its write lock, when an insertion would
 //! grow its table or meet its share of `max_keys`; nothing is swept on the
 //! read path and no pass ever covers all shards. Because the swaps of
@@ -26,13 +29,20 @@ use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 use ratelimit_core::{
     Algorithm, AllowResult, Answer, Clock, Decision, InsufficientCapacity, Reason, Reservation,
-    Verdict,
+    Shaping, Verdict,
 };
 
 use crate::bucket::{duration_ns, update};
 use crate::clock::MonotonicClock;
 use crate::layout::Layout;
-use crate::sync::{self, AtomicU64, Ordering, RwLock};
+use crate::sync::{self, RwLock};
+use crate::word::{Word, sealed::Word as _};
+
+/// The atomic cell of a state word.
+type Cell<W> = <W as crate::word::sealed::Word>::Atomic;
+
+/// The shards of a limiter whose keys are `K` and states `W`.
+type Shards<K, W> = Box<[CachePadded<RwLock<Shard<K, W>>>]>;
 
 /// The hasher a [`KeyedLimiter`] uses unless given another: hashbrown's
 /// default, `foldhash` seeded at random per limiter. It is several times
@@ -94,8 +104,11 @@ const MIN_KEYS_PER_SHARD: usize = 64;
 /// If that clock goes backwards below the time of a shard's last sweep, the
 /// shard decides at the sweep's time instead: a swept key would otherwise
 /// look fresh at an earlier time than the one it was dropped at.
-pub struct KeyedLimiter<K, A, C = MonotonicClock, S = DefaultHashBuilder> {
-    shards: Box<[CachePadded<RwLock<Shard<K>>>]>,
+pub struct KeyedLimiter<K, A: Algorithm, C = MonotonicClock, S = DefaultHashBuilder>
+where
+    A::State: Word,
+{
+    shards: Shards<K, A::State>,
     /// Which shard holds a key, and each shard's share of `max_keys`.
     layout: Layout,
     max_keys: usize,
@@ -106,21 +119,25 @@ pub struct KeyedLimiter<K, A, C = MonotonicClock, S = DefaultHashBuilder> {
 
 /// One shard: its entries and the bookkeeping of its sweeps, all under the
 /// shard's lock.
-struct Shard<K> {
-    entries: HashTable<(K, AtomicU64)>,
+struct Shard<K, W: Word> {
+    entries: HashTable<(K, Cell<W>)>,
     /// This shard's share of `max_keys`.
     limit: usize,
     /// The latest `now` of a sweep: decisions never use an earlier time.
     floor: u64,
-    /// A lower bound on every held entry's `tat` (exact right after a
-    /// sweep; `u64::MAX` when empty). States only grow, so it stays a lower
-    /// bound: while `now < earliest`, a sweep would free nothing.
+    /// A lower bound on every held entry's expiry time
+    /// ([`Algorithm::expires_at`]; exact right after a sweep, `u64::MAX`
+    /// when empty). States only grow, so it stays a lower bound: while
+    /// `now < earliest`, a sweep would free nothing.
     earliest: u64,
     /// Entries inserted since the last sweep.
     inserted: usize,
 }
 
-impl<K: Hash + Eq, A: Algorithm> KeyedLimiter<K, A> {
+impl<K: Hash + Eq, A: Algorithm> KeyedLimiter<K, A>
+where
+    A::State: Word,
+{
     /// An empty limiter with the defaults: [`DEFAULT_MAX_KEYS`], a
     /// [`MonotonicClock`] and a randomly seeded [`DefaultHashBuilder`].
     #[must_use]
@@ -165,7 +182,10 @@ pub struct KeyedBuilder<K, A, C = MonotonicClock, S = DefaultHashBuilder> {
     key: PhantomData<fn(K)>,
 }
 
-impl<K, A, C, S> KeyedBuilder<K, A, C, S> {
+impl<K, A: Algorithm, C, S> KeyedBuilder<K, A, C, S>
+where
+    A::State: Word,
+{
     /// The most keys held at once (default [`DEFAULT_MAX_KEYS`]); see the
     /// policy on [`KeyedLimiter`]. Zero is allowed and means no key is ever
     /// stored, so every request that would store state is denied.
@@ -250,6 +270,7 @@ impl<K, A, C, S> KeyedLimiter<K, A, C, S>
 where
     K: Hash + Eq,
     A: Algorithm,
+    A::State: Word,
     C: Clock,
     S: BuildHasher,
 {
@@ -275,45 +296,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let limit = self.algorithm.quota().capacity();
+        let limit = self.algorithm.limit();
         self.decide(
             key,
-            |tat, now| self.algorithm.check_verdict(tat, now, cost),
+            |state, now| self.algorithm.check_verdict(state, now, cost),
             |retry_after| Decision {
                 allowed: false,
                 remaining: 0,
-                retry_after: Some(retry_after),
-                reset_after: Duration::ZERO,
-                limit,
-                reason: Reason::KeyTableFull,
-            },
-        )
-    }
-
-    /// Admits a request of `cost` units for `key` to proceed after the
-    /// returned [`Reservation::wait`], if that wait is at most `max_wait`
-    /// (`None`: any wait), or rejects it.
-    ///
-    /// # Errors
-    /// [`InsufficientCapacity`] when `cost` exceeds the capacity.
-    pub fn reserve<Q>(
-        &self,
-        key: &Q,
-        cost: u64,
-        max_wait: Option<Duration>,
-    ) -> Result<Reservation, InsufficientCapacity>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        let limit = self.algorithm.quota().capacity();
-        let max_wait_ns = max_wait.map(duration_ns);
-        self.decide(
-            key,
-            |tat, now| self.algorithm.reserve_verdict(tat, now, cost, max_wait_ns),
-            |retry_after| Reservation {
-                allowed: false,
-                wait: Duration::ZERO,
                 retry_after: Some(retry_after),
                 reset_after: Duration::ZERO,
                 limit,
@@ -338,7 +327,7 @@ where
     fn decide<Q, D: Answer>(
         &self,
         key: &Q,
-        step: impl Fn(u64, u64) -> Result<Verdict<D>, InsufficientCapacity>,
+        step: impl Fn(A::State, u64) -> Result<Verdict<A, D>, InsufficientCapacity>,
         full: impl FnOnce(Duration) -> D,
     ) -> Result<D, InsufficientCapacity>
     where
@@ -348,7 +337,7 @@ where
         let hash = self.hasher.hash_one(key);
         let lock = &self.shards[self.layout.shard(hash)];
         let now = self.clock.now_ns();
-        let eq = |entry: &(K, AtomicU64)| entry.0.borrow() == key;
+        let eq = |entry: &(K, Cell<A::State>)| entry.0.borrow() == key;
         {
             let shard = sync::read(lock);
             // Never decide before the shard's last sweep (see `Shard::floor`).
@@ -357,11 +346,11 @@ where
                 // The read lock is held across the load and the swap in
                 // `update`: a sweep (write lock) cannot remove this entry in
                 // between, so a swap never lands on a forgotten entry.
-                return update(state, |tat| step(tat, now));
+                return update(state, |current| step(current, now));
             }
-            // Not held: it is a bucket in its initial state (tat = 0). It
-            // needs a slot only if this decision changes that state.
-            let fresh = step(0, now)?;
+            // Not held: it is a key in its initial state. It needs a slot
+            // only if this decision changes that state.
+            let fresh = step(A::State::default(), now)?;
             if fresh.next().is_none() {
                 return Ok(fresh.decision());
             }
@@ -370,13 +359,13 @@ where
         let now = now.max(shard.floor);
         // Another thread may have stored it between the two locks.
         if let Some((_, state)) = shard.entries.find(hash, eq) {
-            return update(state, |tat| step(tat, now));
+            return update(state, |current| step(current, now));
         }
-        let fresh = step(0, now)?;
-        let Some(tat) = fresh.next() else {
+        let fresh = step(A::State::default(), now)?;
+        let Some(next) = fresh.next() else {
             return Ok(fresh.decision());
         };
-        if !shard.make_room(now) {
+        if !shard.make_room(now, &self.algorithm) {
             return Ok(full(Duration::from_nanos(
                 shard.earliest.saturating_sub(now),
             )));
@@ -384,17 +373,58 @@ where
         // Initialising a word no other thread can see yet (we hold the write
         // lock) is not a write to shared state: every later write goes
         // through `update`.
-        let rehash = |entry: &(K, AtomicU64)| self.hasher.hash_one(&entry.0);
+        let rehash = |entry: &(K, Cell<A::State>)| self.hasher.hash_one(&entry.0);
         shard
             .entries
-            .insert_unique(hash, (key.to_owned(), AtomicU64::new(tat)), rehash);
-        shard.earliest = shard.earliest.min(tat);
+            .insert_unique(hash, (key.to_owned(), A::State::cell(next)), rehash);
+        shard.earliest = shard.earliest.min(self.algorithm.expires_at(next));
         shard.inserted += 1;
         Ok(fresh.decision())
     }
 }
 
-impl<K, A, C, S> KeyedLimiter<K, A, C, S> {
+impl<K, A, C, S> KeyedLimiter<K, A, C, S>
+where
+    K: Hash + Eq,
+    A: Shaping,
+    C: Clock,
+    S: BuildHasher,
+{
+    /// Admits a request of `cost` units for `key` to proceed after the wait
+    /// of the returned [`Reservation::Admitted`], if that wait is at most
+    /// `max_wait` (`None`: any wait), or rejects it. Only the buckets shape.
+    ///
+    /// # Errors
+    /// [`InsufficientCapacity`] when `cost` exceeds the capacity.
+    pub fn reserve<Q>(
+        &self,
+        key: &Q,
+        cost: u64,
+        max_wait: Option<Duration>,
+    ) -> Result<Reservation, InsufficientCapacity>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let limit = self.algorithm.limit();
+        let max_wait_ns = max_wait.map(duration_ns);
+        self.decide(
+            key,
+            |tat, now| self.algorithm.reserve_verdict(tat, now, cost, max_wait_ns),
+            |retry_after| Reservation::Rejected {
+                retry_after: Some(retry_after),
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::KeyTableFull,
+            },
+        )
+    }
+}
+
+impl<K, A: Algorithm, C, S> KeyedLimiter<K, A, C, S>
+where
+    A::State: Word,
+{
     /// The number of keys held now, across all shards. Keys whose bucket is
     /// back to its initial state may still be counted until their shard
     /// next sweeps.
@@ -440,7 +470,7 @@ impl<K, A, C, S> KeyedLimiter<K, A, C, S> {
     }
 }
 
-impl<K> Shard<K> {
+impl<K, W: Word> Shard<K, W> {
     /// Whether a new entry may be inserted, after a sweep if one can help.
     ///
     /// A sweep runs only if some entry may have expired (`now ≥ earliest`),
@@ -451,29 +481,29 @@ impl<K> Shard<K> {
     ///   the entries were inserted since the last sweep: the `O(len)` sweep
     ///   is paid for by those insertions (amortized `O(1)` each). Otherwise
     ///   the table grows (or rehashes in place, if erased slots allow).
-    fn make_room(&mut self, now: u64) -> bool {
+    fn make_room<A: Algorithm<State = W>>(&mut self, now: u64, algorithm: &A) -> bool {
         let len = self.entries.len();
         let at_limit = len >= self.limit;
         let would_grow = len == self.entries.capacity();
         let paid_for = self.inserted >= len / 8;
         if now >= self.earliest && (at_limit || (would_grow && paid_for)) {
-            self.sweep(now);
+            self.sweep(now, algorithm);
         }
         self.entries.len() < self.limit
     }
 
-    /// Removes every entry whose bucket is back to its initial state at
-    /// `now`, and makes `earliest` exact.
-    fn sweep(&mut self, now: u64) {
+    /// Removes every entry whose state has expired at `now` (equivalent
+    /// to a key never seen), and makes `earliest` exact.
+    fn sweep<A: Algorithm<State = W>>(&mut self, now: u64, algorithm: &A) {
         let mut earliest = u64::MAX;
         self.entries.retain(|(_, state)| {
             // Relaxed: we hold the write lock, and every swap of this word
             // was made under a read lock released before we acquired it, so
             // the lock orders them before this load, which reads the last.
-            let tat = state.load(Ordering::Relaxed);
-            let keep = tat > now;
+            let expires = algorithm.expires_at(W::load(state));
+            let keep = expires > now;
             if keep {
-                earliest = earliest.min(tat);
+                earliest = earliest.min(expires);
             }
             keep
         });
@@ -483,7 +513,10 @@ impl<K> Shard<K> {
     }
 }
 
-impl<K, A: fmt::Debug, C: fmt::Debug, S> fmt::Debug for KeyedLimiter<K, A, C, S> {
+impl<K, A: Algorithm, C: fmt::Debug, S> fmt::Debug for KeyedLimiter<K, A, C, S>
+where
+    A::State: Word,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
             .field("algorithm", &self.algorithm)

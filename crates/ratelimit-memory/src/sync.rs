@@ -1,21 +1,68 @@
-//! The one place that names the synchronisation primitives: `std`'s in a
-//! normal build, [loom]'s model-checked ones under `RUSTFLAGS="--cfg loom"`.
-//! Every other module imports `AtomicU64`, `Ordering` and `RwLock` from
+//! The one place that names the synchronisation primitives: `std`'s (and
+//! `portable-atomic`'s 128-bit atomic) in a normal build, [loom]'s
+//! model-checked ones under `RUSTFLAGS="--cfg ratelimit_loom"`. Every other
+//! module imports `AtomicU64`, `AtomicU128`, `Ordering` and `RwLock` from
 //! here, so the loom tests check the code that ships.
+//!
+//! The cfg is named for this project, not plain `loom`: a downstream crate
+//! that model-checks its own code with `--cfg loom` must not swap ours.
 //!
 //! [loom]: https://docs.rs/loom
 
-#[cfg(loom)]
+#[cfg(ratelimit_loom)]
 pub(crate) use loom::sync::RwLock;
-#[cfg(loom)]
+#[cfg(ratelimit_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 
-#[cfg(not(loom))]
+#[cfg(not(ratelimit_loom))]
 pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
-#[cfg(not(loom))]
+/// A 128-bit atomic: `cmpxchg16b` on x86-64 (detected at run time),
+/// `casp`/`ldxp`-`stxp` on AArch64; where a target has no 128-bit
+/// compare-and-swap, portable-atomic's fallback (a seqlock, not lock-free).
+#[cfg(not(ratelimit_loom))]
+pub(crate) use portable_atomic::AtomicU128;
+#[cfg(not(ratelimit_loom))]
 pub(crate) use std::sync::RwLock;
 
 use std::sync::PoisonError;
+
+/// Loom has no 128-bit atomic: a mutex-held `u128` with the same three
+/// operations stands in for it, so the models check the protocol built on
+/// a 128-bit compare-and-swap (the hardware's atomicity is assumed, as for
+/// every other atomic loom models).
+///
+/// Public (though unnameable) because it is the sealed `Word` trait's cell
+/// under loom, as `portable_atomic::AtomicU128` is otherwise.
+#[cfg(ratelimit_loom)]
+#[derive(Debug)]
+pub struct AtomicU128(loom::sync::Mutex<u128>);
+
+#[cfg(ratelimit_loom)]
+impl AtomicU128 {
+    pub(crate) fn new(value: u128) -> Self {
+        Self(loom::sync::Mutex::new(value))
+    }
+
+    pub(crate) fn load(&self, _: Ordering) -> u128 {
+        *self.0.lock().unwrap()
+    }
+
+    pub(crate) fn compare_exchange_weak(
+        &self,
+        current: u128,
+        new: u128,
+        _: Ordering,
+        _: Ordering,
+    ) -> Result<u128, u128> {
+        let mut value = self.0.lock().unwrap();
+        if *value == current {
+            *value = new;
+            Ok(current)
+        } else {
+            Err(*value)
+        }
+    }
+}
 
 /// The read guard of `lock`, poisoned or not.
 ///

@@ -25,28 +25,28 @@ fn bad_configurations_are_clear_errors() {
         (u64::MAX, 1.0, ConfigError::ToleranceOverflow),
     ];
     for (capacity, rate, error) in cases {
-        let token = TokenBucketMemory::<String>::new(capacity, rate).unwrap_err();
-        let leaky = LeakyBucketMemory::<String>::new(capacity, rate).unwrap_err();
+        let token = TokenBucketMemory::new(capacity, rate).unwrap_err();
+        let leaky = LeakyBucketMemory::new(capacity, rate).unwrap_err();
         assert_eq!((token, leaky), (error, error), "{capacity} at {rate}/s");
         assert!(!error.to_string().is_empty());
     }
     assert_eq!(
-        TokenBucketMemory::<u64>::with_rate(5, Rate::per_second(0)).unwrap_err(),
+        KeyedLimiter::<u64, TokenBucket>::with_rate(5, Rate::per_second(0)).unwrap_err(),
         ConfigError::InvalidRate
     );
     assert_eq!(
-        LeakyBucketMemory::<u64>::with_rate(5, Rate::new(1, Duration::ZERO)).unwrap_err(),
+        KeyedLimiter::<u64, LeakyBucket>::with_rate(5, Rate::new(1, Duration::ZERO)).unwrap_err(),
         ConfigError::RateTooHigh
     );
     assert_eq!(
-        TokenBucketMemory::<u64>::new(0, 1.0)
+        KeyedLimiter::<u64, TokenBucket>::new(0, 1.0)
             .unwrap_err()
             .to_string(),
         "capacity must be at least 1"
     );
     // The edges that are allowed.
-    assert!(TokenBucketMemory::<String>::new(1, 1e9).is_ok());
-    assert!(LeakyBucketMemory::<String>::new(1, 1e-9).is_ok());
+    assert!(TokenBucketMemory::new(1, 1e9).is_ok());
+    assert!(LeakyBucketMemory::new(1, 1e-9).is_ok());
 }
 
 fn limiter(
@@ -99,14 +99,14 @@ fn cost_zero_consumes_nothing_and_fails_only_in_debt() {
     assert!(keyed.is_empty(), "a cost of zero stores nothing");
     // Four reservations of one: two at once, then 1 s and 2 s of debt.
     for _ in 0..4 {
-        assert!(keyed.reserve("k", 1, None).unwrap().allowed);
+        assert!(keyed.reserve("k", 1, None).unwrap().is_admitted());
     }
     let d = keyed.check_n("k", 0).unwrap();
     assert!(!d.allowed);
     assert_eq!(d.retry_after, Some(Duration::from_secs(2)));
     assert_eq!(d.remaining, 0);
     let r = keyed.reserve("k", 0, Some(Duration::ZERO)).unwrap();
-    assert!(!r.allowed);
+    assert!(!r.is_admitted());
 }
 
 #[test]
@@ -138,7 +138,7 @@ fn any_hashable_key_works() {
     assert!(!ips.check(&v4).allowed);
     assert_eq!(ips.check(&v6).reason, Reason::Quota);
 
-    let ints = TokenBucketMemory::<i128>::new(1, 1.0).unwrap();
+    let ints = KeyedLimiter::<i128, TokenBucket>::new(1, 1.0).unwrap();
     assert!(ints.check(&i128::MIN).allowed);
     assert!(ints.check(&i128::MAX).allowed);
     assert!(!ints.check(&i128::MIN).allowed);
@@ -171,7 +171,7 @@ fn times_at_the_edges_never_panic() {
 fn the_limiter_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<TokenBucketMemory>();
-    assert_send_sync::<LeakyBucketMemory<u64, Arc<ManualClock>>>();
+    assert_send_sync::<KeyedLimiter<u64, LeakyBucket, Arc<ManualClock>>>();
     assert_send_sync::<Bucket<TokenBucket>>();
 }
 

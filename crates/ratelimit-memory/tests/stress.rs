@@ -117,7 +117,12 @@ fn stepped_clock_admits_exactly_the_models_count() {
 }
 
 /// The model: `attempts` checks of cost 1 at `now`, one after the other.
-fn admit_all(algorithm: impl Algorithm, tat: &mut u64, now: u64, attempts: u64) -> u64 {
+fn admit_all(
+    algorithm: impl Algorithm<State = u64>,
+    tat: &mut u64,
+    now: u64,
+    attempts: u64,
+) -> u64 {
     let mut admitted = 0;
     for _ in 0..attempts {
         let step = algorithm.check(*tat, now, 1).unwrap();
@@ -171,8 +176,8 @@ fn contended_token_reservations_hand_out_distinct_waits() {
                     keyed.reserve("k", 1, None)
                 }
                 .unwrap();
-                assert!(r.allowed);
-                waits.lock().unwrap().push(r.wait.as_nanos() as u64);
+                let wait = r.wait().expect("admitted");
+                waits.lock().unwrap().push(wait.as_nanos() as u64);
             }
             0
         });
@@ -198,8 +203,8 @@ fn contended_leaky_reservations_fill_the_queue_exactly() {
         let mut refused = 0;
         for _ in 0..25 {
             let r = bucket.reserve(1, Some(Duration::from_secs(1))).unwrap();
-            if r.allowed {
-                waits.lock().unwrap().push(r.wait.as_nanos() as u64);
+            if let Some(wait) = r.wait() {
+                waits.lock().unwrap().push(wait.as_nanos() as u64);
             } else {
                 refused += 1;
             }

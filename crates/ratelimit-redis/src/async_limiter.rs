@@ -33,7 +33,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use ratelimit_core::{
-    Algorithm, AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation,
+    AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation, Shaping,
     TokenBucket,
 };
 use tokio::task::JoinHandle;
@@ -59,11 +59,11 @@ pub type AsyncLeakyBucketRedis = AsyncRedisLimiter<LeakyBucket>;
 /// the other tasks' calls on the connection), atomic in Redis; errors and
 /// the [`FailurePolicy`](crate::FailurePolicy) are the same. A call never
 /// blocks the thread that polls it.
-pub struct AsyncRedisLimiter<A> {
+pub struct AsyncRedisLimiter<A: Shaping> {
     inner: Arc<Inner<A>>,
 }
 
-impl<A> Clone for AsyncRedisLimiter<A> {
+impl<A: Shaping> Clone for AsyncRedisLimiter<A> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -71,12 +71,12 @@ impl<A> Clone for AsyncRedisLimiter<A> {
     }
 }
 
-struct Inner<A> {
+struct Inner<A: Shaping> {
     core: Core<A>,
     conn: AsyncRedisConnection,
 }
 
-impl<A: Algorithm> core::fmt::Debug for AsyncRedisLimiter<A> {
+impl<A: Shaping> core::fmt::Debug for AsyncRedisLimiter<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let core = &self.inner.core;
         f.debug_struct("AsyncRedisLimiter")
@@ -89,7 +89,7 @@ impl<A: Algorithm> core::fmt::Debug for AsyncRedisLimiter<A> {
     }
 }
 
-impl<A: Algorithm> RedisLimiterBuilder<A> {
+impl<A: Shaping> RedisLimiterBuilder<A> {
     /// Builds an async limiter on `conn`. Nothing is sent to Redis yet.
     pub fn build_async(
         self,
@@ -130,7 +130,7 @@ impl AsyncRedisLimiter<LeakyBucket> {
     }
 }
 
-impl<A: Algorithm> AsyncRedisLimiter<A> {
+impl<A: Shaping> AsyncRedisLimiter<A> {
     /// Options for a limiter running `algorithm`; finish with
     /// [`build_async`](RedisLimiterBuilder::build_async).
     pub fn builder(algorithm: A) -> RedisLimiterBuilder<A> {
@@ -285,8 +285,8 @@ impl<A: Algorithm> AsyncRedisLimiter<A> {
     ) -> Result<Reservation, RedisLimitError> {
         loop {
             let r = self.acquire_once(key.as_ref(), cost, None).await?;
-            match (r.allowed, r.retry_after) {
-                (false, Some(retry)) if r.reason == ratelimit_core::Reason::Quota => {
+            match (r.is_admitted(), r.retry_after()) {
+                (false, Some(retry)) if r.reason() == ratelimit_core::Reason::Quota => {
                     tokio::time::sleep(retry).await;
                 }
                 _ => return Ok(r),
@@ -354,11 +354,11 @@ impl<A: Algorithm> AsyncRedisLimiter<A> {
                 )));
             }
         };
-        if reservation.allowed && !reservation.wait.is_zero() {
+        if let Some(wait) = reservation.wait().filter(|w| !w.is_zero()) {
             if let Some(stored) = stored {
                 guard.stage = Stage::Sleeping(stored);
             }
-            tokio::time::sleep(reservation.wait).await;
+            tokio::time::sleep(wait).await;
             guard.stage = Stage::Done;
         }
         Ok(reservation)
@@ -435,14 +435,14 @@ enum Stage {
 }
 
 /// Undoes the reservation of a dropped `acquire`.
-struct Undo<A: Algorithm> {
+struct Undo<A: Shaping> {
     limiter: AsyncRedisLimiter<A>,
     redis_key: Vec<u8>,
     cost: u64,
     stage: Stage,
 }
 
-impl<A: Algorithm> Drop for Undo<A> {
+impl<A: Shaping> Drop for Undo<A> {
     fn drop(&mut self) {
         let stage = core::mem::replace(&mut self.stage, Stage::Done);
         if matches!(stage, Stage::Done) {
@@ -459,7 +459,7 @@ impl<A: Algorithm> Drop for Undo<A> {
         runtime.spawn(async move {
             let stored = match stage {
                 Stage::Reserving(task) => match task.await {
-                    Ok(Ok((r, Some(stored)))) if r.allowed => stored,
+                    Ok(Ok((r, Some(stored)))) if r.is_admitted() => stored,
                     _ => return,
                 },
                 Stage::Sleeping(stored) => stored,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ratelimit_core::{
-    Algorithm, AlgorithmKind, Decision, InsufficientCapacity, Quota, Reason, Reservation,
+    AlgorithmKind, Decision, InsufficientCapacity, Quota, Reason, Reservation, Shaping,
 };
 
 use crate::config::{DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
@@ -26,7 +26,7 @@ use crate::script::{self, Now, scripts};
 pub(crate) type Call = redis::ScriptInvocation<'static>;
 
 /// A limiter without its connection.
-pub(crate) struct Core<A> {
+pub(crate) struct Core<A: Shaping> {
     pub(crate) algorithm: A,
     pub(crate) prefix: Prefix,
     pub(crate) time: TimeSource,
@@ -35,7 +35,7 @@ pub(crate) struct Core<A> {
     failures: AtomicU64,
 }
 
-impl<A: Algorithm> core::fmt::Debug for Core<A> {
+impl<A: Shaping> core::fmt::Debug for Core<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Core")
             .field("algorithm", &self.algorithm)
@@ -57,7 +57,7 @@ pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl<A: Algorithm> Core<A> {
+impl<A: Shaping> Core<A> {
     /// Checks the quota against the scripts' exact range and the prefix.
     pub(crate) fn new(
         algorithm: A,
@@ -182,6 +182,10 @@ impl<A: Algorithm> Core<A> {
         let kind = match self.algorithm.kind() {
             AlgorithmKind::TokenBucket => "token",
             AlgorithmKind::LeakyBucket => "leaky",
+            // `A: Shaping`: only the buckets reserve.
+            AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindow => {
+                unreachable!("only the buckets shape")
+            }
         };
         let mut inv = scripts().reserve.key(redis_key);
         script::common_args(&mut inv, now, self.quota());
@@ -224,10 +228,8 @@ impl<A: Algorithm> Core<A> {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let q = self.quota();
         Ok(match self.policy {
-            FailurePolicy::FailOpen => Reservation {
-                allowed: true,
+            FailurePolicy::FailOpen => Reservation::Admitted {
                 wait: Duration::ZERO,
-                retry_after: None,
                 reset_after: Duration::ZERO,
                 limit: q.capacity(),
                 reason: Reason::FailOpen,
@@ -236,9 +238,7 @@ impl<A: Algorithm> Core<A> {
                 self.fallback
                     .reserve(&self.algorithm, redis_key, cost, max_wait_ns)?
             }
-            _ => Reservation {
-                allowed: false,
-                wait: Duration::ZERO,
+            _ => Reservation::Rejected {
                 retry_after: Some(q.interval()),
                 reset_after: Duration::ZERO,
                 limit: q.capacity(),

@@ -7,16 +7,16 @@
 use core::time::Duration;
 use std::sync::OnceLock;
 
-use ratelimit_core::{Algorithm, Decision, InsufficientCapacity, Reason, Reservation};
+use ratelimit_core::{Decision, InsufficientCapacity, Reason, Reservation, Shaping};
 use ratelimit_memory::KeyedLimiter;
 
 /// Built lazily: most limiters never need it.
 #[derive(Debug)]
-pub(crate) struct Fallback<A> {
+pub(crate) struct Fallback<A: Shaping> {
     limiter: OnceLock<KeyedLimiter<Vec<u8>, A>>,
 }
 
-impl<A> Default for Fallback<A> {
+impl<A: Shaping> Default for Fallback<A> {
     fn default() -> Self {
         Self {
             limiter: OnceLock::new(),
@@ -24,7 +24,7 @@ impl<A> Default for Fallback<A> {
     }
 }
 
-impl<A: Algorithm> Fallback<A> {
+impl<A: Shaping> Fallback<A> {
     fn limiter(&self, algorithm: &A) -> &KeyedLimiter<Vec<u8>, A> {
         self.limiter
             .get_or_init(|| KeyedLimiter::with_algorithm(*algorithm))
@@ -55,9 +55,29 @@ impl<A: Algorithm> Fallback<A> {
     ) -> Result<Reservation, InsufficientCapacity> {
         self.limiter(algorithm)
             .reserve(redis_key, cost, max_wait_ns.map(Duration::from_nanos))
-            .map(|r| Reservation {
-                reason: Reason::Fallback,
-                ..r
+            .map(|r| match r {
+                Reservation::Admitted {
+                    wait,
+                    reset_after,
+                    limit,
+                    ..
+                } => Reservation::Admitted {
+                    wait,
+                    reset_after,
+                    limit,
+                    reason: Reason::Fallback,
+                },
+                Reservation::Rejected {
+                    retry_after,
+                    reset_after,
+                    limit,
+                    ..
+                } => Reservation::Rejected {
+                    retry_after,
+                    reset_after,
+                    limit,
+                    reason: Reason::Fallback,
+                },
             })
     }
 }

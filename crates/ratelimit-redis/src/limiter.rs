@@ -6,7 +6,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use ratelimit_core::{
-    Algorithm, AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation,
+    AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation, Shaping,
     TokenBucket,
 };
 use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
@@ -34,11 +34,11 @@ pub type LeakyBucketRedis = RedisLimiter<LeakyBucket>;
 /// return `Err` for what the caller must fix (a cost above the capacity)
 /// and, under [`FailurePolicy::ReturnError`], for Redis failures; other
 /// policies turn Redis failures into decisions whose `reason` says so.
-pub struct RedisLimiter<A> {
+pub struct RedisLimiter<A: Shaping> {
     inner: Arc<Inner<A>>,
 }
 
-impl<A> Clone for RedisLimiter<A> {
+impl<A: Shaping> Clone for RedisLimiter<A> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -46,12 +46,12 @@ impl<A> Clone for RedisLimiter<A> {
     }
 }
 
-struct Inner<A> {
+struct Inner<A: Shaping> {
     core: Core<A>,
     pool: RedisPool,
 }
 
-impl<A: Algorithm> core::fmt::Debug for RedisLimiter<A> {
+impl<A: Shaping> core::fmt::Debug for RedisLimiter<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let core = &self.inner.core;
         f.debug_struct("RedisLimiter")
@@ -67,14 +67,14 @@ impl<A: Algorithm> core::fmt::Debug for RedisLimiter<A> {
 /// Options of a [`RedisLimiter`]: prefix, time source, failure policy.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct RedisLimiterBuilder<A> {
+pub struct RedisLimiterBuilder<A: Shaping> {
     algorithm: A,
     prefix: String,
     time: TimeSource,
     policy: FailurePolicy,
 }
 
-impl<A: Algorithm> RedisLimiterBuilder<A> {
+impl<A: Shaping> RedisLimiterBuilder<A> {
     /// The namespace of the limiter's keys (default `ratelimit`): every
     /// Redis key is `<prefix>|<key>`. Give each limiter (each quota) its own
     /// prefix. 1 to 256 bytes, without `|`, `{`, `}` or control characters.
@@ -158,7 +158,7 @@ pub struct KeyState {
     pub remaining: u64,
 }
 
-impl<A: Algorithm> RedisLimiter<A> {
+impl<A: Shaping> RedisLimiter<A> {
     /// Options for a limiter running `algorithm`.
     pub fn builder(algorithm: A) -> RedisLimiterBuilder<A> {
         RedisLimiterBuilder {
@@ -394,12 +394,12 @@ impl<A: Algorithm> RedisLimiter<A> {
 /// same calls, without a pool check-out each. If Redis fails, the failure
 /// policy applies as usual; a session whose connection broke keeps failing,
 /// so drop it and start another.
-pub struct Session<'a, A> {
+pub struct Session<'a, A: Shaping> {
     limiter: &'a RedisLimiter<A>,
     conn: Pooled,
 }
 
-impl<A: Algorithm> core::fmt::Debug for Session<'_, A> {
+impl<A: Shaping> core::fmt::Debug for Session<'_, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
             .field("limiter", self.limiter)
@@ -407,7 +407,7 @@ impl<A: Algorithm> core::fmt::Debug for Session<'_, A> {
     }
 }
 
-impl<A: Algorithm> Session<'_, A> {
+impl<A: Shaping> Session<'_, A> {
     /// `check(key, 1)`.
     pub fn check<K: AsRef<[u8]> + ?Sized>(&mut self, key: &K) -> Result<Decision, RedisLimitError> {
         self.check_n(key, 1)

@@ -73,13 +73,21 @@ pub(crate) fn decision(slots: &[i64], limit: u64) -> Result<Decision, RedisLimit
 /// Decodes the 4 integers of a `reserve` answer.
 pub(crate) fn reservation(slots: &[i64], limit: u64) -> Result<Reservation, RedisLimitError> {
     let [allowed, wait, retry, reset] = four(slots)?;
-    Ok(Reservation {
-        allowed: flag(allowed)?,
-        wait: nanos(wait, "wait_ns")?,
-        retry_after: optional_nanos(retry, "retry_after_ns")?,
-        reset_after: nanos(reset, "reset_after_ns")?,
-        limit,
-        reason: Reason::Quota,
+    let reset_after = nanos(reset, "reset_after_ns")?;
+    Ok(if flag(allowed)? {
+        Reservation::Admitted {
+            wait: nanos(wait, "wait_ns")?,
+            reset_after,
+            limit,
+            reason: Reason::Quota,
+        }
+    } else {
+        Reservation::Rejected {
+            retry_after: optional_nanos(retry, "retry_after_ns")?,
+            reset_after,
+            limit,
+            reason: Reason::Quota,
+        }
     })
 }
 
@@ -197,7 +205,7 @@ mod tests {
         assert_eq!(d.retry_after, None);
         assert_eq!(d.reset_after, Duration::from_nanos(500));
         let r = reservation(&[0, 0, 250, 7], 3).unwrap();
-        assert_eq!(r.retry_after, Some(Duration::from_nanos(250)));
+        assert_eq!(r.retry_after(), Some(Duration::from_nanos(250)));
         assert!(decision(&[2, 0, -1, 0], 1).is_err());
         assert!(decision(&[1, -3, -1, 0], 1).is_err());
         assert!(decision(&[1, 0, -1], 1).is_err());
@@ -212,7 +220,7 @@ mod tests {
             ])
         };
         let (r, stored) = reservation_reply(reply(b"1764280800123456000"), 3).unwrap();
-        assert!(r.allowed);
+        assert!(r.is_admitted());
         assert_eq!(stored, Some(1_764_280_800_123_456_000));
         assert_eq!(reservation_reply(reply(b""), 3).unwrap().1, None);
         assert!(reservation_reply(reply(b"12x"), 3).is_err());

@@ -82,8 +82,8 @@ async fn acquire_sleeps_exactly_the_wait() {
     for _ in 0..2 {
         let t = Instant::now();
         let r = l.acquire("k", 1).await.unwrap();
-        assert!(r.allowed);
-        assert_eq!(r.wait, Duration::ZERO);
+        assert!(r.is_admitted());
+        assert_eq!(r.wait().unwrap(), Duration::ZERO);
         assert_eq!(t.elapsed(), Duration::ZERO);
     }
     // The bucket is empty: the third waits about one interval (server
@@ -91,13 +91,16 @@ async fn acquire_sleeps_exactly_the_wait() {
     let t = Instant::now();
     let r = l.acquire("k", 1).await.unwrap();
     let slept = t.elapsed();
-    assert!(r.allowed);
-    assert!(r.wait > Duration::from_secs(3590) && r.wait <= Duration::from_secs(3600));
+    assert!(r.is_admitted());
+    assert!(
+        r.wait().unwrap() > Duration::from_secs(3590)
+            && r.wait().unwrap() <= Duration::from_secs(3600)
+    );
     // tokio's timers tick in milliseconds: the wait, rounded up.
     assert!(
-        slept >= r.wait && slept <= r.wait + Duration::from_millis(2),
+        slept >= r.wait().unwrap() && slept <= r.wait().unwrap() + Duration::from_millis(2),
         "slept {slept:?} for a wait of {:?}",
-        r.wait
+        r.wait().unwrap()
     );
 
     // Bounded: rejected at once, nothing consumed, nothing slept.
@@ -107,8 +110,8 @@ async fn acquire_sleeps_exactly_the_wait() {
         .acquire_with_max_wait("k", 1, Duration::from_secs(1))
         .await
         .unwrap();
-    assert!(!r.allowed);
-    assert!(r.retry_after.unwrap() > Duration::from_secs(3600));
+    assert!(!r.is_admitted());
+    assert!(r.retry_after().unwrap() > Duration::from_secs(3600));
     assert_eq!(t.elapsed(), Duration::ZERO);
     assert_eq!(l.inspect("k").await.unwrap().tat_ns, before);
     // A cost above the capacity is an error, as for every call.
@@ -125,7 +128,10 @@ async fn dropped_during_the_sleep_gives_the_capacity_back() {
     let probe = probe(&server);
     tokio::time::pause();
     let l = hourly(&conn, 1);
-    assert_eq!(l.acquire("k", 1).await.unwrap().wait, Duration::ZERO);
+    assert_eq!(
+        l.acquire("k", 1).await.unwrap().wait().unwrap(),
+        Duration::ZERO
+    );
     let original = probe.inspect("k").unwrap().tat_ns.unwrap();
 
     let task = tokio::spawn({
@@ -152,7 +158,11 @@ async fn dropped_during_the_sleep_gives_the_capacity_back() {
     assert_eq!(after, Some(original));
     // So the next caller waits one interval, not two.
     let r = l.reserve("k", 1, None).await.unwrap();
-    assert!(r.wait <= Duration::from_secs(3600), "{:?}", r.wait);
+    assert!(
+        r.wait().unwrap() <= Duration::from_secs(3600),
+        "{:?}",
+        r.wait().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -162,7 +172,7 @@ async fn dropped_during_the_redis_call_gives_the_capacity_back() {
     let probe = probe(&server);
     tokio::time::pause();
     let l = hourly(&conn, 1);
-    assert!(l.acquire("k", 1).await.unwrap().allowed);
+    assert!(l.acquire("k", 1).await.unwrap().is_admitted());
     let original = probe.inspect("k").unwrap().tat_ns.unwrap();
     // Redis frozen: the reservation is sent and stays in flight while the
     // caller gives up (the timeout fires as soon as every task waits).
@@ -190,8 +200,8 @@ async fn the_undo_leaves_later_admissions_alone() {
     let probe = probe(&server);
     tokio::time::pause();
     let l = hourly(&conn, 2);
-    assert!(l.acquire("k", 1).await.unwrap().allowed);
-    assert!(l.acquire("k", 1).await.unwrap().allowed);
+    assert!(l.acquire("k", 1).await.unwrap().is_admitted());
+    assert!(l.acquire("k", 1).await.unwrap().is_admitted());
     let original = probe.inspect("k").unwrap().tat_ns;
     let task = tokio::spawn({
         let l = l.clone();
@@ -206,7 +216,7 @@ async fn the_undo_leaves_later_admissions_alone() {
         .prefix("acquire")
         .build(RedisPool::open(&server.url()).unwrap())
         .unwrap();
-    assert!(sync.reserve("k", 1, None).unwrap().allowed);
+    assert!(sync.reserve("k", 1, None).unwrap().is_admitted());
     let later = probe.inspect("k").unwrap().tat_ns;
     assert_ne!(later, reserved);
     assert!(!task.is_finished());
@@ -232,9 +242,9 @@ async fn a_full_leaky_queue_is_waited_out() {
     .build_async(conn)
     .unwrap();
     let t = std::time::Instant::now();
-    assert!(l.acquire("k", 1).await.unwrap().allowed);
+    assert!(l.acquire("k", 1).await.unwrap().is_admitted());
     let r = l.acquire("k", 1).await.unwrap();
-    assert!(r.allowed);
+    assert!(r.is_admitted());
     // The second request left one interval (20 ms) after the first.
     assert!(
         t.elapsed() >= Duration::from_millis(19),

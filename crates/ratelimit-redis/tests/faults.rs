@@ -231,7 +231,7 @@ fn script_flush<F: Factory>(server: &RedisServer, factory: &F) {
     assert!(
         l.reserve_at("k", 1, Some(0), S)
             .unwrap()
-            .retry_after
+            .retry_after()
             .is_some()
     );
 }

@@ -337,14 +337,14 @@ fn reserve_and_allow_request_with_server_time() {
     // machine (at 100 ms, a stall of one interval failed the test).
     let leaky = LeakyBucketRedis::new(3, 0.01, pool.clone()).unwrap();
     let waits: Vec<Duration> = (0..3)
-        .map(|_| leaky.reserve("q", 1, None).unwrap().wait)
+        .map(|_| leaky.reserve("q", 1, None).unwrap().wait().unwrap())
         .collect();
     // Requests that arrive together leave T apart: the k-th waits k × T
     // less the time since the first arrived.
     assert_eq!(waits[0], Duration::ZERO);
     assert!(waits[1] > Duration::ZERO && waits[1] <= Duration::from_secs(100));
     assert!(waits[2] > waits[1] && waits[2] <= Duration::from_secs(200));
-    assert!(!leaky.reserve("q", 1, None).unwrap().allowed);
+    assert!(!leaky.reserve("q", 1, None).unwrap().is_admitted());
     let token = TokenBucketRedis::new(2, 0.01, pool).unwrap();
     let r = token.allow_request("user456").unwrap();
     assert!(r.allowed);

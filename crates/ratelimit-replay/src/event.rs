@@ -7,7 +7,7 @@
 //! line mixing the fields of two kinds of event is an error naming what is
 //! wrong rather than a silently ignored field.
 
-use ratelimit_core::{ConfigError, Quota};
+use ratelimit_core::{ConfigError, Quota, Strategy};
 use serde::{Deserialize, Serialize};
 use serde_json::Number;
 
@@ -19,22 +19,6 @@ pub enum Op {
     Check,
     /// Shaping: admit to proceed after a wait, or reject.
     Reserve,
-}
-
-/// How a key's state is carried over when the quota that applies to it
-/// changes (`docs/semantics.md`, "Changing a quota while it runs").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// The units in use stay in use (the default).
-    #[default]
-    KeepConsumed,
-    /// The units still available stay available, up to the new capacity.
-    KeepAvailable,
-    /// The same fraction of the bucket stays in use.
-    Proportional,
-    /// Every key starts afresh.
-    Reset,
 }
 
 /// A capacity and a rate as written on an event line. The rate keeps its
@@ -158,7 +142,7 @@ struct RawEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rate: Option<Number>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    strategy: Option<Strategy>,
+    strategy: Option<String>,
 }
 
 fn quota_spec(capacity: Option<u64>, rate: Option<Number>) -> Result<Option<QuotaSpec>, String> {
@@ -192,10 +176,19 @@ impl TryFrom<RawEvent> for Event {
                 }
                 let quota = quota_spec(raw.capacity, raw.rate)?
                     .ok_or("a reconfigure event needs `capacity` and `rate`")?;
+                let strategy = match raw.strategy.as_deref() {
+                    None => Strategy::default(),
+                    Some(name) => name.parse().map_err(|_| {
+                        format!(
+                            "unknown strategy {name:?}, expected one of {}",
+                            Strategy::ALL.map(Strategy::name).join(", ")
+                        )
+                    })?,
+                };
                 return Ok(Self::Reconfigure(Reconfigure {
                     t_ns: raw.t_ns,
                     quota,
-                    strategy: raw.strategy.unwrap_or_default(),
+                    strategy,
                 }));
             }
         };
@@ -243,7 +236,7 @@ impl From<Event> for RawEvent {
                 max_wait_ns: None,
                 capacity: Some(r.quota.capacity),
                 rate: Some(r.quota.rate),
-                strategy: Some(r.strategy),
+                strategy: Some(r.strategy.name().to_owned()),
             },
         }
     }
@@ -363,7 +356,7 @@ mod tests {
             ),
             (
                 r#"{"t_ns": 1, "op": "reconfigure", "capacity": 2, "rate": 1, "strategy": "keep"}"#,
-                "unknown variant `keep`",
+                "unknown strategy \"keep\", expected one of keep-consumed, keep-available, proportional, reset",
             ),
         ] {
             let message = parse_event(bad).unwrap_err();

@@ -28,12 +28,13 @@ pub fn render_check(d: &Decision) -> String {
 /// `{"allowed": true, "wait_ns": ..}` or `{"allowed": false, "retry_after_ns": ..}`
 #[must_use]
 pub fn render_reserve(r: &Reservation) -> String {
-    if r.allowed {
-        format!(r#"{{"allowed": true, "wait_ns": {}}}"#, ns(r.wait))
-    } else {
-        format!(
+    match r {
+        Reservation::Admitted { wait, .. } => {
+            format!(r#"{{"allowed": true, "wait_ns": {}}}"#, ns(*wait))
+        }
+        Reservation::Rejected { retry_after, .. } => format!(
             r#"{{"allowed": false, "retry_after_ns": {}}}"#,
-            opt_ns(r.retry_after)
-        )
+            opt_ns(*retry_after)
+        ),
     }
 }

@@ -177,7 +177,7 @@ pub(crate) fn answer<'e, B: Backend>(
             )
             .map_err(Unanswered::Backend)?
         {
-            Ok(reservation) => (render_reserve(&reservation), reservation.allowed),
+            Ok(reservation) => (render_reserve(&reservation), reservation.is_admitted()),
             Err(_) => (
                 r#"{"allowed": false, "retry_after_ns": null}"#.to_owned(),
                 false,

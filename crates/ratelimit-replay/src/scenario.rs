@@ -8,7 +8,9 @@ use core::fmt;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
-use ratelimit_core::{AlgorithmKind, ConfigError, Quota, Rate};
+use core::time::Duration;
+
+use ratelimit_core::{AlgorithmKind, AnyAlgorithm, ConfigError, Quota, Rate};
 use serde::Deserialize;
 use serde_json::{Number, Value};
 
@@ -41,57 +43,39 @@ pub struct Scenario {
     pub expected: Vec<Value>,
 }
 
-/// Why a scenario's limit cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ScenarioError {
-    /// The scenario has no rate: it is a window scenario.
-    NoRate {
-        /// The scenario's id.
-        id: u64,
-    },
-    /// The capacity and rate do not make a valid quota.
-    Config(ConfigError),
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoRate { id } => write!(f, "scenario {id} has a window, not a rate"),
-            Self::Config(e) => e.fmt(f),
-        }
-    }
-}
-
-impl core::error::Error for ScenarioError {}
-
 impl Scenario {
-    /// The bucket algorithm the scenario runs.
+    /// The algorithm the scenario runs.
     ///
     /// # Panics
-    /// On an algorithm name other than `token-bucket` and `leaky-bucket`
-    /// (the window algorithms have no [`AlgorithmKind`] yet).
+    /// On an algorithm name other than the four of the contract.
     #[must_use]
     pub fn kind(&self) -> AlgorithmKind {
-        match self.algorithm.as_str() {
-            "token-bucket" => AlgorithmKind::TokenBucket,
-            "leaky-bucket" => AlgorithmKind::LeakyBucket,
-            other => panic!("scenario {}: unknown algorithm {other:?}", self.id),
-        }
+        self.algorithm
+            .parse()
+            .unwrap_or_else(|e| panic!("scenario {}: {e}", self.id))
     }
 
-    /// The rate, parsed exactly from its decimal text.
-    pub fn parsed_rate(&self) -> Result<Rate, ScenarioError> {
-        let rate = self
-            .rate
-            .as_ref()
-            .ok_or(ScenarioError::NoRate { id: self.id })?;
-        rate.to_string().parse().map_err(ScenarioError::Config)
+    /// The rate, parsed exactly from its decimal text (bucket scenarios).
+    pub fn parsed_rate(&self) -> Result<Rate, ConfigError> {
+        match &self.rate {
+            Some(rate) => rate.to_string().parse(),
+            None => Err(ConfigError::NeedsRate),
+        }
     }
 
     /// The scenario's quota (bucket scenarios).
-    pub fn quota(&self) -> Result<Quota, ScenarioError> {
-        Quota::new(self.capacity, self.parsed_rate()?).map_err(ScenarioError::Config)
+    pub fn quota(&self) -> Result<Quota, ConfigError> {
+        Quota::new(self.capacity, self.parsed_rate()?)
+    }
+
+    /// The scenario's algorithm with its parameters: a rate for the
+    /// buckets, a window for the window algorithms.
+    pub fn any_algorithm(&self) -> Result<AnyAlgorithm, ConfigError> {
+        let kind = self.kind();
+        match self.window_ns {
+            Some(ns) => AnyAlgorithm::with_window(kind, self.capacity, Duration::from_nanos(ns)),
+            None => AnyAlgorithm::with_rate(kind, self.capacity, self.parsed_rate()?),
+        }
     }
 
     /// The rate or window as `ratelimit replay` takes it: `["--rate", R]`
@@ -257,6 +241,15 @@ pub fn assert_every_scenario(run: impl FnMut(&str, &Scenario) -> Result<(), Box<
     assert_scenarios(&BUCKET_FILES, 180, run);
 }
 
+/// [`assert_every_scenario`] for the window algorithms: both window files
+/// ([`WINDOW_FILES`]), 180 scenarios.
+///
+/// # Panics
+/// As for [`assert_every_scenario`].
+pub fn assert_every_window_scenario(run: impl FnMut(&str, &Scenario) -> Result<(), Box<Mismatch>>) {
+    assert_scenarios(&WINDOW_FILES, 180, run);
+}
+
 /// Runs `run(file, scenario)` on every scenario of `files` and panics with
 /// every mismatch if there is any, or if the number of scenarios run is not
 /// `expected_count` (so that a file that lost scenarios cannot pass
@@ -323,15 +316,19 @@ mod tests {
             for s in &scenarios {
                 assert_eq!(s.window_ns.is_some(), windows, "{file} {}", s.id);
                 if windows {
-                    assert!(s.quota().is_err());
+                    assert_eq!(s.quota(), Err(ConfigError::NeedsRate));
                     assert!(matches!(
-                        s.algorithm.as_str(),
-                        "fixed-window" | "sliding-window"
+                        s.kind(),
+                        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindow
                     ));
                 } else {
                     s.quota().unwrap();
-                    let _ = s.kind();
+                    assert!(matches!(
+                        s.kind(),
+                        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket
+                    ));
                 }
+                s.any_algorithm().unwrap();
                 for e in &s.events {
                     match e {
                         Event::Reconfigure(r) => {

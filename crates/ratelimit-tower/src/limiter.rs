@@ -9,7 +9,7 @@ use core::hash::{BuildHasher, Hash};
 use core::pin::Pin;
 use std::sync::Arc;
 
-use ratelimit_core::{Algorithm, Clock, Decision, InsufficientCapacity, Quota};
+use ratelimit_core::{Clock, Decision, InsufficientCapacity, Quota, Shaping};
 use ratelimit_memory::KeyedLimiter;
 
 /// A boxed, sendable future: the natural [`Limiter::Future`] of an async
@@ -152,7 +152,7 @@ impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
 impl<K, A, C, S> Limiter<K> for KeyedLimiter<K, A, C, S>
 where
     K: Hash + Eq + Clone + Borrow<K> + Send + Sync + 'static,
-    A: Algorithm,
+    A: Shaping,
     C: Clock + Send + Sync + 'static,
     S: BuildHasher + Send + Sync + 'static,
 {
@@ -171,7 +171,7 @@ where
 
 #[cfg(feature = "redis")]
 mod redis_impl {
-    use ratelimit_core::{Algorithm, Decision, Quota};
+    use ratelimit_core::{Decision, Quota, Shaping};
     use ratelimit_redis::{AsyncRedisLimiter, RedisLimitError, RedisLimiter};
 
     use super::{BoxFuture, LimitError, Limiter};
@@ -196,7 +196,7 @@ mod redis_impl {
     impl<K, A> Limiter<K> for RedisLimiter<A>
     where
         K: AsRef<[u8]> + Send + 'static,
-        A: Algorithm,
+        A: Shaping,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
 
@@ -226,7 +226,7 @@ mod redis_impl {
     impl<K, A> Limiter<K> for AsyncRedisLimiter<A>
     where
         K: AsRef<[u8]> + Send + Sync + 'static,
-        A: Algorithm,
+        A: Shaping,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
 

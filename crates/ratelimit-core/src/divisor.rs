@@ -1,0 +1,93 @@
+//! [`Divisor`]: division by a constant as a multiplication, exact. The
+//! division by `T` (buckets) or `W` (windows) is the costliest instruction
+//! of a decision when profiled; the divisor is known when the limiter is
+//! built, so its reciprocal is computed once.
+
+/// A `u64` divisor `d ≥ 1` with `m = ⌊2^64 / d⌋` (0 for `d = 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Divisor {
+    d: u64,
+    reciprocal: u64,
+}
+
+impl Divisor {
+    /// The divisor `d`; `d` must be at least 1.
+    pub(crate) const fn new(d: u64) -> Self {
+        Self {
+            d,
+            reciprocal: if d <= 1 {
+                0
+            } else {
+                ((1u128 << 64) / d as u128) as u64
+            },
+        }
+    }
+
+    /// `d` itself.
+    #[inline]
+    pub(crate) const fn get(&self) -> u64 {
+        self.d
+    }
+
+    /// `⌊x / d⌋`, exactly, without a division instruction.
+    ///
+    /// With `m = ⌊2^64 / d⌋`, `q = ⌊x × m / 2^64⌋` satisfies
+    /// `x/d − 1 < q ≤ x/d`, so `q` is `⌊x / d⌋` or one less, and one
+    /// comparison of the remainder corrects it.
+    #[inline]
+    pub(crate) const fn divide(&self, x: u64) -> u64 {
+        if self.d <= 1 {
+            return x;
+        }
+        let q = ((x as u128 * self.reciprocal as u128) >> 64) as u64;
+        // q ≤ x / d, so q × d ≤ x: no overflow.
+        if x - q * self.d >= self.d { q + 1 } else { q }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn division_by_reciprocal_is_exact() {
+        let divisors = [
+            1,
+            2,
+            3,
+            7,
+            10,
+            333_333_334,
+            1_000_000_000,
+            (1 << 32) + 1,
+            u64::MAX / 3,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for d in divisors {
+            let div = Divisor::new(d);
+            for probe in [
+                0,
+                1,
+                d - 1,
+                d,
+                d.wrapping_add(1),
+                d.wrapping_mul(2).wrapping_sub(1),
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                assert_eq!(div.divide(probe), probe / d, "{probe} / {d}");
+            }
+            for _ in 0..10_000 {
+                // xorshift: dividends spread over the whole range.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                for dividend in [x, x >> 20, x >> 40] {
+                    assert_eq!(div.divide(dividend), dividend / d, "{dividend} / {d}");
+                }
+            }
+        }
+    }
+}
