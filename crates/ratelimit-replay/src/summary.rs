@@ -2,12 +2,12 @@
 //! key (allowed and denied counts) and over time (a histogram of the
 //! denials), printed as a text table for a person.
 //!
-//! Memory: each distinct key is one record in one arena (its two counts,
-//! its length and its bytes: 20 bytes plus the key) and one 8-byte offset in
-//! a hash table, about 65 bytes a key with the arena's and the table's
-//! spare room for short keys, where a map of `String`s took over 100;
-//! printing sorts one more offset per key. The histogram is bounded
-//! whatever the length of the replay.
+//! Memory: each distinct key is one record in one arena (its two counts
+//! and its length, 24 bytes, then its bytes) and one 8-byte offset in a
+//! hash table; printing sorts one more offset per key. Measured on 10 M
+//! distinct 11-byte keys: 57 bytes a key at the peak, spare room of the
+//! arena and the table included (a `BTreeMap` of `String`s took 109). The
+//! histogram is bounded whatever the length of the replay.
 
 use core::fmt;
 use core::hash::BuildHasher;
