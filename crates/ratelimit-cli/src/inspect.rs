@@ -29,13 +29,14 @@ pub(crate) fn run(args: &InspectArgs) -> Result<String, Failure> {
         .prefix(args.prefix.as_str())
         .build(pool)
         .map_err(failure)?;
+    let redis_key = limiter.redis_key(&args.key).map_err(failure)?;
     let state = limiter
         .inspect(&args.key)
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let mut line = format!(
         r#"{{"key": {}, "redis_key": {}, "exists": {}, "tat_ns": {}, "server_now_ns": {}, "ttl_ms": {}, "reset_after_ns": {}"#,
         json_string(&args.key),
-        json_string(&String::from_utf8_lossy(&limiter.redis_key(&args.key))),
+        json_string(&String::from_utf8_lossy(&redis_key)),
         state.tat_ns.is_some(),
         state
             .tat_ns
