@@ -182,6 +182,14 @@ fn links(text: &str) -> Vec<(usize, String)> {
     found
 }
 
+/// Whether a link target is a rustdoc intra-doc link (`HeaderKey::new`,
+/// `Quota`) rather than a file: a crate README that is also the crate's
+/// documentation links to items that way. A file link has a `/` or an
+/// extension.
+fn is_rust_path(target: &str) -> bool {
+    target.contains("::") || !(target.contains('/') || target.contains('.'))
+}
+
 fn markdown_links(root: &Path, files: &[PathBuf]) -> Vec<String> {
     let mut problems = Vec::new();
     for path in files
@@ -195,7 +203,7 @@ fn markdown_links(root: &Path, files: &[PathBuf]) -> Vec<String> {
         for (line, target) in links(&text) {
             let external = target.contains("://") || target.starts_with("mailto:");
             let file = target.split('#').next().unwrap_or("");
-            if external || file.is_empty() {
+            if external || file.is_empty() || is_rust_path(file) {
                 continue;
             }
             if !dir.join(file).exists() {
@@ -282,6 +290,21 @@ mod tests {
             "/// An item's doc, not the file's.\nfn f() {}"
         ));
         assert!(!opens_with_doc(""));
+    }
+
+    #[test]
+    fn rustdoc_links_are_not_files() {
+        for item in [
+            "HeaderKey::new",
+            "Quota",
+            "crate::Rate",
+            "RefusalKind::Denied",
+        ] {
+            assert!(is_rust_path(item), "{item}");
+        }
+        for file in ["docs/http.md", "README.md", "../x", "./e.md"] {
+            assert!(!is_rust_path(file), "{file}");
+        }
     }
 
     #[test]
