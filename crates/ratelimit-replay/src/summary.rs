@@ -119,6 +119,9 @@ struct KeyCounts {
     arena: Vec<u8>,
     table: HashTable<usize>,
     hasher: DefaultHashBuilder,
+    /// The widest key as printed (escaped), up to the key column's cap:
+    /// kept as keys arrive, so printing need not read every key twice.
+    widest: usize,
 }
 
 fn read_u64(bytes: &[u8], at: usize) -> u64 {
@@ -164,6 +167,7 @@ impl KeyCounts {
             arena,
             table,
             hasher,
+            widest,
         } = self;
         let hash = hasher.hash_one(key.as_bytes());
         let entry = table.entry(
@@ -179,6 +183,9 @@ impl KeyCounts {
                 arena[at + LEN..at + KEY].copy_from_slice(&(key.len() as u64).to_le_bytes());
                 arena.extend_from_slice(key.as_bytes());
                 vacant.insert(at);
+                if *widest < KEY_COLUMN_MAX {
+                    *widest = (*widest).max(printable_width(key));
+                }
                 at
             }
         };
@@ -295,12 +302,7 @@ impl fmt::Display for Summary {
     /// `#`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows = self.sorted();
-        let width = rows
-            .iter()
-            .map(|&at| printable_width(self.keys.key(at)))
-            .max()
-            .unwrap_or(0)
-            .clamp(5, KEY_COLUMN_MAX);
+        let width = self.keys.widest.clamp(5, KEY_COLUMN_MAX);
         writeln!(
             f,
             "{:<width$}  {:>10}  {:>10}  {:>8}",
