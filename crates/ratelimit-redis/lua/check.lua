@@ -1,4 +1,4 @@
--- check.lua: policing, `check(key, cost)` of SEMANTICS.md, for one key.
+-- check.lua: policing, `check(key, cost)` of docs/semantics.md, for one key.
 --
 -- KEYS[1]  the state key (prefix|key)
 -- ARGV[1..4] the common arguments (common.lua): now, TTL margin, T, tau

@@ -1,7 +1,7 @@
 -- common.lua: the helpers every script of ratelimit-redis starts with
 -- (prepended by script.rs; not a script on its own).
 --
--- Units: nanoseconds, as in SEMANTICS.md. A stored state is the decimal text
+-- Units: nanoseconds, as in docs/semantics.md. A stored state is the decimal text
 -- of `tat` (nanoseconds since the epoch of the clock in use). Lua numbers are
 -- doubles, exact only below 2^53, and `tat` since 1970 is about 2^61: so an
 -- absolute time is always handled as two exact parts, whole seconds and

@@ -1,4 +1,4 @@
--- reserve.lua: shaping, `reserve(key, cost, max_wait)` of SEMANTICS.md.
+-- reserve.lua: shaping, `reserve(key, cost, max_wait)` of docs/semantics.md.
 --
 -- KEYS[1]  the state key (prefix|key)
 -- ARGV[1..4] the common arguments (common.lua): now, TTL margin, T, tau
