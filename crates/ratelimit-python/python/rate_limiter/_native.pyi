@@ -127,7 +127,19 @@ class FixedWindowMemory(_Memory):
     @property
     def window(self) -> float: ...
 
-class SlidingWindowMemory(FixedWindowMemory): ...
+class SlidingWindowMemory(_Memory):
+    def __init__(
+        self,
+        limit: int,
+        window: Seconds,
+        *,
+        clock: Optional[ManualClock] = None,
+        max_keys: Optional[int] = None,
+    ) -> None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def window(self) -> float: ...
 
 class _Redis:
     def allow_request(self, key: Key) -> RateLimitResult: ...
