@@ -198,6 +198,9 @@ def test_asyncio_front_end(redis_url):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Python 3.12+ warns about forking a process with threads (the pool's);
+# the child never touches what they might hold, which is the point here.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_uses_connections_of_its_own(redis_client):
     limiter = TokenBucketRedis(4, HOURLY, redis_client, prefix="fork")
     assert limiter.allow_request("k").allowed  # the parent's pool has a connection now

@@ -4,6 +4,7 @@ Reservation are frozen values with exact nanoseconds beside the seconds."""
 import copy
 import dataclasses
 import pickle
+import sys
 
 import pytest
 
@@ -75,9 +76,16 @@ def test_copy_pickle_and_match():
     r = RateLimitResult(False, 2, 0.125)
     assert copy.copy(r) == r and copy.copy(r) is not r
     assert pickle.loads(pickle.dumps(r)) == r
-    match r:
-        case RateLimitResult(allowed, remaining, wait):
-            assert (allowed, remaining, wait) == (False, 2, 0.125)
+    assert RateLimitResult.__match_args__ == ("allowed", "tokens_remaining", "retry_after")
+    if sys.version_info >= (3, 10):  # `match` is a syntax error before 3.10
+        scope = {"r": r, "RateLimitResult": RateLimitResult}
+        exec(
+            "match r:\n"
+            "    case RateLimitResult(allowed, remaining, wait):\n"
+            "        found = (allowed, remaining, wait)\n",
+            scope,
+        )
+        assert scope["found"] == (False, 2, 0.125)
 
 
 def test_allow_request_fills_the_three_fields():
