@@ -96,15 +96,6 @@ impl PyClock {
             },
         }
     }
-
-    /// The manual clock, if this is one.
-    #[allow(dead_code)]
-    pub(crate) fn manual(&self) -> Option<&Arc<ratelimit_core::ManualClock>> {
-        match self {
-            Self::Manual(clock) => Some(clock),
-            Self::Monotonic(_) => None,
-        }
-    }
 }
 
 impl Clock for PyClock {

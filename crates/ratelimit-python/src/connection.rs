@@ -130,7 +130,7 @@ pub(crate) fn pool(py: Python<'_>, target: &Target) -> PyResult<RedisPool> {
     Ok(map.entry(target.clone()).or_insert(built).clone())
 }
 
-/// A `TypeError` or `ValueError` about the `redis_client` argument.
+/// A `RedisConfigurationError`: client settings this package cannot honour.
 fn unsupported(message: impl Into<String>) -> PyErr {
     errors::configuration(message.into())
 }

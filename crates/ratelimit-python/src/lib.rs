@@ -34,6 +34,11 @@ mod native {
     #[pymodule_export]
     use crate::result::{Decision, RateLimitResult, Reservation};
 
+    /// The package's version (Python's name for it).
+    #[pymodule_export]
+    #[allow(non_upper_case_globals)]
+    const __version__: &str = env!("CARGO_PKG_VERSION");
+
     /// Whether this build speaks TLS (`rediss://`, redis-py's `ssl=True`).
     #[pymodule_export]
     const HAS_TLS: bool = cfg!(feature = "tls");

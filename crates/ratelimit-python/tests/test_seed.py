@@ -87,3 +87,15 @@ print(result.allowed, result.tokens_remaining)
     )
     assert printed == "Request allowed! 99 tokens remaining\nTrue 4\n"
     assert redis  # the example's import is the caller's redis-py
+
+
+def test_the_installed_package_names_its_version_and_exports():
+    import importlib.metadata
+
+    import rate_limiter
+
+    assert rate_limiter.__version__ == importlib.metadata.version("rate-limiter")
+    for name in rate_limiter.__all__:
+        assert hasattr(rate_limiter, name), name
+    # One wheel for every CPython from 3.9: the stable ABI's file name.
+    assert rate_limiter._native.__file__.endswith(".abi3.so")

@@ -37,6 +37,7 @@ from rate_limiter._native import (
     SlidingWindowMemory,
     TokenBucketMemory,
     TokenBucketRedis,
+    __version__,
     _after_fork_in_child,
 )
 from rate_limiter._asyncio import AsyncLeakyBucketRedis, AsyncTokenBucketRedis
