@@ -1,7 +1,8 @@
 //! From the caller's redis-py client to our own connection pool to the same
 //! server.
 //!
-//! A `redis.Redis` (or `redis.asyncio.Redis`) keeps its settings in
+//! A `redis.Redis` (or `redis.asyncio.Redis`; a `redis.cluster.RedisCluster`
+//! through its nodes and its default node's client) keeps its settings in
 //! `client.connection_pool.connection_kwargs` and its connection class
 //! (`Connection`, `SSLConnection`, `UnixDomainSocketConnection`): host,
 //! port, database, user and password (or a credential provider, asked once),
@@ -46,8 +47,12 @@ pub(crate) fn _after_fork_in_child() {
 /// Where and how to connect: everything a pool is built from.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Target {
-    /// `redis://`, `rediss://` or `redis+unix://`, with credentials and db.
+    /// `redis://`, `rediss://` or `redis+unix://`, with credentials and db
+    /// (a cluster: its first node).
     url: String,
+    /// A Redis Cluster's nodes (seeds; the rest is discovered), each a URL
+    /// with the same credentials; empty for one server.
+    cluster: Vec<String>,
     /// PEM of the certificate authorities to trust (TLS).
     root_pem: Option<Vec<u8>>,
     /// PEM of the client certificate and key (TLS).
@@ -72,7 +77,11 @@ impl Target {
         let (scheme, rest) = self.url.split_once("://").unwrap_or(("redis", &self.url));
         let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
         let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
-        format!("{scheme}://{rest}")
+        let rest = rest.split_once('#').map_or(rest, |(path, _)| path);
+        match self.cluster.len() {
+            0 | 1 => format!("{scheme}://{rest}"),
+            n => format!("{scheme}://{rest} and {} more cluster nodes", n - 1),
+        }
     }
 }
 
@@ -106,7 +115,12 @@ pub(crate) fn pool(py: Python<'_>, target: &Target) -> PyResult<RedisPool> {
     if let Some(pool) = cached(target, now) {
         return Ok(pool);
     }
-    let builder = RedisPool::builder(&target.url)
+    let builder = if target.cluster.is_empty() {
+        RedisPool::builder(&target.url)
+    } else {
+        RedisPool::cluster_builder(&target.cluster)
+    };
+    let builder = builder
         .connect_timeout(target.connect_timeout)
         .response_timeout(target.response_timeout)
         .max_connections(target.max_connections);
@@ -202,11 +216,8 @@ fn read_file(name: &str, path: &str) -> PyResult<Vec<u8>> {
 pub(crate) fn from_client(client: &Bound<'_, PyAny>, options: &Options) -> PyResult<Target> {
     let type_name = crate::convert::type_name(client);
     if !client.hasattr("connection_pool")? {
-        if client.hasattr("get_nodes")? {
-            return Err(unsupported(format!(
-                "{type_name}: Redis Cluster clients are not supported by the Python package yet; \
-                 use a client of one node"
-            )));
+        if client.hasattr("get_nodes")? && client.hasattr("get_default_node")? {
+            return from_cluster_client(client, options);
         }
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
             "redis_client must be a redis.Redis (or redis.asyncio.Redis), not {type_name}"
@@ -255,24 +266,20 @@ pub(crate) fn from_client(client: &Bound<'_, PyAny>, options: &Options) -> PyRes
         url
     } else {
         let host = text(kwargs, "host")?.unwrap_or_else(|| "localhost".to_owned());
-        let host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host
-        };
         let port: u16 = kwarg(kwargs, "port")?.map_or(Ok(6379), |v| v.extract())?;
-        let credentials = match (&username, &password) {
-            (Some(u), Some(p)) => format!("{}:{}@", encode(u), encode(p)),
-            (None, Some(p)) => format!(":{}@", encode(p)),
-            (Some(u), None) => format!("{}@", encode(u)),
-            (None, None) => String::new(),
-        };
-        let scheme = if tls { "rediss" } else { "redis" };
-        format!("{scheme}://{credentials}{host}:{port}/{db}")
+        tcp_url(
+            tls,
+            username.as_deref(),
+            password.as_deref(),
+            &host,
+            port,
+            db,
+        )
     };
 
     let mut target = Target {
         url,
+        cluster: Vec::new(),
         root_pem: None,
         client_pem: None,
         connect_timeout: options
@@ -357,10 +364,86 @@ fn tls_settings(kwargs: &Bound<'_, PyDict>, target: &mut Target) -> PyResult<()>
     Ok(())
 }
 
+/// `redis[s]://user:password@host:port/db`, the parts percent-encoded.
+fn tcp_url(
+    tls: bool,
+    username: Option<&str>,
+    password: Option<&str>,
+    host: &str,
+    port: u16,
+    db: i64,
+) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let credentials = match (username, password) {
+        (Some(u), Some(p)) => format!("{}:{}@", encode(u), encode(p)),
+        (None, Some(p)) => format!(":{}@", encode(p)),
+        (Some(u), None) => format!("{}@", encode(u)),
+        (None, None) => String::new(),
+    };
+    let scheme = if tls { "rediss" } else { "redis" };
+    format!("{scheme}://{credentials}{host}:{port}/{db}")
+}
+
+/// The target of a `redis.cluster.RedisCluster`: every node it knows, with
+/// the settings of its default node's client (credentials, TLS, timeouts).
+fn from_cluster_client(client: &Bound<'_, PyAny>, options: &Options) -> PyResult<Target> {
+    let node = client.call_method0("get_default_node")?;
+    let node_client = node.getattr("redis_connection")?;
+    if node_client.is_none() {
+        return Err(unsupported(
+            "the cluster client has not connected to its default node yet",
+        ));
+    }
+    let mut target = from_client(&node_client, options)?;
+    if target.root_pem.is_some() || target.client_pem.is_some() {
+        return Err(unsupported(
+            "TLS certificates (ssl_ca_certs, ssl_certfile) are not supported with Redis \
+             Cluster clients: use the system's roots",
+        ));
+    }
+    // The node URL as made from the node client, with each node's address.
+    let (scheme, rest) = target
+        .url
+        .split_once("://")
+        .ok_or_else(|| unsupported("a cluster node must be reached over TCP"))?;
+    let credentials = rest.rsplit_once('@').map_or("", |(c, _)| c);
+    let fragment = rest.split_once('#').map_or("", |(_, f)| f);
+    let mut urls = Vec::new();
+    for node in client.call_method0("get_nodes")?.try_iter()? {
+        let node = node?;
+        let host: String = node.getattr("host")?.extract()?;
+        let port: u16 = node.getattr("port")?.extract()?;
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let at = if credentials.is_empty() { "" } else { "@" };
+        let mut url = format!("{scheme}://{credentials}{at}{host}:{port}/0");
+        if !fragment.is_empty() {
+            url.push('#');
+            url.push_str(fragment);
+        }
+        urls.push(url);
+    }
+    if urls.is_empty() {
+        return Err(unsupported("the cluster client knows no nodes"));
+    }
+    urls.sort();
+    target.url = urls[0].clone();
+    target.cluster = urls;
+    Ok(target)
+}
+
 /// The target of a URL given as `url=`.
 pub(crate) fn from_url(url: &str, options: &Options) -> Target {
     Target {
         url: url.to_owned(),
+        cluster: Vec::new(),
         root_pem: None,
         client_pem: None,
         connect_timeout: options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),

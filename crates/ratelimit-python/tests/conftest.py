@@ -36,10 +36,16 @@ class Server:
         self.process.wait(timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(below: int = 65536) -> int:
+    """A port free now (and, for a cluster node, one whose bus port, the
+    port plus 10000, exists)."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < below:
+            return port
+    raise RuntimeError(f"no free port below {below}")
 
 
 def start_redis(*extra: str, tls_dir: "pathlib.Path | None" = None) -> Server:
@@ -47,7 +53,7 @@ def start_redis(*extra: str, tls_dir: "pathlib.Path | None" = None) -> Server:
     binary = shutil.which("redis-server")
     assert binary, "redis-server is required (apt-get install -y redis-server)"
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="rate-limiter-redis-"))
-    port = free_port()
+    port = free_port(55536 if "--cluster-enabled" in extra else 65536)
     args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]
     if tls_dir is None:
         args += ["--port", str(port)]
@@ -61,15 +67,16 @@ def start_redis(*extra: str, tls_dir: "pathlib.Path | None" = None) -> Server:
             "--tls-auth-clients", "no",
         ]
     args += list(extra)
-    process = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir
-    )
+    # The log goes to a file: a pipe nobody reads would stall the server.
+    log = workdir / "redis.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     server = Server("127.0.0.1", port, workdir, process, tls=tls_dir is not None)
     deadline = time.monotonic() + 10
     while True:
         if process.poll() is not None:
             raise RuntimeError(
-                f"redis-server exited: {process.stderr.read().decode(errors='replace')}"
+                f"redis-server exited: {log.read_text(errors='replace')}"
             )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -176,3 +183,36 @@ def private_redis():
     for server in servers:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """Three masters, no replicas, slots spread by redis-cli; stopped after
+    the session. Yields the servers."""
+    redis_cli = shutil.which("redis-cli")
+    assert redis_cli, "redis-cli is required by the cluster tests (apt-get install -y redis-tools)"
+    servers = [
+        start_redis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", "5000")
+        for _ in range(3)
+    ]
+    try:
+        subprocess.run(
+            [redis_cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        import redis
+
+        deadline = time.monotonic() + 30
+        for s in servers:
+            client = redis.Redis(host=s.host, port=s.port)
+            while client.cluster("info").get("cluster_state") != "ok":
+                assert time.monotonic() < deadline, "the cluster did not come up"
+                time.sleep(0.05)
+            client.close()
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+            shutil.rmtree(s.dir, ignore_errors=True)

@@ -161,12 +161,11 @@ def test_keys_options_and_argument_errors(redis_client):
     with pytest.raises(ValueError, match="invalid refill_rate=0.0"):
         TokenBucketRedis(3, 0.0, redis_client)
 
-    class FakeCluster:
-        def get_nodes(self):
-            return []
+    class NotAClient:
+        pass
 
-    with pytest.raises(RedisConfigurationError, match="Cluster"):
-        TokenBucketRedis(3, 1.0, FakeCluster())
+    with pytest.raises(TypeError, match="redis_client must be a redis.Redis"):
+        TokenBucketRedis(3, 1.0, NotAClient())
 
 
 def test_url_instead_of_a_client(redis_url):
@@ -257,3 +256,21 @@ def test_tls_with_a_client_certificate(tls_dir):
             TokenBucketRedis(1, HOURLY, anonymous).allow_request("k")
     finally:
         server.stop()
+
+
+def test_a_redis_cluster_client(redis_cluster):
+    from redis.cluster import RedisCluster
+
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster[0].port, decode_responses=True)
+    limiter = TokenBucketRedis(2, HOURLY, client, prefix="c")
+    assert "and 2 more cluster nodes" in repr(limiter)
+    keys = [f"user{i}" for i in range(30)]
+    for key in keys:
+        assert [limiter.allow_request(key).allowed for _ in range(3)] == [True, True, False]
+    # Spread over the nodes, each key on the node of its slot.
+    nodes = {client.get_node_from_key(f"c|{k}").port for k in keys}
+    assert len(nodes) == 3
+    assert all(client.exists(f"c|{k}") == 1 for k in keys)
+    # Hash tags keep related keys on one node, as in Rust.
+    assert limiter.redis_key("{tenant9}:login") == b"c|{tenant9}:login"
+    client.close()
