@@ -19,12 +19,14 @@ type Job = fn() -> Result<(), String>;
 
 /// Every CI job, in order.
 pub(crate) fn all() -> Result<(), String> {
-    let jobs: [(&str, Job); 7] = [
+    let jobs: [(&str, Job); 9] = [
         ("fmt", fmt),
         ("clippy", clippy),
         ("test", test),
         ("loom", loom),
         ("no-std", no_std),
+        ("embedded", || crate::embedded::run(&[])),
+        ("wasm", || crate::wasm::run(&[])),
         ("docs", docs),
         ("bench --quick", || bench::run(&["--quick".to_owned()])),
     ];

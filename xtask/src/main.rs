@@ -8,6 +8,8 @@
 mod bench;
 mod ci;
 mod cmd;
+mod embedded;
+mod wasm;
 
 use std::process::ExitCode;
 
@@ -15,13 +17,18 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  ci              every check, in order: fmt, clippy, test, loom, no-std, docs, bench --quick
+  ci              every check, in order: fmt, clippy, test, loom, no-std, embedded, wasm, docs,
+                  bench --quick
   fmt             cargo fmt --check
   clippy          clippy on all targets, warnings denied
   test            the workspace tests and doctests, and the core without std
   loom            the loom model-checking tests (release, own target dir)
   no-std          the core built for thumbv7em, thumbv6m and wasm32 without std
   docs            cargo doc with warnings denied
+  embedded [--plant-mismatch]
+                  the conformance scenarios on QEMU (Cortex-M4, Cortex-M0) and one check's code size
+  wasm [--plant-mismatch]
+                  the core as a WASM module under node: every scenario, the example, the module's size
   bench [--quick] the benchmarks and the PERFORMANCE COMPARISON table
 ";
 
@@ -40,6 +47,8 @@ fn main() -> ExitCode {
         "loom" => ci::loom(),
         "no-std" => ci::no_std(),
         "docs" => ci::docs(),
+        "embedded" => embedded::run(rest),
+        "wasm" => wasm::run(rest),
         "bench" => bench::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
