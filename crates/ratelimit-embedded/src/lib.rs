@@ -12,3 +12,8 @@ pub use ratelimit_core::{
     InsufficientCapacity, LeakyBucket, Quota, Rate, Reason, Reservation, Shaping, SlidingWindow,
     TokenBucket,
 };
+
+/// The examples of `docs/embedded.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/embedded.md")]
+pub struct EmbeddedDocDoctests;
