@@ -7,9 +7,10 @@
 //! 2. The same for `thumbv6m-none-eabi` (no 64-bit atomics) on QEMU's
 //!    `microbit` (Cortex-M0, 256 KiB of flash): the scenarios do not fit in
 //!    one image, so they run in [`M0_PARTS`] images of a part each.
-//! 3. The size of the probes of `examples/firmware/src/probe.rs` in the
-//!    Cortex-M4 image, with the functions they call, from `nm` and
-//!    `objdump` (Debian's `binutils-arm-none-eabi`).
+//! 3. The size of the probes of `examples/firmware/src/probe.rs` in both
+//!    images, with the functions they call, from `nm` and `objdump`
+//!    (Debian's `binutils-arm-none-eabi`); a token-bucket check over
+//!    [`CHECK_BUDGET`] on thumbv7em fails.
 //!
 //! Each image reports over semihosting and exits non-zero on any mismatch;
 //! a run that does not finish within [`QEMU_TIMEOUT`] fails too.
@@ -57,7 +58,8 @@ const MACHINES: [Machine; 2] = [
 /// Far above a run's ~0.5 s: only a hang reaches it.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The goal of issue 14 for one check's own code, enforced.
+/// The goal of issue 14 for one check, with everything it calls; enforced
+/// on thumbv7em.
 const CHECK_BUDGET: u64 = 1024;
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
@@ -85,6 +87,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     ensure_targets(&MACHINES.map(|m| m.target))?;
 
     let mut failures = Vec::new();
+    let mut images = Vec::new();
     for m in &MACHINES {
         for part in 1..=m.parts {
             let elf = build(m, part, plant)?;
@@ -93,11 +96,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             match (outcome, plant) {
                 (Ok(()), false) | (Err(_), true) => {}
                 (Ok(()), true) => {
-                    failures.push(format!("{label}: passed despite the planted mismatch"))
+                    failures.push(format!("{label}: passed despite the planted mismatch"));
                 }
                 (Err(e), false) => failures.push(format!("{label}: {e}")),
             }
         }
+        // The last part's image stays on disk: the probes are in every part.
+        images.push((m.target, build_path(m)));
     }
     if !failures.is_empty() {
         return Err(format!(
@@ -109,7 +114,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         eprintln!("xtask embedded: every run failed on the planted mismatch, as it must");
         return Ok(());
     }
-    size_report(&build(&MACHINES[0], 1, false)?)
+    let mut over = Vec::new();
+    for (target, elf) in images {
+        over.extend(size_report(target, &elf)?);
+    }
+    if over.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "over the {CHECK_BUDGET} B budget of one check on {}: {}",
+            MACHINES[0].target,
+            over.join(", ")
+        ))
+    }
 }
 
 /// Fails with an install hint when `program` cannot be run.
@@ -148,13 +165,18 @@ fn build(m: &Machine, part: u8, plant: bool) -> Result<String, String> {
         step = step.env("RATELIMIT_PLANT_MISMATCH", "1");
     }
     step.run()?;
-    Ok(root()
+    Ok(build_path(m))
+}
+
+/// Where [`build`] puts the image.
+fn build_path(m: &Machine) -> String {
+    root()
         .join("target")
         .join(m.target)
         .join("embedded")
         .join("ratelimit-firmware")
         .display()
-        .to_string())
+        .to_string()
 }
 
 /// Runs an image under QEMU with semihosting; its output goes to ours.
@@ -297,31 +319,35 @@ fn closure(functions: &BTreeMap<u64, Function>, start: u64) -> BTreeSet<u64> {
     seen
 }
 
-/// Prints the probes' sizes and fails if a check's own code is over
-/// [`CHECK_BUDGET`].
-fn size_report(elf: &str) -> Result<(), String> {
+/// Prints the probes' sizes in the image of `target`; returns the probes
+/// over [`CHECK_BUDGET`] with what they call, on the first machine's
+/// target (the goal of issue 14 is stated for thumbv7em).
+fn size_report(target: &str, elf: &str) -> Result<Vec<String>, String> {
     let functions = functions(elf)?;
     let probes = [
         (
             "probe::token_bucket_check",
             "TokenBucket::check (the whole Decision)",
+            true,
         ),
         (
             "probe::token_bucket_verdict",
             "TokenBucket::check_verdict (allowed + next state)",
+            true,
         ),
         (
             "probe::limiter_check",
             "Limiter::check_at (critical section + Decision)",
+            false,
         ),
     ];
-    println!("\ncode size on thumbv7em-none-eabihf, profile embedded (opt-level \"s\", LTO):");
+    println!("\ncode size on {target}, profile embedded (opt-level \"s\", LTO):");
     println!(
         "  {:<52} {:>6} {:>13}  callees",
         "function", "own", "with callees"
     );
     let mut over = Vec::new();
-    for (symbol, label) in probes {
+    for (symbol, label, budgeted) in probes {
         let Some((&address, f)) = functions.iter().find(|(_, f)| f.name.contains(symbol)) else {
             return Err(format!("{symbol} not found in {elf}"));
         };
@@ -342,8 +368,8 @@ fn size_report(elf: &str) -> Result<(), String> {
                 callees.join(", ")
             }
         );
-        if f.size > CHECK_BUDGET {
-            over.push(format!("{label}: {} B", f.size));
+        if budgeted && target == MACHINES[0].target && total > CHECK_BUDGET {
+            over.push(format!("{label}: {total} B"));
         }
     }
     let text = Step::new("arm-none-eabi-size", &["-A", elf]).output()?;
@@ -358,14 +384,7 @@ fn size_report(elf: &str) -> Result<(), String> {
         section(".text"),
         section(".rodata")
     );
-    if over.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "over the {CHECK_BUDGET} B budget of one check: {}",
-            over.join(", ")
-        ))
-    }
+    Ok(over)
 }
 
 /// A demangled name without its path prefix noise, for the table.

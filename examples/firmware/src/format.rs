@@ -243,7 +243,7 @@ pub(crate) enum Param<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Event {
     pub(crate) t_ns: u64,
-    /// The key's index within the scenario (below [`MAX_KEYS`]).
+    /// The key's index within the scenario (below [`MAX_KEYS`](crate::layout::MAX_KEYS)).
     pub(crate) key: usize,
     pub(crate) cost: u64,
     pub(crate) op: Op,
