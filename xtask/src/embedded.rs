@@ -19,6 +19,7 @@
 
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Instant;
@@ -168,10 +169,15 @@ fn build(m: &Machine, part: u8, plant: bool) -> Result<String, String> {
     Ok(build_path(m))
 }
 
+/// The target directory: `$CARGO_TARGET_DIR` (relative to the workspace
+/// root, where the builds run), or `target/`.
+pub(crate) fn target_dir() -> PathBuf {
+    root().join(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
+}
+
 /// Where [`build`] puts the image.
 fn build_path(m: &Machine) -> String {
-    root()
-        .join("target")
+    target_dir()
         .join(m.target)
         .join("embedded")
         .join("ratelimit-firmware")

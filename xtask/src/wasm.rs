@@ -4,7 +4,8 @@
 //!
 //! 1. `js/conformance.mjs`: every bucket and window conformance scenario
 //!    through the module and its JavaScript wrapper, each answer compared
-//!    with the expected one; a mismatch fails.
+//!    with the expected one; a mismatch fails. It runs a second time with
+//!    one expected answer corrupted, and must fail then.
 //! 2. `js/test/`: the wrapper's errors and key table, and the edge-worker
 //!    example, under node's test runner.
 //! 3. The module's size, against the [`BUDGET`] of issue 14.
@@ -13,7 +14,7 @@
 //! (`RATELIMIT_PLANT_MISMATCH=1`) and succeeds only if the run fails.
 
 use crate::cmd::{Step, root};
-use crate::embedded::ensure_targets;
+use crate::embedded::{ensure_targets, target_dir};
 
 const USAGE: &str = "usage: cargo xtask wasm [--plant-mismatch]";
 
@@ -53,8 +54,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         TARGET,
     ])
     .run()?;
-    let module = root()
-        .join("target")
+    let module = target_dir()
         .join(TARGET)
         .join("wasm")
         .join("ratelimit_wasm.wasm");
@@ -76,6 +76,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             return Ok(());
         }
         (Ok(()), true) => return Err("the WASM run passed despite the planted mismatch".to_owned()),
+    }
+    // The runner must be able to fail: with one expected answer corrupted
+    // it has to exit non-zero (quietly: its output is the planted report).
+    if conformance
+        .env("RATELIMIT_PLANT_MISMATCH", "1")
+        .output()
+        .is_ok()
+    {
+        return Err("the WASM run passed despite a planted mismatch".to_owned());
     }
     Step::new("node", &["--test", "crates/ratelimit-wasm/js/test/"])
         .env("RATELIMIT_WASM", module.clone())
