@@ -43,6 +43,21 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         format!("node is required: {e}\n    (install with: apt-get install -y nodejs)")
     })?;
     ensure_targets(&[TARGET])?;
+    // The wasm32-only code (the panic handler) is linted on its target.
+    Step::cargo(&[
+        "clippy",
+        "-p",
+        "ratelimit-wasm",
+        "--locked",
+        "--profile",
+        "wasm",
+        "--target",
+        TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .run()?;
     Step::cargo(&[
         "build",
         "-p",
