@@ -26,9 +26,8 @@ mod layout;
 
 use layout::{ADVANCE, ALLOWED, END, KEY_SHIFT, MAGIC, MAX_KEYS, MAX_WAIT, RESERVE, RETRY_AFTER};
 
-/// The conformance scenarios, read-only reference data. The one place that
-/// names their folder (relative to this crate), for the firmware and, by
-/// way of `cargo xtask wasm`, the WASM run.
+/// The conformance scenarios, read-only reference data, relative to this
+/// crate. `xtask/src/wasm.rs` names the same folder for the WASM run.
 const CONFORMANCE_DIR: &str = "/work/shared/conformance";
 
 /// The files run: the buckets (`check` and `reserve`) and the windows

@@ -21,7 +21,7 @@ const USAGE: &str = "usage: cargo xtask wasm [--plant-mismatch]";
 const TARGET: &str = "wasm32-unknown-unknown";
 
 /// The conformance scenarios (read-only reference data), from the
-/// workspace root.
+/// workspace root; `examples/firmware/build.rs` names the same folder.
 const CONFORMANCE_DIR: &str = "/work/shared/conformance";
 
 /// The module's size goal, enforced: 20 KiB.

@@ -8,7 +8,7 @@ use core::fmt;
 use core::time::Duration;
 
 use ratelimit_embedded::{
-    AlgorithmKind, AnyAlgorithm, AnyBucket, ConfigError, Decision, Limiter, Rate, Reservation,
+    Algorithm, AnyAlgorithm, AnyBucket, ConfigError, Decision, Limiter, Rate, Reservation,
 };
 
 use crate::format::{Blob, Event, Malformed, Op, Outcome, Param, Scenario};
@@ -97,22 +97,14 @@ fn describe(
     event: &Event,
     got: &Result<Outcome, Refusal>,
 ) {
-    let (param, value, unit) = match s.param {
-        Param::Rate(rate) => ("rate", rate, "/s"),
-        Param::WindowNs(_) => ("window", "", " ns"),
-    };
-    let window = match s.param {
-        Param::WindowNs(w) => Some(w),
-        Param::Rate(_) => None,
-    };
     report.line(format_args!(
-        "MISMATCH {} scenario {} ({}, capacity {}, {param} {value}{}{unit}) event {index}: \
+        "MISMATCH {} scenario {} ({}, capacity {}, {}) event {index}: \
          {:?} key #{} at t_ns {} cost {}",
         s.file,
         s.id,
         s.algorithm,
         s.capacity,
-        Maybe(window),
+        ParamText(s.param),
         event.op,
         event.key,
         event.t_ns,
@@ -122,14 +114,14 @@ fn describe(
     report.line(format_args!("  got      {got:?}"));
 }
 
-/// An optional number shown only when present.
-struct Maybe(Option<u64>);
+/// `rate 2/s` or `window 1000000000 ns`.
+struct ParamText<'a>(Param<'a>);
 
-impl fmt::Display for Maybe {
+impl fmt::Display for ParamText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => Ok(()),
+            Param::Rate(rate) => write!(f, "rate {rate}/s"),
+            Param::WindowNs(ns) => write!(f, "window {ns} ns"),
         }
     }
 }
@@ -196,7 +188,7 @@ impl Subject {
 
 /// A `check`, in the replay format's terms: a cost above the limit is
 /// denied with `retry_after: null` and the unchanged state's view.
-fn checked<A: ratelimit_embedded::Algorithm>(limiter: &Limiter<A>, t: u64, cost: u64) -> Outcome {
+fn checked<A: Algorithm>(limiter: &Limiter<A>, t: u64, cost: u64) -> Outcome {
     let outcome = |d: Decision| Outcome::Checked {
         allowed: d.allowed,
         remaining: d.remaining,
@@ -216,16 +208,6 @@ fn checked<A: ratelimit_embedded::Algorithm>(limiter: &Limiter<A>, t: u64, cost:
 /// A duration as whole nanoseconds; every one here came from a `u64`.
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-impl fmt::Debug for Subject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind: AlgorithmKind = match self {
-            Self::Buckets(l) => ratelimit_embedded::Algorithm::kind(l[0].algorithm()),
-            Self::Windows(l) => ratelimit_embedded::Algorithm::kind(l[0].algorithm()),
-        };
-        write!(f, "Subject({kind})")
-    }
 }
 
 #[cfg(test)]
