@@ -179,10 +179,11 @@ fn inspect_text(argv: &[String]) -> Result<String, String> {
         .build(pool)
         .map_err(|e| e.to_string())?;
     let state = limiter.inspect(&key).map_err(|e| e.to_string())?;
+    let redis_key = limiter.redis_key(&key).map_err(|e| e.to_string())?;
     let mut line = format!(
         r#"{{"key": {}, "redis_key": {}, "exists": {}, "tat_ns": {}, "server_now_ns": {}, "ttl_ms": {}, "reset_after_ns": {}"#,
         json_string(&key),
-        json_string(&String::from_utf8_lossy(&limiter.redis_key(&key))),
+        json_string(&String::from_utf8_lossy(&redis_key)),
         state.tat_ns.is_some(),
         state
             .tat_ns
