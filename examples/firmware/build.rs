@@ -26,9 +26,10 @@ mod layout;
 
 use layout::{ADVANCE, ALLOWED, END, KEY_SHIFT, MAGIC, MAX_KEYS, MAX_WAIT, RESERVE, RETRY_AFTER};
 
-/// The conformance scenarios, read-only reference data, relative to this
-/// crate. `xtask/src/wasm.rs` names the same folder for the WASM run.
-const CONFORMANCE_DIR: &str = "/work/shared/conformance";
+/// The conformance scenarios: the repository's byte-identical copies of
+/// the reference files, relative to this crate. `xtask/src/wasm.rs` names
+/// the same folder for the WASM run.
+const CONFORMANCE_DIR: &str = "../../crates/ratelimit-replay/conformance";
 
 /// The files run: the buckets (`check` and `reserve`) and the windows
 /// (`check`). The quota-change files (`policies-*`) need reconfiguration,

@@ -22,7 +22,7 @@ const TARGET: &str = "wasm32-unknown-unknown";
 
 /// The conformance scenarios (read-only reference data), from the
 /// workspace root; `examples/firmware/build.rs` names the same folder.
-const CONFORMANCE_DIR: &str = "/work/shared/conformance";
+const CONFORMANCE_DIR: &str = "crates/ratelimit-replay/conformance";
 
 /// The module's size goal, enforced: 20 KiB.
 const BUDGET: u64 = 20 * 1024;
