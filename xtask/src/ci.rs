@@ -33,13 +33,15 @@ type Job = dyn Fn() -> Result<(), String>;
 /// Every CI job, in order, with the tests run `repeat` times.
 pub(crate) fn all(repeat: usize) -> Result<(), String> {
     let test_repeated = move || test_runs(repeat);
-    let jobs: [(&str, &Job); 8] = [
+    let jobs: [(&str, &Job); 10] = [
         ("tidy", &tidy::run),
         ("fmt", &fmt),
         ("clippy", &clippy),
         ("test", &test_repeated),
         ("loom", &loom),
         ("no-std", &no_std),
+        ("embedded", &|| crate::embedded::run(&[])),
+        ("wasm", &|| crate::wasm::run(&[])),
         ("docs", &docs),
         ("bench --quick", &|| bench::run(&["--quick".to_owned()])),
     ];
