@@ -1,5 +1,5 @@
 //! The Generic Cell Rate Algorithm over one `u64` state, `tat`: the
-//! [`TokenBucket`] and [`LeakyBucket`] of SEMANTICS.md as pure functions of
+//! [`TokenBucket`] and [`LeakyBucket`] of docs/semantics.md as pure functions of
 //! `(tat, now, cost[, max_wait])`.
 //!
 //! All arithmetic is done in `u128` from `u64` inputs, so nothing wraps or

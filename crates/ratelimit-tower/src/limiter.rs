@@ -89,7 +89,7 @@ impl From<InsufficientCapacity> for LimitError {
 /// Implementations MUST return `Err(LimitError::InsufficientCapacity)` for
 /// a cost above the capacity, MUST apply their own failure policy before
 /// returning `Err(LimitError::Backend)`, and MUST report through
-/// [`quota`](Self::quota) the quota that decides for `key`.
+/// [`algorithm`](Self::algorithm) the algorithm and quota that decide for `key`.
 ///
 /// Keys: the memory limiter takes any `Hash + Eq` key (`String`,
 /// `IpAddr`, tuples); the Redis limiters take keys with a byte form
