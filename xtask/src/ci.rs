@@ -71,6 +71,18 @@ pub(crate) fn clippy() -> Result<(), String> {
         "-D",
         "warnings",
     ])
+    .run()?;
+    Step::cargo(&[
+        "clippy",
+        "-p",
+        "ratelimit-memory",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])
     .run()
 }
 
@@ -90,6 +102,15 @@ pub(crate) fn test() -> Result<(), String> {
         "--locked",
     ])
     .env("INSTA_UPDATE", "no")
+    .run()?;
+    // The memory limiters' async `acquire` (feature `tokio`) and its tests.
+    Step::cargo(&[
+        "test",
+        "-p",
+        "ratelimit-memory",
+        "--all-features",
+        "--locked",
+    ])
     .run()?;
     // The core alone, without its std feature (`cargo build` leaves out the
     // dev-dependencies, so no feature unification can re-enable std).

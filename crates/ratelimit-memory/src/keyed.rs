@@ -253,9 +253,17 @@ impl<A: Algorithm> Pending<A> {
 
     /// `state`, kept under the quota of `epoch`, converted through every
     /// later change, each at its own time.
+    ///
+    /// A state that has expired by the time of a change is a key never
+    /// seen from then on, under any quota: it becomes the initial state
+    /// and the later changes are skipped (so a lagging key that expired
+    /// costs one step, not one per change).
     fn convert(&self, mut state: A::State, epoch: u64) -> A::State {
         let mut from = self.algorithm_at(epoch);
         for change in &self.changes[(epoch - self.base) as usize..] {
+            if from.expires_at(state) <= change.at {
+                return A::State::default();
+            }
             state = from.convert(state, change.at, &change.algorithm, change.strategy);
             from = change.algorithm;
         }
@@ -630,6 +638,13 @@ where
     {
         if receipt.owner != self.id {
             return false;
+        }
+        if let Generation::Limiter(epoch) = receipt.generation {
+            // The limiter's quota changed since: the key's state is (or will
+            // be, lazily) converted at the change, before this refund.
+            if epoch != self.config.latest() {
+                return false;
+            }
         }
         let hash = self.hasher.hash_one(key);
         if hash != receipt.hash {
@@ -1017,6 +1032,7 @@ where
 
     /// [`reserve`](Self::reserve) under the limiter's quota, with a
     /// receipt (for `acquire`, which needs no `A: PartialEq`).
+    #[cfg(feature = "tokio")]
     pub(crate) fn reserve_with_receipt<Q>(
         &self,
         key: &Q,
@@ -1302,6 +1318,10 @@ where
             p.changes.extend(changes.iter().copied());
             // Every entry is now behind, including those that were current.
             p.stale = self.entries.len();
+            // A conversion may bring an expiry forward (a faster rate, a
+            // smaller capacity): `earliest` is no longer a bound until the
+            // next sweep, which converts every entry and recomputes it.
+            self.earliest.store(0, Ordering::Relaxed);
         }
         self.epoch += changes.len() as u64;
         self.algorithm = last.algorithm;
