@@ -10,7 +10,7 @@ use core::pin::Pin;
 use std::sync::Arc;
 
 use ratelimit_core::{Clock, Decision, InsufficientCapacity, Quota, Shaping};
-use ratelimit_memory::KeyedLimiter;
+use ratelimit_memory::{KeyBytes, KeyedLimiter};
 
 /// A boxed, sendable future: the natural [`Limiter::Future`] of an async
 /// backend.
@@ -151,7 +151,7 @@ impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
 /// lock held across an await) and returned as a ready future.
 impl<K, A, C, S> Limiter<K> for KeyedLimiter<K, A, C, S>
 where
-    K: Hash + Eq + Clone + Borrow<K> + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Borrow<K> + KeyBytes + Send + Sync + 'static,
     A: Shaping,
     C: Clock + Send + Sync + 'static,
     S: BuildHasher + Send + Sync + 'static,
