@@ -175,6 +175,7 @@ where
     }
 
     /// Allows or denies a request of cost 1 now.
+    #[inline]
     pub fn check(&self) -> Decision {
         match self.check_n(1) {
             Ok(decision) => decision,
@@ -188,6 +189,7 @@ where
     /// # Errors
     /// [`InsufficientCapacity`] when `cost` exceeds the capacity: such a
     /// request can never succeed, and the state is left unchanged.
+    #[inline]
     pub fn check_n(&self, cost: u64) -> Result<Decision, InsufficientCapacity> {
         let now = self.clock.now_ns();
         update(&self.state, |state| {

@@ -279,11 +279,11 @@ where
     /// Held, under this quota.
     Held {
         cell: &'s Cell<A::State>,
-        algorithm: A,
+        algorithm: &'s A,
         generation: Generation,
     },
     /// Not held: a key in its initial state under this quota.
-    Absent { algorithm: A, own: bool },
+    Absent { algorithm: &'s A, own: bool },
     /// Kept under another quota: it must be converted (or moved between
     /// the tables) first, under the write lock.
     Stale,
@@ -491,6 +491,7 @@ where
     S: BuildHasher,
 {
     /// Allows or denies a request of cost 1 for `key` now.
+    #[inline]
     pub fn check<Q>(&self, key: &Q) -> Decision
     where
         K: Borrow<Q>,
@@ -507,6 +508,7 @@ where
     /// # Errors
     /// [`InsufficientCapacity`] when `cost` exceeds the capacity: such a
     /// request can never succeed, and nothing is stored.
+    #[inline]
     pub fn check_n<Q>(&self, key: &Q, cost: u64) -> Result<Decision, InsufficientCapacity>
     where
         K: Borrow<Q>,
@@ -583,6 +585,7 @@ where
             .map(|d| d.answer)
     }
 
+    #[inline]
     fn check_inner<Q>(
         &self,
         key: &Q,
@@ -717,7 +720,7 @@ where
     /// Runs `step` for `key` atomically, under the key's quota (`quota`,
     /// or the limiter's when `None`); `refused` answers a request refused
     /// before its quota is consulted, given the quota's limit.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn decide<Q, D: Answer>(
         &self,
         key: &Q,
@@ -754,7 +757,7 @@ where
                         // The read lock is held across the load and the
                         // swap in `update`: a sweep or a conversion (write
                         // lock) cannot touch this entry in between.
-                        let u = update(cell, |current| step(&algorithm, current, now))?;
+                        let u = update(cell, |current| step(algorithm, current, now))?;
                         return Ok(Decided {
                             answer: u.answer,
                             swap: u.swap,
@@ -765,7 +768,7 @@ where
                     Slot::Absent { algorithm, .. } => {
                         // A key in its initial state: it needs a slot only
                         // if this decision changes that state.
-                        let fresh = step(&algorithm, A::State::default(), now)?;
+                        let fresh = step(algorithm, A::State::default(), now)?;
                         if fresh.next().is_none() {
                             return Ok(Decided::answer(fresh.decision(), hash));
                         }
@@ -796,29 +799,65 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let _writer = sync::lock(&lock.writer);
-        let mut shard = sync::write(&lock.table);
-        self.catch_up(lock, &mut shard);
-        let now = now.max(shard.floor);
+        // A new key needs only the write lock. Bringing the shard or a key
+        // to another quota (which rewrites states) needs the writer mutex
+        // too, taken first, as every holder of both takes them: then no
+        // all-or-nothing check is between its charges (`multi.rs`).
+        let latest = self.config.latest();
         let rehash = |k: &K| self.hasher.hash_one(k);
-        shard.make_current(hash, key, quota, same, now, &rehash);
-        let (algorithm, own) = match shard.slot(hash, key, quota, same) {
-            Slot::Held {
-                cell,
-                algorithm,
-                generation,
-            } => {
-                let u = update(cell, |current| step(&algorithm, current, now))?;
-                return Ok(Decided {
-                    answer: u.answer,
-                    swap: u.swap,
+        let mut shard = sync::write(&lock.table);
+        let mut writer = None;
+        let found = if shard.epoch == latest && shard.pending.is_none() {
+            let now = now.max(shard.floor);
+            match shard.slot(hash, key, quota, same) {
+                Slot::Held {
+                    cell,
+                    algorithm,
                     generation,
-                    hash,
-                });
+                } => {
+                    let u = update(cell, |current| step(algorithm, current, now))?;
+                    return Ok(Decided {
+                        answer: u.answer,
+                        swap: u.swap,
+                        generation,
+                        hash,
+                    });
+                }
+                Slot::Absent { algorithm, own } => Some((*algorithm, own)),
+                Slot::Stale => None,
             }
-            Slot::Absent { algorithm, own } => (algorithm, own),
-            Slot::Stale => unreachable!("make_current brought the key to its quota"),
+        } else {
+            None
         };
+        let (algorithm, own) = match found {
+            Some(absent) => absent,
+            None => {
+                drop(shard);
+                writer = Some(sync::lock(&lock.writer));
+                shard = sync::write(&lock.table);
+                self.catch_up(lock, &mut shard);
+                let now = now.max(shard.floor);
+                shard.make_current(hash, key, quota, same, now, &rehash);
+                match shard.slot(hash, key, quota, same) {
+                    Slot::Held {
+                        cell,
+                        algorithm,
+                        generation,
+                    } => {
+                        let u = update(cell, |current| step(algorithm, current, now))?;
+                        return Ok(Decided {
+                            answer: u.answer,
+                            swap: u.swap,
+                            generation,
+                            hash,
+                        });
+                    }
+                    Slot::Absent { algorithm, own } => (*algorithm, own),
+                    Slot::Stale => unreachable!("make_current brought the key to its quota"),
+                }
+            }
+        };
+        let now = now.max(shard.floor);
         let fresh = step(&algorithm, A::State::default(), now)?;
         let Some(next) = fresh.next() else {
             return Ok(Decided::answer(fresh.decision(), hash));
@@ -841,8 +880,9 @@ where
         } else {
             shard.insert_default(hash, key.to_owned(), next, &rehash)
         };
-        shard.lower_earliest(algorithm.expires_at(next));
+        shard.lower_earliest_mut(algorithm.expires_at(next));
         shard.inserted += 1;
+        drop(writer);
         Ok(Decided {
             answer: fresh.decision(),
             swap: Some((A::State::default(), next)),
@@ -881,9 +921,9 @@ where
         key.heap_bytes() > self.max_key_len
     }
 
-    /// The current default quota's limit, for refusals of `multi.rs`.
-    pub(crate) fn current_limit(&self) -> u64 {
-        self.config.current().limit()
+    /// The current default quota, for `multi.rs`.
+    pub(crate) fn current(&self) -> A {
+        self.config.current()
     }
 
     /// Makes sure `key` is held, under its quota, in `shard` (locked for
@@ -1157,13 +1197,14 @@ where
 {
     /// Where `key` is, for a call under `quota` (the limiter's when
     /// `None`).
-    pub(crate) fn slot<Q>(
-        &self,
+    #[inline(always)]
+    pub(crate) fn slot<'s, Q>(
+        &'s self,
         hash: u64,
         key: &Q,
-        quota: Option<&A>,
+        quota: Option<&'s A>,
         same: fn(&A, &A) -> bool,
-    ) -> Slot<'_, A>
+    ) -> Slot<'s, A>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -1182,7 +1223,7 @@ where
                     return if same(&o.algorithm, q) {
                         Slot::Held {
                             cell: &o.state,
-                            algorithm: o.algorithm,
+                            algorithm: &o.algorithm,
                             generation: Generation::Own(o.version),
                         }
                     } else {
@@ -1194,7 +1235,7 @@ where
                     return Slot::Stale;
                 }
                 Slot::Absent {
-                    algorithm: *q,
+                    algorithm: q,
                     own: true,
                 }
             }
@@ -1202,7 +1243,7 @@ where
     }
 
     /// Where `key` is among the keys on the limiter's quota.
-    #[inline]
+    #[inline(always)]
     fn default_slot<Q>(&self, hash: u64, key: &Q) -> Slot<'_, A>
     where
         K: Borrow<Q>,
@@ -1220,13 +1261,20 @@ where
         match held {
             Some((_, cell)) => Slot::Held {
                 cell,
-                algorithm: self.algorithm,
+                algorithm: &self.algorithm,
                 generation: Generation::Limiter(self.epoch),
             },
             None => Slot::Absent {
-                algorithm: self.algorithm,
+                algorithm: &self.algorithm,
                 own: false,
             },
+        }
+    }
+
+    /// [`lower_earliest`](Self::lower_earliest) under the write lock.
+    fn lower_earliest_mut(&mut self, expires_at: u64) {
+        if expires_at < self.earliest.load(Ordering::Relaxed) {
+            self.earliest.store(expires_at, Ordering::Relaxed);
         }
     }
 
@@ -1265,13 +1313,13 @@ where
 
     /// The state of `key` and its quota, held and current (for `multi.rs`,
     /// after [`KeyedLimiter::hold`]).
-    pub(crate) fn held<Q>(
-        &self,
+    pub(crate) fn held<'s, Q>(
+        &'s self,
         hash: u64,
         key: &Q,
-        quota: Option<&A>,
+        quota: Option<&'s A>,
         same: fn(&A, &A) -> bool,
-    ) -> Option<(&Cell<A::State>, A)>
+    ) -> Option<(&'s Cell<A::State>, A)>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -1279,7 +1327,7 @@ where
         match self.slot(hash, key, quota, same) {
             Slot::Held {
                 cell, algorithm, ..
-            } => Some((cell, algorithm)),
+            } => Some((cell, *algorithm)),
             Slot::Absent { .. } | Slot::Stale => None,
         }
     }

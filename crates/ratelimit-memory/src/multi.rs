@@ -40,7 +40,7 @@ use ratelimit_core::{Algorithm, Clock, Decision, Reason};
 
 use crate::bucket::{Bucket, update};
 use crate::key::KeyBytes;
-use crate::keyed::{Cell, KeyedLimiter, Refusal, ShardLock};
+use crate::keyed::{Cell, KeyedLimiter, Refusal, ShardLock, Slot};
 use crate::sync::{self, Mutex, MutexGuard};
 use crate::word::{Word, sealed::Word as _};
 
@@ -281,17 +281,8 @@ fn never<A: Algorithm>(algorithm: &A, state: A::State, now: u64) -> Decision {
     }
 }
 
-/// [`Part::evaluate`] on a word.
-fn evaluate<A: Algorithm>(
-    algorithm: &A,
-    cell: &Cell<A::State>,
-    now: u64,
-    cost: u64,
-) -> (bool, Decision)
-where
-    A::State: Word,
-{
-    let state = A::State::load(cell);
+/// [`Part::evaluate`] on a state.
+fn evaluate<A: Algorithm>(algorithm: &A, state: A::State, now: u64, cost: u64) -> (bool, Decision) {
     match algorithm.check_verdict(state, now, cost) {
         Ok(v) if v.allowed() => (true, algorithm.inspect(state, now)),
         Ok(v) => (false, v.decision()),
@@ -407,21 +398,27 @@ where
         self.limiter.locate(self.key)
     }
 
-    /// Runs `f` on the key's word, its quota and the time, under the
-    /// shard's read lock; `None` if the key is not held (never, after
-    /// `prepare`, while the writer mutex is held).
-    fn with_word<T>(&self, f: impl FnOnce(&Cell<A::State>, &A, u64) -> T) -> Option<T> {
+    /// Runs `f` on the key's word (or `None` when it is not held: a key in
+    /// its initial state), its quota and the time, under the shard's read
+    /// lock.
+    fn with_slot<T>(&self, f: impl FnOnce(Option<&Cell<A::State>>, &A, u64) -> T) -> T {
         let (hash, lock) = self.shard();
         let shard = sync::read(&lock.table);
         let now = self.limiter.clock.now_ns().max(shard.floor());
-        let (cell, algorithm) = shard.held(hash, self.key, self.quota, self.same)?;
-        let out = f(cell, &algorithm, now);
-        Some(out)
+        match shard.slot(hash, self.key, self.quota, self.same) {
+            Slot::Held {
+                cell, algorithm, ..
+            } => f(Some(cell), algorithm, now),
+            Slot::Absent { algorithm, .. } => f(None, algorithm, now),
+            // Never while the writer mutex is held after `prepare`: no one
+            // converts or moves a key without it.
+            Slot::Stale => f(None, &self.limiter.current(), now),
+        }
     }
 
     fn quota_limit(&self) -> u64 {
         self.quota
-            .map_or_else(|| self.limiter.current_limit(), Algorithm::limit)
+            .map_or_else(|| self.limiter.current().limit(), Algorithm::limit)
     }
 }
 
@@ -449,13 +446,24 @@ where
     }
 
     fn evaluate(&self) -> (bool, Decision) {
-        self.with_word(|cell, algorithm, now| evaluate(algorithm, cell, now, self.cost))
-            .unwrap_or_else(|| (false, lost(self.quota_limit())))
+        self.with_slot(|cell, algorithm, now| match cell {
+            Some(cell) => evaluate(algorithm, A::State::load(cell), now, self.cost),
+            None => evaluate(algorithm, A::State::default(), now, self.cost),
+        })
     }
 
     fn charge(&self) -> Result<(Decision, Option<Charge>), Decision> {
-        self.with_word(|cell, algorithm, now| charge(algorithm, cell, now, self.cost))
-            .unwrap_or_else(|| Err(lost(self.quota_limit())))
+        loop {
+            let charged = self.with_slot(|cell, algorithm, now| {
+                cell.map(|cell| charge(algorithm, cell, now, self.cost))
+            });
+            if let Some(charged) = charged {
+                return charged;
+            }
+            // Swept since `prepare` (a key in its initial state is
+            // reclaimable): held again, as new.
+            self.prepare()?;
+        }
     }
 
     fn roll_back(&self, charge: Charge) {
@@ -497,12 +505,6 @@ fn refusal(refusal: Refusal, limit: u64) -> Decision {
     }
 }
 
-/// The key vanished although the writer mutex kept every writer away: a
-/// bug. Denied (the strict side), never a panic.
-fn lost(limit: u64) -> Decision {
-    refusal(Refusal::KeyTableFull(Duration::ZERO), limit)
-}
-
 impl<A: Algorithm, C: Clock> Bucket<A, C>
 where
     A::State: Word,
@@ -528,7 +530,12 @@ where
 
     fn evaluate(&self) -> (bool, Decision) {
         let b = self.bucket;
-        evaluate(&b.algorithm, &b.state, b.clock.now_ns(), self.cost)
+        evaluate(
+            &b.algorithm,
+            A::State::load(&b.state),
+            b.clock.now_ns(),
+            self.cost,
+        )
     }
 
     fn charge(&self) -> Result<(Decision, Option<Charge>), Decision> {

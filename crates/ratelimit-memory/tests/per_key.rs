@@ -61,7 +61,10 @@ fn own_quotas_are_untouched_by_reconfiguration() {
     // Same quota as the default, but its own: reconfigure leaves it alone.
     assert!(limiter.check_with_quota(&1, 2, &default).unwrap().allowed);
     assert!(limiter.check_n(&2, 2).unwrap().allowed);
-    limiter.reconfigure(LeakyBucket::with_rate(8, Rate::per_second(8)).unwrap(), Strategy::Reset);
+    limiter.reconfigure(
+        LeakyBucket::with_rate(8, Rate::per_second(8)).unwrap(),
+        Strategy::Reset,
+    );
     let own = limiter.check_with_quota(&1, 0, &default).unwrap();
     assert_eq!((own.limit, own.remaining), (4, 2));
     let reset = limiter.check_n(&2, 0).unwrap();
@@ -136,6 +139,9 @@ fn a_change_of_own_quota_converts_at_the_call() {
     clock.advance(Duration::from_millis(300)); // 3 back: 4 in use
     let at = clock.now_ns();
     let converted = a.convert(S + 700_000_000, at, &b, Strategy::KeepConsumed);
-    assert_eq!(limiter.check_with_quota(&1, 0, &b).unwrap(), b.inspect(converted, at));
+    assert_eq!(
+        limiter.check_with_quota(&1, 0, &b).unwrap(),
+        b.inspect(converted, at)
+    );
     assert_eq!(converted, at + 4 * S);
 }
