@@ -28,10 +28,12 @@
 //! (`config.rs`); it touches no shard. A shard that sees a newer epoch
 //! copies the changes it lacks under its write lock ("opens" the epoch)
 //! and, if it holds keys, starts a tag per table slot: the epoch each
-//! entry's state is kept under. A key whose tag is behind is converted,
-//! under the write lock, through each change at that change's own time,
-//! at its next access; a sweep or a growing table converts them all first.
-//! Tags exist only while some key of the shard lags (2 bytes per slot);
+//! entry's state is kept under. A key whose tag is behind is converted
+//! through each change, at that change's own time, at its next access
+//! (under the read lock: the checker that claims the tag converts the
+//! word, the others wait for it); a sweep or a growing table converts
+//! them all first, under the write lock.
+//! Tags exist only while some key of the shard lags (1 byte per slot);
 //! a shard on the current quota has none. See docs/concurrency.md.
 
 use core::borrow::Borrow;
@@ -53,7 +55,7 @@ use crate::config::{Change, Config};
 use crate::key::{DEFAULT_MAX_KEY_LEN, KeyBytes};
 use crate::layout::Layout;
 use crate::receipt::{Generation, Receipt, next_id};
-use crate::sync::{self, AtomicU64, Mutex, Ordering, RwLock};
+use crate::sync::{self, AtomicU8, AtomicU64, AtomicUsize, Mutex, Ordering, RwLock};
 use crate::word::{Word, sealed::Word as _};
 
 /// The atomic cell of a state word.
@@ -80,8 +82,9 @@ const MAX_SHARDS: usize = 64;
 const MIN_KEYS_PER_SHARD: usize = 64;
 
 /// The most changes a shard keeps for keys not yet converted; past it, the
-/// shard converts all its keys at once (tags are 16 bits).
-const MAX_PENDING: u64 = 1024;
+/// shard converts all its keys at once (tags are 8 bits, one value is
+/// [`BUSY`]).
+const MAX_PENDING: u64 = 254;
 
 /// The most changes the limiter keeps for shards that have not seen them;
 /// past it, `reconfigure` brings the idle shards up to date.
@@ -234,13 +237,17 @@ struct Pending<A> {
     from: A,
     /// The changes of epochs `base + 1 ..= shard.epoch`.
     changes: Vec<Change<A>>,
-    /// Per slot of `entries`: the epoch of its entry's state, minus `base`.
-    /// The table never reorganises while tags exist (it converts every
-    /// entry first), so a slot keeps its entry.
-    tags: Box<[u16]>,
+    /// Per slot of `entries`: the epoch of its entry's state, minus `base`,
+    /// or [`BUSY`] while a checker converts it. The table never reorganises
+    /// while tags exist (it converts every entry first), so a slot keeps
+    /// its entry.
+    tags: Box<[AtomicU8]>,
     /// Entries whose tag is behind the shard's epoch.
-    stale: usize,
+    stale: AtomicUsize,
 }
+
+/// The tag of an entry being converted (under a read lock) by a checker.
+const BUSY: u8 = u8::MAX;
 
 impl<A: Algorithm> Pending<A> {
     /// The quota at `epoch` (`base ..= base + changes.len()`).
@@ -806,6 +813,8 @@ where
         let latest = self.config.latest();
         let rehash = |k: &K| self.hasher.hash_one(k);
         let mut shard = sync::write(&lock.table);
+        // Keys converted under read locks since: the tags may go.
+        shard.drop_tags_if_done();
         let mut writer = None;
         let found = if shard.epoch == latest && shard.pending.is_none() {
             let now = now.max(shard.floor);
@@ -1186,7 +1195,12 @@ where
     pub fn keys_to_convert(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| sync::read(&s.table).pending.as_ref().map_or(0, |p| p.stale))
+            .map(|s| {
+                sync::read(&s.table)
+                    .pending
+                    .as_ref()
+                    .map_or(0, |p| p.stale.load(Ordering::Relaxed))
+            })
             .sum()
     }
 }
@@ -1242,7 +1256,9 @@ where
         }
     }
 
-    /// Where `key` is among the keys on the limiter's quota.
+    /// Where `key` is among the keys on the limiter's quota. A key kept
+    /// under an older quota is converted here, under the read lock (see
+    /// [`convert_shared`](Self::convert_shared)).
     #[inline(always)]
     fn default_slot<Q>(&self, hash: u64, key: &Q) -> Slot<'_, A>
     where
@@ -1251,12 +1267,22 @@ where
     {
         let eq = |e: &(K, Cell<A::State>)| e.0.borrow() == key;
         let held = match &self.pending {
-            None => self.entries.find(hash, eq),
-            Some(p) => match self.entries.find_bucket_index(hash, eq) {
-                Some(i) if p.base + u64::from(p.tags[i]) != self.epoch => return Slot::Stale,
-                Some(i) => self.entries.get_bucket(i),
-                None => None,
-            },
+            // Acquire: pairs with the Release of the last conversion's
+            // decrement, so every word is seen converted.
+            Some(p) if p.stale.load(Ordering::Acquire) != 0 => {
+                match self.entries.find_bucket_index(hash, eq) {
+                    Some(i) => {
+                        let entry = self.entries.get_bucket(i);
+                        if let Some((_, cell)) = entry {
+                            self.convert_shared(p, i, cell);
+                        }
+                        entry
+                    }
+                    None => None,
+                }
+            }
+            // No tags, or every key converted: a plain lookup.
+            _ => self.entries.find(hash, eq),
         };
         match held {
             Some((_, cell)) => Slot::Held {
@@ -1271,10 +1297,52 @@ where
         }
     }
 
-    /// [`lower_earliest`](Self::lower_earliest) under the write lock.
-    fn lower_earliest_mut(&mut self, expires_at: u64) {
-        if expires_at < self.earliest.load(Ordering::Relaxed) {
-            self.earliest.store(expires_at, Ordering::Relaxed);
+    /// Brings the entry in slot `i` (word `cell`) to the shard's epoch,
+    /// under the read lock, if it is behind: the checker that turns its tag
+    /// from behind to [`BUSY`] converts the word (a compare-and-swap loop:
+    /// only a refund of the old epoch can race it) and then publishes the
+    /// current tag with Release; the others wait for it. A checker that
+    /// reads the current tag with Acquire sees the converted word, so no
+    /// step ever runs on a state of another quota. The shard's epoch
+    /// cannot change meanwhile: opening one takes the write lock.
+    #[cold]
+    fn convert_shared(&self, p: &Pending<A>, i: usize, cell: &Cell<A::State>) {
+        let current = (self.epoch - p.base) as u8;
+        let tag = &p.tags[i];
+        let mut seen = tag.load(Ordering::Acquire);
+        let mut spins = 0u32;
+        while seen != current {
+            if seen == BUSY {
+                // Another checker is converting it: a few instructions.
+                spins += 1;
+                if spins % 64 == 0 {
+                    sync::yield_now();
+                } else {
+                    core::hint::spin_loop();
+                }
+                seen = tag.load(Ordering::Acquire);
+                continue;
+            }
+            match tag.compare_exchange(seen, BUSY, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => {
+                    let from = p.base + u64::from(seen);
+                    let mut state = A::State::load(cell);
+                    let converted = loop {
+                        let next = p.convert(state, from);
+                        match A::State::swap_if(cell, state, next) {
+                            Ok(_) => break next,
+                            Err(actual) => state = actual,
+                        }
+                    };
+                    tag.store(current, Ordering::Release);
+                    // Release: a checker that reads 0 here skips the tags
+                    // and must see every conversion (see `default_slot`).
+                    p.stale.fetch_sub(1, Ordering::Release);
+                    self.lower_earliest(self.algorithm.expires_at(converted));
+                    return;
+                }
+                Err(actual) => seen = actual,
+            }
         }
     }
 
@@ -1297,9 +1365,14 @@ where
                     .find_bucket_index(hash, |e| e.0.borrow() == key)?;
                 let (_, cell) = self.entries.get_bucket(i)?;
                 let algorithm = match &self.pending {
-                    Some(p) if p.base + u64::from(p.tags[i]) == epoch => p.algorithm_at(epoch),
+                    // A tag of the receipt's epoch; not BUSY (being
+                    // converted), which no epoch equals.
+                    Some(p) if p.base + u64::from(p.tags[i].load(Ordering::Acquire)) == epoch => {
+                        p.algorithm_at(epoch)
+                    }
+                    Some(_) => return None,
                     None if self.epoch == epoch => self.algorithm,
-                    _ => return None,
+                    None => return None,
                 };
                 Some((cell, algorithm))
             }
@@ -1308,6 +1381,13 @@ where
                 (o.version == version).then_some((&o.state, o.algorithm))
             }
             Generation::Fixed => None,
+        }
+    }
+
+    /// [`lower_earliest`](Self::lower_earliest) under the write lock.
+    fn lower_earliest_mut(&mut self, expires_at: u64) {
+        if expires_at < self.earliest.load(Ordering::Relaxed) {
+            self.earliest.store(expires_at, Ordering::Relaxed);
         }
     }
 
@@ -1340,7 +1420,11 @@ where
     /// Lowers the bound on the earliest expiry (a refund or a rollback may
     /// make a state expire sooner). Safe under the read lock.
     pub(crate) fn lower_earliest(&self, expires_at: u64) {
-        self.earliest.fetch_min(expires_at, Ordering::Relaxed);
+        // A load first: `fetch_min` is a compare-and-swap loop on x86-64,
+        // and the bound rarely moves.
+        if expires_at < self.earliest.load(Ordering::Relaxed) {
+            self.earliest.fetch_min(expires_at, Ordering::Relaxed);
+        }
     }
 
     /// Copies the changes the shard has not seen (the limiter's epochs
@@ -1359,13 +1443,13 @@ where
                     from: algorithm,
                     changes: Vec::new(),
                     // Zeroed: every entry is at `epoch`, the base.
-                    tags: vec![0; buckets].into_boxed_slice(),
-                    stale: 0,
+                    tags: (0..buckets).map(|_| AtomicU8::new(0)).collect(),
+                    stale: AtomicUsize::new(0),
                 })
             });
             p.changes.extend(changes.iter().copied());
             // Every entry is now behind, including those that were current.
-            p.stale = self.entries.len();
+            p.stale.store(self.entries.len(), Ordering::Relaxed);
             // A conversion may bring an expiry forward (a faster rate, a
             // smaller capacity): `earliest` is no longer a bound until the
             // next sweep, which converts every entry and recomputes it.
@@ -1384,13 +1468,14 @@ where
         }
     }
 
-    /// Converts the entry in slot `i` to the shard's epoch, if it is behind.
+    /// Converts the entry in slot `i` to the shard's epoch, if it is behind
+    /// (under the write lock: no checker is converting it).
     fn convert_slot(&mut self, i: usize) {
         let epoch = self.epoch;
         let Some(p) = self.pending.as_deref_mut() else {
             return;
         };
-        let from = p.base + u64::from(p.tags[i]);
+        let from = p.base + u64::from(p.tags[i].load(Ordering::Relaxed));
         if from == epoch {
             return;
         }
@@ -1401,11 +1486,20 @@ where
         // swap happens under a read lock), so a plain store is exact.
         let state = p.convert(A::State::load(cell), from);
         A::State::store(cell, state);
-        p.tags[i] = (epoch - p.base) as u16;
-        p.stale -= 1;
+        p.tags[i].store((epoch - p.base) as u8, Ordering::Relaxed);
+        p.stale.fetch_sub(1, Ordering::Relaxed);
         let expires = self.algorithm.expires_at(state);
         self.earliest.fetch_min(expires, Ordering::Relaxed);
-        if p.stale == 0 {
+        self.drop_tags_if_done();
+    }
+
+    /// Drops the tags once no entry is behind (write lock).
+    fn drop_tags_if_done(&mut self) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.stale.load(Ordering::Relaxed) == 0)
+        {
             self.pending = None;
         }
     }
@@ -1514,7 +1608,7 @@ where
             .insert_unique(hash, (key, A::State::cell(state)), |e| rehash(&e.0))
             .bucket_index();
         if let Some(p) = self.pending.as_deref_mut() {
-            p.tags[i] = (self.epoch - p.base) as u16;
+            p.tags[i].store((self.epoch - p.base) as u8, Ordering::Relaxed);
         }
         Generation::Limiter(self.epoch)
     }

@@ -10,12 +10,14 @@
 //! [loom]: https://docs.rs/loom
 
 #[cfg(ratelimit_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(ratelimit_loom)]
 pub(crate) use loom::sync::{Mutex, RwLock};
+#[cfg(ratelimit_loom)]
+pub(crate) use loom::thread::yield_now;
 
 #[cfg(not(ratelimit_loom))]
-pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 /// A 128-bit atomic: `cmpxchg16b` on x86-64 (detected at run time),
 /// `casp`/`ldxp`-`stxp` on AArch64; where a target has no 128-bit
 /// compare-and-swap, portable-atomic's fallback (a seqlock, not lock-free).
@@ -23,6 +25,8 @@ pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use portable_atomic::AtomicU128;
 #[cfg(not(ratelimit_loom))]
 pub(crate) use std::sync::{Mutex, RwLock};
+#[cfg(not(ratelimit_loom))]
+pub(crate) use std::thread::yield_now;
 
 use std::sync::PoisonError;
 

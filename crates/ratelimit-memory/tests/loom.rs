@@ -307,3 +307,43 @@ fn loom_refund_racing_an_admission_is_exact_or_nothing() {
         }
     });
 }
+
+/// Two checks of a key left behind by a change of quota race to convert
+/// it, under the shard's read lock: one converts, the other waits for it,
+/// and the key is converted exactly once (twice would double what it has
+/// used). The key has used 1 of 2 units at 1/s; the change keeps it at 2
+/// units of 1 per 2 s, so the unit in use becomes 2 s, one unit is left:
+/// exactly one check is admitted and the key ends 4 s ahead.
+#[test]
+fn loom_racing_checks_convert_a_lagging_key_once() {
+    loom::model(|| {
+        let limiter = Arc::new(
+            KeyedLimiter::<&'static str, _, _>::builder(token(2))
+                .shards(1)
+                .hasher(FixedHasher::default())
+                .clock(ManualClock::new(S))
+                .build(),
+        );
+        assert!(limiter.check(&"k").allowed);
+        assert!(limiter.check(&"x").allowed);
+        let slower = TokenBucket::with_rate(2, Rate::per_minute(30)).unwrap();
+        limiter.reconfigure(slower, Strategy::KeepConsumed);
+        // Opens the change in the shard and converts x: k is left behind.
+        assert_eq!(limiter.check_n(&"x", 0).unwrap().remaining, 1);
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                thread::spawn(move || limiter.check(&"k").allowed)
+            })
+            .collect();
+        let admitted = racers
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|&a| a)
+            .count();
+        assert_eq!(admitted, 1);
+        let after = limiter.check_n(&"k", 0).unwrap();
+        assert_eq!(after.reset_after, core::time::Duration::from_secs(4));
+        assert_eq!(limiter.keys_to_convert(), 0);
+    });
+}

@@ -276,8 +276,8 @@ fn lazy_conversion_survives_sweeps_and_growth() {
 }
 
 /// Changes in a quick run, keys left untouched across hundreds of them:
-/// past the number of changes a shard keeps per key (1024), it converts
-/// them all at once, to the same states.
+/// past the number of changes a shard keeps for lagging keys (254), it
+/// converts them all at once, to the same states.
 #[test]
 fn many_changes_with_keys_left_behind() {
     let run = lazy_equals_eager(token(), 20, 10_000, 1, 2, 5_000, 7);
