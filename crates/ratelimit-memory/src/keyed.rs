@@ -935,10 +935,11 @@ where
         self.config.current()
     }
 
-    /// Makes sure `key` is held, under its quota, in `shard` (locked for
-    /// writing by a caller that holds the shard's `writer` mutex):
-    /// `Err(wait)` when there is no room for it. Used by `multi.rs`, which
-    /// then charges it under read locks while keeping the mutex.
+    /// Makes sure `key` is held, under its quota and the limiter's latest
+    /// one, in its shard, by a caller that holds the shard's `writer`
+    /// mutex: `Err(wait)` when there is no room for it. Used by
+    /// `multi.rs`, which then charges it under read locks while keeping
+    /// the mutex. Under the read lock only, when it is already held.
     pub(crate) fn hold<Q>(
         &self,
         lock: &ShardLock<K, A>,
@@ -951,6 +952,14 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        {
+            let shard = sync::read(&lock.table);
+            if shard.epoch == self.config.latest()
+                && matches!(shard.slot(hash, key, quota, same), Slot::Held { .. })
+            {
+                return Ok(());
+            }
+        }
         let mut shard = sync::write(&lock.table);
         self.catch_up(lock, &mut shard);
         let now = self.clock.now_ns().max(shard.floor);

@@ -5,32 +5,30 @@
 //!
 //! 1. Take the `writer` mutex of every limit involved (a keyed limiter's
 //!    shard, or a [`Bucket`]'s own), in address order, each once. Every
-//!    writer of a keyed limiter's tables takes that mutex first (inserting,
-//!    converting to a new quota, sweeping), and so does every other
+//!    writer that rewrites a keyed limiter's states takes that mutex first
+//!    (converting to a new quota, moving a key between its tables,
+//!    sweeping while keys lag a change), and so does every other
 //!    all-or-nothing check; a plain `check` never does. So while the
-//!    mutexes are held no key involved can be converted, moved or swept,
-//!    and no other rollback can touch its word: only plain admissions (and
-//!    exact refunds) can land on it.
-//! 2. Make sure each key is held (insert it in its initial state if needed:
-//!    a state equivalent to a key never seen).
-//! 3. Decide each limit on its current state without writing. If any
-//!    denies, answer now: nothing was charged.
-//! 4. Charge the limits one by one with the compare-and-swap of every
-//!    decision, each step computed from the value it replaces. If one now
-//!    denies (a concurrent admission took the last units since step 3),
-//!    roll back those already charged, newest first, with
-//!    [`Algorithm::roll_back`]: exact unless a concurrent admission landed
-//!    on the charge in between and time moved meanwhile, and never looser
-//!    than the state without the charge.
+//!    mutexes are held no key involved is converted or moved, and no other
+//!    rollback can touch its word: only plain admissions (and exact
+//!    refunds) can land on it.
+//! 2. Charge the limits one by one, each with the compare-and-swap of
+//!    every decision, computed from the value it replaces (a key not held
+//!    yet is inserted first, in its initial state). If one denies, roll
+//!    back those already charged, newest first, with
+//!    [`Algorithm::roll_back`] (exact unless a plain admission landed on the
+//!    charge meanwhile and time moved; never looser than the state without
+//!    the charge), and decide the remaining limits without charging them,
+//!    so that every limit that denies is reported.
 //!
-//! What a concurrent caller can observe: during step 4, for the few
-//! instructions between the first charge and the rollback of a request
-//! that is finally denied, the charge of the limits already charged. A
-//! plain `check` of one of those keys at that moment sees those units as
-//! consumed (it may be denied, or told fewer remain); it is never admitted
-//! beyond the contract. Nothing of a denied request stays charged (to the
-//! nanosecond while time stands still; otherwise at most the time that
-//! passed while the charge was visible, on the strict side).
+//! What a concurrent caller can observe: while a request that is finally
+//! denied runs, the charges of the limits before the one that denies it.
+//! Another `check_all` on those keys never sees them (it waits for the
+//! mutex); a plain `check` of one of those keys at that moment sees the
+//! units as used, and may be told fewer remain or be denied. No limit is
+//! ever admitted beyond its contract, and nothing of a denied request stays
+//! charged (to the nanosecond while time stands still; otherwise at most
+//! the time that passed while the charge was visible, on the strict side).
 
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
@@ -68,16 +66,14 @@ pub(crate) mod sealed {
         /// The mutex that keeps writers away from this limit's state.
         fn writer(&self) -> &Mutex<()>;
 
-        /// Makes sure the key is held (its writer mutex held by the
-        /// caller); a refusal when it cannot be.
-        fn prepare(&self) -> Result<(), Decision>;
-
         /// The decision on the current state, without writing: whether it
         /// allows, and the decision to report if nothing is charged.
         fn evaluate(&self) -> (bool, Decision);
 
-        /// Charges the limit: the decision, and the charge when it allowed
-        /// at a cost above zero. `Err` with the decision when it denies.
+        /// Charges the limit (holding its key first, under the writer
+        /// mutex the caller holds): the decision, and the charge when it
+        /// allowed at a cost above zero. `Err` with the decision when it
+        /// denies (or refuses the key).
         fn charge(&self) -> Result<(Decision, Option<Charge>), Decision>;
 
         /// Rolls a charge back.
@@ -95,6 +91,9 @@ where
 {
     limiter: &'a KeyedLimiter<K, A, C, S>,
     key: &'a Q,
+    /// The key's hash and shard, computed once.
+    hash: u64,
+    lock: &'a ShardLock<K, A>,
     cost: u64,
     quota: Option<&'a A>,
     same: fn(&A, &A) -> bool,
@@ -168,39 +167,26 @@ impl<const N: usize> MultiDecision<N> {
 /// let third = request("alice");
 /// assert!(!third.allowed());
 /// assert_eq!(third.denied_by().collect::<Vec<_>>(), [0]); // the per-second limit
-/// // Denied: the day's window and the global bucket were not charged.
+/// // Denied: the day's window and the global bucket keep nothing charged.
 /// assert_eq!(third.limits[1].remaining, 1);
 /// assert_eq!(third.limits[2].remaining, 998);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn check_all<const N: usize>(limits: [&dyn Limit; N]) -> MultiDecision<N> {
     // 1. The writer mutexes, in address order, each once.
-    let mut order: [usize; N] = core::array::from_fn(|i| i);
-    let address = |i: usize| core::ptr::from_ref(limits[i].writer()) as usize;
-    order.sort_unstable_by_key(|&i| address(i));
+    let writers: [&Mutex<()>; N] = core::array::from_fn(|i| limits[i].writer());
+    let mut order: [&Mutex<()>; N] = writers;
+    order.sort_unstable_by_key(|&m| core::ptr::from_ref(m) as usize);
     let mut guards: [Option<MutexGuard<'_>>; N] = core::array::from_fn(|_| None);
-    let mut last = None;
-    for (slot, &i) in order.iter().enumerate() {
-        if last != Some(address(i)) {
-            guards[slot] = Some(sync::lock(limits[i].writer()));
-            last = Some(address(i));
+    for (slot, &writer) in order.iter().enumerate() {
+        if slot == 0 || !core::ptr::eq(order[slot - 1], writer) {
+            guards[slot] = Some(sync::lock(writer));
         }
     }
-    // 2. Every key held, 3. decided without writing.
+    // 2. Charged one by one (each key held first); if one denies, those
+    // already charged are rolled back, and the rest decided without
+    // charging, so that every limit that denies is reported.
     let mut decisions: [Decision; N] = core::array::from_fn(|_| placeholder());
-    let mut all = true;
-    for (i, limit) in limits.iter().enumerate() {
-        let (allowed, decision) = match limit.prepare() {
-            Ok(()) => limit.evaluate(),
-            Err(refusal) => (false, refusal),
-        };
-        all &= allowed;
-        decisions[i] = decision;
-    }
-    if !all {
-        return combine(decisions);
-    }
-    // 4. Charged one by one; rolled back if one now denies.
     let mut charges: [Option<Charge>; N] = [None; N];
     for (i, limit) in limits.iter().enumerate() {
         match limit.charge() {
@@ -209,13 +195,17 @@ pub fn check_all<const N: usize>(limits: [&dyn Limit; N]) -> MultiDecision<N> {
                 charges[i] = charge;
             }
             Err(denied) => {
+                decisions[i] = denied;
                 for j in (0..i).rev() {
                     if let Some(charge) = charges[j] {
                         limits[j].roll_back(charge);
                     }
                     decisions[j] = limits[j].evaluate().1;
                 }
-                decisions[i] = denied;
+                for j in i + 1..N {
+                    decisions[j] = limits[j].evaluate().1;
+                }
+                drop(guards);
                 return combine(decisions);
             }
         }
@@ -352,9 +342,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
     {
+        let (hash, lock) = self.locate(key);
         KeyedLimit {
             limiter: self,
             key,
+            hash,
+            lock,
             cost,
             quota: None,
             same: |_, _| unreachable!("no quota of its own to compare"),
@@ -375,9 +368,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
     {
+        let (hash, lock) = self.locate(key);
         KeyedLimit {
             limiter: self,
             key,
+            hash,
+            lock,
             cost,
             quota: Some(quota),
             same: A::eq,
@@ -395,25 +391,33 @@ where
     Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
 {
     fn shard(&self) -> (u64, &ShardLock<K, A>) {
-        self.limiter.locate(self.key)
+        (self.hash, self.lock)
     }
 
-    /// Runs `f` on the key's word (or `None` when it is not held: a key in
-    /// its initial state), its quota and the time, under the shard's read
-    /// lock.
-    fn with_slot<T>(&self, f: impl FnOnce(Option<&Cell<A::State>>, &A, u64) -> T) -> T {
+    /// Runs `f` on the key's slot (`Some(Some(word))` when held,
+    /// `Some(None)` when absent: a key in its initial state, `None` when
+    /// kept under another quota), its quota and the time, under the
+    /// shard's read lock.
+    fn with_slot<T>(&self, f: impl FnOnce(Option<Option<&Cell<A::State>>>, &A, u64) -> T) -> T {
         let (hash, lock) = self.shard();
         let shard = sync::read(&lock.table);
         let now = self.limiter.clock.now_ns().max(shard.floor());
         match shard.slot(hash, self.key, self.quota, self.same) {
             Slot::Held {
                 cell, algorithm, ..
-            } => f(Some(cell), algorithm, now),
-            Slot::Absent { algorithm, .. } => f(None, algorithm, now),
-            // Never while the writer mutex is held after `prepare`: no one
-            // converts or moves a key without it.
+            } => f(Some(Some(cell)), algorithm, now),
+            Slot::Absent { algorithm, .. } => f(Some(None), algorithm, now),
             Slot::Stale => f(None, &self.limiter.current(), now),
         }
+    }
+
+    /// Holds the key (under the writer mutex the caller holds), or the
+    /// refusal when there is no room for it.
+    fn hold(&self) -> Result<(), Decision> {
+        let (hash, lock) = self.shard();
+        self.limiter
+            .hold(lock, hash, self.key, self.quota, self.same)
+            .map_err(|wait| refusal(Refusal::KeyTableFull(wait), self.quota_limit()))
     }
 
     fn quota_limit(&self) -> u64 {
@@ -435,34 +439,41 @@ where
         &self.shard().1.writer
     }
 
-    fn prepare(&self) -> Result<(), Decision> {
-        if self.limiter.too_long(self.key) {
-            return Err(refusal(Refusal::KeyTooLong, self.quota_limit()));
-        }
-        let (hash, lock) = self.shard();
-        self.limiter
-            .hold(lock, hash, self.key, self.quota, self.same)
-            .map_err(|wait| refusal(Refusal::KeyTableFull(wait), self.quota_limit()))
-    }
-
     fn evaluate(&self) -> (bool, Decision) {
-        self.with_slot(|cell, algorithm, now| match cell {
-            Some(cell) => evaluate(algorithm, A::State::load(cell), now, self.cost),
-            None => evaluate(algorithm, A::State::default(), now, self.cost),
-        })
+        if self.limiter.too_long(self.key) {
+            return (false, refusal(Refusal::KeyTooLong, self.quota_limit()));
+        }
+        loop {
+            let evaluated = self.with_slot(|slot, algorithm, now| match slot {
+                Some(Some(cell)) => Some(evaluate(algorithm, A::State::load(cell), now, self.cost)),
+                Some(None) => Some(evaluate(algorithm, A::State::default(), now, self.cost)),
+                None => None,
+            });
+            if let Some(evaluated) = evaluated {
+                return evaluated;
+            }
+            // Kept under another quota: converted first (we hold the
+            // writer mutex).
+            if let Err(refused) = self.hold() {
+                return (false, refused);
+            }
+        }
     }
 
     fn charge(&self) -> Result<(Decision, Option<Charge>), Decision> {
+        if self.limiter.too_long(self.key) {
+            return Err(refusal(Refusal::KeyTooLong, self.quota_limit()));
+        }
         loop {
-            let charged = self.with_slot(|cell, algorithm, now| {
-                cell.map(|cell| charge(algorithm, cell, now, self.cost))
+            let charged = self.with_slot(|slot, algorithm, now| {
+                slot.flatten()
+                    .map(|cell| charge(algorithm, cell, now, self.cost))
             });
             if let Some(charged) = charged {
                 return charged;
             }
-            // Swept since `prepare` (a key in its initial state is
-            // reclaimable): held again, as new.
-            self.prepare()?;
+            // Not held (or under another quota): held, then charged.
+            self.hold()?;
         }
     }
 
@@ -522,10 +533,6 @@ where
 {
     fn writer(&self) -> &Mutex<()> {
         &self.bucket.writer
-    }
-
-    fn prepare(&self) -> Result<(), Decision> {
-        Ok(())
     }
 
     fn evaluate(&self) -> (bool, Decision) {
