@@ -1,10 +1,23 @@
 //! The CI jobs, one function each; `all` runs them in order and stops at
 //! the first failure.
+//!
+//! `--repeat N` runs the test job N times in a row (built once), stopping
+//! at the first failing run: a flaky test shows before it lands. The tests
+//! are deterministic by design (manual clocks, fixed hasher seeds); the
+//! property tests' seed is fixed too ([`PROPTEST_SEED`]) unless
+//! `PROPTEST_RNG_SEED` is set, so that a run can be reproduced exactly.
 
 use std::time::Instant;
 
 use crate::bench;
 use crate::cmd::Step;
+use crate::tidy;
+
+/// proptest's seed in CI runs, unless `PROPTEST_RNG_SEED` is set: property
+/// tests explore the same cases every run, so that a failure is a
+/// reproducible bug and never a matter of luck. Set `PROPTEST_RNG_SEED`
+/// to explore other cases.
+const PROPTEST_SEED: &str = "20260101";
 
 /// The targets the core must build for without std: an FPU Cortex-M4, a
 /// Cortex-M0 without 64-bit atomics, and WASM.
@@ -15,18 +28,22 @@ const NO_STD_TARGETS: [&str; 3] = [
 ];
 
 /// One CI job.
-type Job = fn() -> Result<(), String>;
+type Job = dyn Fn() -> Result<(), String>;
 
-/// Every CI job, in order.
-pub(crate) fn all() -> Result<(), String> {
-    let jobs: [(&str, Job); 7] = [
-        ("fmt", fmt),
-        ("clippy", clippy),
-        ("test", test),
-        ("loom", loom),
-        ("no-std", no_std),
-        ("docs", docs),
-        ("bench --quick", || bench::run(&["--quick".to_owned()])),
+/// Every CI job, in order, with the tests run `repeat` times.
+pub(crate) fn all(repeat: usize) -> Result<(), String> {
+    let test_repeated = move || test_runs(repeat);
+    let jobs: [(&str, &Job); 10] = [
+        ("tidy", &tidy::run),
+        ("fmt", &fmt),
+        ("clippy", &clippy),
+        ("test", &test_repeated),
+        ("loom", &loom),
+        ("no-std", &no_std),
+        ("embedded", &|| crate::embedded::run(&[])),
+        ("wasm", &|| crate::wasm::run(&[])),
+        ("docs", &docs),
+        ("bench --quick", &|| bench::run(&["--quick".to_owned()])),
     ];
     let started = Instant::now();
     let mut timings = Vec::new();
@@ -86,22 +103,47 @@ pub(crate) fn clippy() -> Result<(), String> {
     .run()
 }
 
+/// The test job `repeat` times (at least once), stopping at the first
+/// failure.
+pub(crate) fn test_runs(repeat: usize) -> Result<(), String> {
+    let repeat = repeat.max(1);
+    for run in 1..=repeat {
+        if repeat > 1 {
+            eprintln!("\n---- test run {run} of {repeat} ----");
+        }
+        let started = Instant::now();
+        test().map_err(|e| format!("test run {run} of {repeat} failed: {e}"))?;
+        if repeat > 1 {
+            eprintln!(
+                "---- test run {run} of {repeat} passed in {:.0?} ----",
+                started.elapsed()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The environment of every test command: snapshots are reviewed by
+/// people, so CI never writes or accepts them; proptest's seed is fixed.
+fn test_step<'a>(args: &[&'a str]) -> Step<'a> {
+    Step::cargo(args).env("INSTA_UPDATE", "no").env(
+        "PROPTEST_RNG_SEED",
+        std::env::var("PROPTEST_RNG_SEED").unwrap_or_else(|_| PROPTEST_SEED.to_owned()),
+    )
+}
+
 pub(crate) fn test() -> Result<(), String> {
     require_redis_server()?;
-    // Snapshots are reviewed by people: CI never writes or accepts them.
-    Step::cargo(&["test", "--workspace", "--locked"])
-        .env("INSTA_UPDATE", "no")
-        .run()?;
+    test_step(&["test", "--workspace", "--locked"]).run()?;
     // Features the workspace run leaves off: the layer's metrics and
     // tracing (and their tests).
-    Step::cargo(&[
+    test_step(&[
         "test",
         "-p",
         "ratelimit-tower",
         "--all-features",
         "--locked",
     ])
-    .env("INSTA_UPDATE", "no")
     .run()?;
     // The memory limiters' async `acquire` (feature `tokio`) and its tests.
     Step::cargo(&[

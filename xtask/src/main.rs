@@ -8,6 +8,9 @@
 mod bench;
 mod ci;
 mod cmd;
+mod embedded;
+mod tidy;
+mod wasm;
 
 use std::process::ExitCode;
 
@@ -15,15 +18,48 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  ci              every check, in order: fmt, clippy, test, loom, no-std, docs, bench --quick
-  fmt             cargo fmt --check
-  clippy          clippy on all targets, warnings denied
-  test            the workspace tests and doctests, and the core without std
-  loom            the loom model-checking tests (release, own target dir)
-  no-std          the core built for thumbv7em, thumbv6m and wasm32 without std
-  docs            cargo doc with warnings denied
-  bench [--quick] the benchmarks and the PERFORMANCE COMPARISON table
+  ci [--repeat N]   every check, in order: tidy, fmt, clippy, test (N times), loom,
+                    no-std, embedded, wasm, docs, bench --quick
+  tidy              house rules: a `//!` paragraph opening every .rs file, no pending
+                    snapshots, Markdown links that resolve, every crate in the README's
+                    layout, conformance copies identical to ../shared/conformance
+  fmt               cargo fmt --check
+  clippy            clippy on all targets, warnings denied
+  test [--repeat N] the workspace tests and doctests, and the core without std
+                    (N times in a row, stopping at the first failure: flakes show)
+  loom              the loom model-checking tests (release, own target dir)
+  no-std            the core built for thumbv7em, thumbv6m and wasm32 without std
+  docs              cargo doc with warnings denied
+  embedded [--plant-mismatch]
+                    the conformance scenarios on QEMU (Cortex-M4, Cortex-M0) and one
+                    check's code size
+  wasm [--plant-mismatch]
+                    the core as a WASM module under node: every scenario, the example,
+                    the module's size
+  bench [--quick]   the benchmarks and the PERFORMANCE COMPARISON table
 ";
+
+/// `--repeat N` among `args` (default 1); any other argument is an error.
+fn repeat(args: &[String]) -> Result<usize, String> {
+    match args {
+        [] => Ok(1),
+        [flag, n] if flag == "--repeat" => match n.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "--repeat needs a whole number of runs, at least 1, not {n:?}"
+            )),
+        },
+        other => Err(format!("unexpected arguments {other:?}\n\n{USAGE}")),
+    }
+}
+
+/// Rejects arguments for a command that takes none.
+fn none(args: &[String]) -> Result<(), String> {
+    match args {
+        [] => Ok(()),
+        other => Err(format!("unexpected arguments {other:?}\n\n{USAGE}")),
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,13 +69,16 @@ fn main() -> ExitCode {
     };
     let rest = &args[1..];
     let result = match command.as_str() {
-        "ci" => ci::all(),
-        "fmt" => ci::fmt(),
-        "clippy" => ci::clippy(),
-        "test" => ci::test(),
-        "loom" => ci::loom(),
-        "no-std" => ci::no_std(),
-        "docs" => ci::docs(),
+        "ci" => repeat(rest).and_then(ci::all),
+        "tidy" => none(rest).and_then(|()| tidy::run()),
+        "fmt" => none(rest).and_then(|()| ci::fmt()),
+        "clippy" => none(rest).and_then(|()| ci::clippy()),
+        "test" => repeat(rest).and_then(ci::test_runs),
+        "loom" => none(rest).and_then(|()| ci::loom()),
+        "no-std" => none(rest).and_then(|()| ci::no_std()),
+        "docs" => none(rest).and_then(|()| ci::docs()),
+        "embedded" => embedded::run(rest),
+        "wasm" => wasm::run(rest),
         "bench" => bench::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

@@ -140,7 +140,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
         Ok(redis_rows) => rows.extend(redis_rows),
         Err(why) => skipped.push(("redis rows".to_owned(), why)),
     }
-    match http::rows(config) {
+    match http::rows(&config.settings, config.only.as_deref()) {
         Ok(http_rows) => rows.extend(http_rows),
         Err(why) => skipped.push(("http rows".to_owned(), why)),
     }

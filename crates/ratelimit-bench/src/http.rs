@@ -25,7 +25,6 @@ use ratelimit_core::{Rate, TokenBucket};
 use ratelimit_memory::KeyedLimiter;
 use ratelimit_tower::{HeaderKey, RateLimitLayer};
 
-use crate::compare::Config;
 use crate::measure::{self, Settings};
 use crate::report::{Row, Target};
 
@@ -123,21 +122,16 @@ async fn sample(addr: SocketAddr, total: usize) -> Result<(f64, f64, f64), Strin
     Ok((latencies.len() as f64 / wall, mean, p99))
 }
 
-/// The two rows of `http/hello_axum` (none when `config.only` names
-/// another shape).
+/// The two rows of `http/hello_axum` (none when `only`, the `--only`
+/// filter, names another shape).
 ///
 /// # Errors
 /// Why the rows are skipped (no runtime, no loopback socket, a failed
 /// request).
-pub fn rows(config: &Config) -> Result<Vec<Row>, String> {
-    if config
-        .only
-        .as_deref()
-        .is_some_and(|only| !SHAPE.contains(only))
-    {
+pub fn rows(settings: &Settings, only: Option<&str>) -> Result<Vec<Row>, String> {
+    if only.is_some_and(|only| !SHAPE.contains(only)) {
         return Ok(Vec::new());
     }
-    let settings = &config.settings;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

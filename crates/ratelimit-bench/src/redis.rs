@@ -9,7 +9,6 @@
 //!   connection, the floors of any round trip;
 //! - `redis/check_pool`: `check` through the pool (a checkout per call), 1
 //!   and 2 threads;
-//! - `redis/check_held`: `check` on a held connection (`session()`);
 //! - `redis/batch_100`: `check_batch` of 100 keys per round trip, figures
 //!   per check;
 //! - `redis/async_check`: the async limiter, 1, 16 and 64 tasks sharing one
@@ -162,10 +161,6 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
         .map(|_| raw.get_connection().map(std::sync::Mutex::new))
         .collect::<Result<_, _>>()
         .map_err(|e| failed("connection", &e))?;
-    let sessions: Vec<std::sync::Mutex<ratelimit_redis::Session<'_, TokenBucket>>> = (0..2)
-        .map(|_| limiter.session().map(std::sync::Mutex::new))
-        .collect::<Result<_, _>>()
-        .map_err(|e| failed("session", &e))?;
 
     let mut out = Vec::new();
     let floor = "redis (floor)";
@@ -194,7 +189,6 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
         )
         .0,
     );
-    let mut pool_p50 = 0.0;
     for threads in [1, 2] {
         let (mut r, p50) = row(
             "redis/check_pool",
@@ -206,30 +200,10 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
             }),
         );
         if threads == 1 {
-            pool_p50 = p50;
             r.note = Some(format!(
                 "p50 {:.1} us = {:.2} x PING p50",
                 p50 / 1000.0,
                 p50 / ping_p50
-            ));
-        }
-        out.push(r);
-    }
-    for threads in [1, 2] {
-        let (mut r, p50) = row(
-            "redis/check_held",
-            ours,
-            threads,
-            1,
-            time_case(threads, duration, 1, &|t, i| {
-                let _ = lock(&sessions[t]).check(&keys[(t * 50 + i as usize) % 100]);
-            }),
-        );
-        if threads == 1 {
-            r.note = Some(format!(
-                "p50 {:.1} us; pool/held p50 {:.2}",
-                p50 / 1000.0,
-                pool_p50 / p50
             ));
         }
         out.push(r);
@@ -250,7 +224,6 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
     ));
     out.push(r);
     out.extend(async_rows(&url, duration, &keys, &out)?);
-    drop(sessions);
     drop(server);
     Ok(out)
 }
@@ -280,7 +253,7 @@ fn async_rows(
             .map_err(|e| failed("async connection", &e))?;
         let limiter = AsyncRedisLimiter::builder(TokenBucket::new(quota))
             .prefix("bench-async")
-            .build_async(conn)
+            .build(conn)
             .map_err(|e| failed("async limiter", &e))?;
         let _ = limiter
             .check("warm")

@@ -1,55 +1,83 @@
 //! `ratelimit`: replay JSON Lines of traffic through a limiter and print
-//! each decision, a policy simulator that answers "what would this limit
-//! have done to this traffic?".
+//! each decision (a policy simulator that answers "what would this limit
+//! have done to this traffic?"), inspect a key kept in Redis, and print
+//! shell completions.
+//!
+//! Exit status: 0 on success, 1 when the input, Redis or the output failed
+//! (the message names the line of input), 2 when the command line is
+//! malformed (clap's message and usage).
+//!
+//! Modules: `args` declares the command line; `replay` runs a replay on
+//! the memory backend or on `redis`'s; `inspect` reads one key. No module
+//! refers back to one that uses it.
 
 mod args;
+mod inspect;
 mod redis;
 mod replay;
 
+use std::io;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage:
-  ratelimit replay --algorithm token-bucket|leaky-bucket --capacity C --rate R
-                   [--backend memory|redis] [--redis-url URL] [--prefix P] [--summary]
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use ratelimit_replay::printable;
 
-  Reads events, one JSON object per line, from stdin:
-    {\"t_ns\": 1000000000, \"key\": \"user1\", \"op\": \"check\", \"cost\": 1}
-    {\"t_ns\": 1000000500, \"key\": \"user1\", \"op\": \"reserve\", \"cost\": 2, \"max_wait_ns\": 5000000}
-  and writes one decision per event, in order, to stdout. Time comes from the
-  events. --rate is in units per second (2, 0.5, 2.5e6). --summary prints
-  per-key allowed/denied counts to stderr. With --backend redis the state is
-  kept in Redis under a fresh prefix (or --prefix P, to continue a replay).
+use crate::args::{Cli, Command};
 
-  ratelimit inspect --redis-url URL [--prefix P]
-                    [--algorithm token-bucket|leaky-bucket --capacity C --rate R] KEY
-
-  Prints one Redis key's state as one JSON line: tat, server time, TTL,
-  time until reset, and tokens or level given the limit.
-";
+/// Why a command failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The command line asks for something impossible: exit status 2, in
+    /// clap's format.
+    Usage(String),
+    /// The input, Redis or the output failed: exit status 1.
+    Runtime(String),
+}
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    match argv.first().map(String::as_str) {
-        Some("replay") => match args::ReplayArgs::parse(&argv[1..]) {
-            Ok(Some(options)) => replay::run(&options),
-            Ok(None) => {
-                print!("{USAGE}");
-                ExitCode::SUCCESS
-            }
-            Err(message) => usage_error(&message),
-        },
-        Some("inspect") => redis::inspect(&argv[1..]),
-        Some("help" | "--help" | "-h") => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let (name, result) = match &cli.command {
+        Command::Replay(args) => (
+            "replay",
+            args.validate()
+                .map_err(Failure::Usage)
+                .and_then(|options| replay::run(&options)),
+        ),
+        Command::Inspect(args) => ("inspect", inspect::run(args).map(|line| println!("{line}"))),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "ratelimit", &mut io::stdout());
+            ("completions", Ok(()))
         }
-        Some(other) => usage_error(&format!("unknown command {other:?}")),
-        None => usage_error("a command is required"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            let mut command = Cli::command();
+            command.build();
+            let sub = command
+                .find_subcommand_mut(name)
+                .expect("every command has its subcommand");
+            let error = sub.error(ErrorKind::ValueValidation, message);
+            let _ = error.print();
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("error: {}", printable_message(&message));
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("error: {message}\n\n{USAGE}");
-    ExitCode::from(2)
+/// A message with every non-printable character escaped, so that text from
+/// Redis or the input cannot drive the terminal. Backslashes are left
+/// alone: the replay's messages already escape their input.
+fn printable_message(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| match c {
+            '\\' => "\\".to_owned(),
+            c => printable(c.encode_utf8(&mut [0; 4])).into_owned(),
+        })
+        .collect()
 }

@@ -1,52 +1,63 @@
-//! `ratelimit replay`: the events on stdin through the chosen backend.
+//! `ratelimit replay`: the events on stdin through the chosen backend, the
+//! decisions to stdout (buffered), the summary to stderr (buffered).
 
-use std::io::{self, BufWriter};
-use std::process::ExitCode;
+use std::io::{self, BufWriter, Write};
 
-use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
+use ratelimit_core::{AlgorithmKind, LeakyBucket, Shaping, TokenBucket};
 use ratelimit_replay::{Backend, Memory, Replayable, Summary};
 
-use crate::args::{BackendKind, ReplayArgs};
+use crate::Failure;
+use crate::args::Replay;
+use crate::redis::RedisReplay;
 
-/// The in-memory limiter for a replay. A simulation never refuses a key
-/// for want of room: the bound on keys protects servers, not replays.
-fn memory<A: Replayable>(algorithm: A) -> Memory<A> {
-    Memory::new(algorithm, usize::MAX)
+/// The output buffers: large enough that writing costs a system call per
+/// 64 KiB, not per line.
+const BUFFER_BYTES: usize = 1 << 16;
+
+/// Runs the replay.
+pub(crate) fn run(options: &Replay<'_>) -> Result<(), Failure> {
+    match options.algorithm {
+        AlgorithmKind::TokenBucket => with(TokenBucket::new(options.quota), options),
+        AlgorithmKind::LeakyBucket => with(LeakyBucket::new(options.quota), options),
+        // `--algorithm` accepts the buckets only (see `args`).
+        kind => Err(Failure::Usage(format!(
+            "{kind} is not available in the CLI yet"
+        ))),
+    }
 }
 
-/// Runs the replay and reports how it ended.
-pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
-    let result = match (&args.backend, args.algorithm) {
-        (BackendKind::Memory, AlgorithmKind::TokenBucket) => {
-            drive(&mut memory(TokenBucket::new(args.quota)), args.summary)
-        }
-        (BackendKind::Memory, AlgorithmKind::LeakyBucket) => {
-            drive(&mut memory(LeakyBucket::new(args.quota)), args.summary)
-        }
-        (BackendKind::Redis, _) => crate::redis::replay(args),
-        (_, kind) => Err(format!("{kind} is not available in the CLI yet")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
+fn with<A: Replayable + Shaping>(algorithm: A, options: &Replay<'_>) -> Result<(), Failure> {
+    match options.redis {
+        // A simulation never refuses a key for want of room: the bound on
+        // keys protects servers, not replays.
+        None => drive(&mut Memory::new(algorithm, usize::MAX), options.summary),
+        Some((url, prefix)) => {
+            let mut backend = RedisReplay::open(algorithm, url, prefix).map_err(|e| {
+                if e.is_redis_failure() {
+                    Failure::Runtime(e.to_string())
+                } else {
+                    Failure::Usage(e.to_string())
+                }
+            })?;
+            drive(&mut backend, options.summary)
         }
     }
 }
 
 /// Replays stdin through `backend` to stdout, then prints the summary.
-pub(crate) fn drive<B: Backend>(backend: &mut B, summary: bool) -> Result<(), String> {
+fn drive<B: Backend>(backend: &mut B, summary: bool) -> Result<(), Failure> {
     let mut counts = Summary::default();
-    let stdout = io::stdout();
     let result = ratelimit_replay::replay(
         backend,
         io::stdin().lock(),
-        BufWriter::new(stdout.lock()),
+        BufWriter::with_capacity(BUFFER_BYTES, io::stdout().lock()),
         summary.then_some(&mut counts),
     );
     if summary {
-        eprint!("{counts}");
+        let mut stderr = BufWriter::with_capacity(BUFFER_BYTES, io::stderr().lock());
+        write!(stderr, "{counts}")
+            .and_then(|()| stderr.flush())
+            .map_err(|e| Failure::Runtime(format!("cannot write the summary: {e}")))?;
     }
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| Failure::Runtime(e.to_string()))
 }

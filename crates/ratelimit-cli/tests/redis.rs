@@ -8,8 +8,8 @@ mod common;
 
 use std::net::TcpListener;
 
-use common::ratelimit;
-use ratelimit_replay::load_scenarios;
+use common::{ratelimit, text};
+use ratelimit_replay::{BUCKET_FILES, load_scenarios};
 use ratelimit_testkit::RedisServer;
 
 #[test]
@@ -17,26 +17,20 @@ fn replay_redis_prints_what_memory_prints() {
     let server = RedisServer::start();
     let url = server.url();
     let mut compared = 0;
-    for file in ["scenarios-us.jsonl.gz", "scenarios-ns.jsonl.gz"] {
+    for file in BUCKET_FILES {
         // Every fourth scenario keeps the run short; the crate's own parity
         // test runs them all.
         for s in load_scenarios(file).unwrap().iter().step_by(4) {
-            let input: String = s
-                .events
-                .iter()
-                .map(|e| serde_json::to_string(e).unwrap() + "\n")
-                .collect();
-            let (rate, capacity) = (
-                s.rate.as_ref().expect("a bucket scenario").to_string(),
-                s.capacity.to_string(),
-            );
+            let input = s.input();
+            let capacity = s.capacity.to_string();
+            let [rate_flag, rate] = s.limit_args();
             let common = [
                 "replay",
                 "--algorithm",
                 &s.algorithm,
                 "--capacity",
                 &capacity,
-                "--rate",
+                &rate_flag,
                 &rate,
                 "--summary",
             ];
@@ -61,15 +55,19 @@ fn replay_redis_prints_what_memory_prints() {
     assert_eq!(compared, 45);
 }
 
-#[test]
-fn replay_redis_errors_are_clear() {
-    // Nothing listens on this port.
+/// A URL where no Redis listens (a port just freed).
+fn unreachable_url() -> String {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let url = format!("redis://127.0.0.1:{port}/");
+    format!("redis://127.0.0.1:{port}/")
+}
+
+#[test]
+fn replay_redis_errors_are_clear() {
+    let url = unreachable_url();
     let out = ratelimit(
         &[
             "replay",
@@ -86,12 +84,62 @@ fn replay_redis_errors_are_clear() {
         ],
         "{\"t_ns\": 1, \"key\": \"a\", \"op\": \"check\"}\n",
     );
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("line 1: backend error: cannot connect to Redis"),
+        err.starts_with("error: line 1: backend error: cannot connect to Redis"),
         "{err}"
     );
+}
+
+/// `inspect` told a runtime failure (Redis down) from a usage error by
+/// exiting 2 for both: now 1 for the first, 2 only for the second.
+#[test]
+fn inspect_exit_status_tells_runtime_from_usage() {
+    let down = ratelimit(&["inspect", "--redis-url", &unreachable_url(), "k"], "");
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down.stderr));
+    assert!(
+        text(&down.stderr).starts_with("error: cannot connect to Redis"),
+        "{}",
+        text(&down.stderr)
+    );
+    assert!(down.stdout.is_empty());
+    // Usage errors, found by clap or after parsing (no Redis is contacted).
+    for args in [
+        &["inspect", "k"][..],
+        &["inspect", "--redis-url", "redis://127.0.0.1:1/"],
+        &["inspect", "--redis-url", "redis://127.0.0.1:1/", "a", "b"],
+        &[
+            "inspect",
+            "--redis-url",
+            "redis://127.0.0.1:1/",
+            "--capacity",
+            "3",
+            "k",
+        ],
+        &[
+            "inspect",
+            "--redis-url",
+            "redis://127.0.0.1:1/",
+            "--capacity",
+            "0",
+            "--rate",
+            "1",
+            "k",
+        ],
+        &["inspect", "--redis-url", "not a url", "k"],
+    ] {
+        let out = ratelimit(args, "");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains("Usage: ratelimit inspect"), "{args:?}: {err}");
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use core::time::Duration;
 
 use crate::any::AnyAlgorithm;
 use crate::decision::{Decision, Reason, Reservation};
+use crate::divisor::duration;
 use crate::error::{InsufficientCapacity, UnknownAlgorithm};
 use crate::quota::Quota;
 use crate::reconfigure::Strategy;
@@ -154,7 +155,7 @@ impl<A: Algorithm, D> Verdict<A, D> {
 
     #[inline]
     fn reset_after(&self) -> Duration {
-        Duration::from_nanos(self.algorithm.reset_after_ns(self.state, self.now))
+        duration(self.algorithm.reset_after_ns(self.state, self.now))
     }
 }
 
@@ -188,7 +189,7 @@ impl Answer for Decision {
         Decision {
             allowed: v.allowed,
             remaining: v.algorithm.remaining(v.state, v.now),
-            retry_after: v.retry_after.map(Duration::from_nanos),
+            retry_after: v.retry_after.map(duration),
             reset_after: v.reset_after(),
             limit: v.algorithm.limit(),
             reason: Reason::Quota,
@@ -201,14 +202,14 @@ impl Answer for Reservation {
     fn from_verdict<A: Algorithm>(v: &Verdict<A, Self>) -> Self {
         if v.allowed {
             Reservation::Admitted {
-                wait: Duration::from_nanos(v.wait),
+                wait: duration(v.wait),
                 reset_after: v.reset_after(),
                 limit: v.algorithm.limit(),
                 reason: Reason::Quota,
             }
         } else {
             Reservation::Rejected {
-                retry_after: v.retry_after.map(Duration::from_nanos),
+                retry_after: v.retry_after.map(duration),
                 reset_after: v.reset_after(),
                 limit: v.algorithm.limit(),
                 reason: Reason::Quota,

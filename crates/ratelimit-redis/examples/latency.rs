@@ -40,12 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pooled = time(n, || {
         let _ = limiter.check("k").unwrap();
     });
-    let mut session = limiter.session()?;
-    let held = time(n, || {
-        let _ = session.check("k").unwrap();
-    });
     let stats: String = redis::cmd("INFO").arg("commandstats").query(&mut raw)?;
-    println!("p50: PING {ping:?}, check (pool) {pooled:?}, check (held) {held:?}");
+    println!("p50: PING {ping:?}, check (pool) {pooled:?}");
     for line in stats
         .lines()
         .filter(|l| l.contains("evalsha") || l.contains("ping"))

@@ -5,8 +5,8 @@
 -- ARGV[1..4]  the common arguments (common.lua): now, TTL margin, T, tau
 -- ARGV[4+i]   the cost for KEYS[i], 0 <= cost <= C
 --
--- Reply: 4 * n integers, for each key in order:
---        allowed (0/1), remaining, retry_after_ns (-1: none), reset_after_ns
+-- Reply: 5 * n integers, for each key in order: allowed (0/1), remaining,
+--        retry_after_ns (-1: none), reset_after_ns, repaired (0/1)
 -- Time source: one reading of the server's TIME for the whole batch when
 -- ARGV[1] is empty, else ARGV[1].
 
@@ -15,7 +15,7 @@ local T, tau = tonumber(ARGV[3]), tonumber(ARGV[4])
 local reply = {}
 for i = 1, #KEYS do
   local d = police(KEYS[i], tonumber(ARGV[4 + i]), T, tau, now_s, now_lo, client)
-  for j = 1, 4 do
+  for j = 1, 5 do
     reply[#reply + 1] = d[j]
   end
 end

@@ -1,14 +1,16 @@
 -- common.lua: the helpers every script of ratelimit-redis starts with
 -- (prepended by script.rs; not a script on its own).
 --
--- Units: nanoseconds, as in SEMANTICS.md. A stored state is the decimal text
+-- Units: nanoseconds, as in docs/semantics.md. A stored state is the decimal text
 -- of `tat` (nanoseconds since the epoch of the clock in use). Lua numbers are
 -- doubles, exact only below 2^53, and `tat` since 1970 is about 2^61: so an
 -- absolute time is always handled as two exact parts, whole seconds and
 -- nanoseconds within the second, and every GCRA quantity is taken relative to
 -- `now` (`tat - now`, `T`, `tau`, waits), where it is far below 2^53.
--- script.rs refuses quotas with tau >= 2^53 ns (about 104 days), and a state
--- more than 2^53 ns ahead of `now` is treated as 2^53 ns ahead (stricter).
+-- script.rs refuses quotas with tau >= 2^53 ns (about 104 days). No script
+-- writes a state more than 2^53 ns ahead of its `now` (the horizon): one
+-- found beyond it is corrupt, like a value that is not a decimal state, and
+-- is rewritten as fully consumed (see `load_rel` and `settle`).
 --
 -- Common ARGV of every script:
 --   ARGV[1] now: '' = the server's TIME (microseconds), or the caller's time
@@ -16,7 +18,8 @@
 --   ARGV[2] TTL margin in milliseconds added under client time
 --   ARGV[3] T, the emission interval in ns   (1 <= T < 2^53)
 --   ARGV[4] tau = C * T in ns                 (T <= tau < 2^53)
--- Reply integers: -1 stands for "none" (retry_after: None).
+-- Reply integers: -1 stands for "none" (retry_after: None); `repaired` is 1
+-- when the stored state was corrupt and was rewritten as fully consumed.
 
 local LIMIT = 9007199254740992 -- 2^53
 local NS = 1000000000
@@ -57,24 +60,33 @@ local function clock()
   return s, lo, true
 end
 
--- tat - now for the state under `key`: exact when below 2^53 in magnitude,
--- clamped to +-2^53 otherwise. A missing key has tat = 0 (in the past).
-local function load_rel(key, now_s, now_lo)
-  local v = redis.call('GET', key)
+-- The state under `key` as (tat - now, corrupt). tat - now is exact when
+-- below 2^53 in magnitude; a state 2^53 ns or more in the past is read as
+-- -2^53 (equivalent to a missing key, which has tat = 0). A corrupt state
+-- reads as fully consumed (tat - now = tau) with corrupt = true, and the
+-- caller rewrites it so (see `settle`): a value that is not a decimal
+-- state, a key of another type (GET fails), or a tat more than 2^53 ns
+-- ahead of now, which no script ever writes (the horizon).
+local function load_rel(key, now_s, now_lo, tau)
+  local v = redis.pcall('GET', key)
   if not v then
-    return -LIMIT
+    return -LIMIT, false
   end
   local s, lo = split(v)
   if not s then
-    error('ratelimit: a key under the prefix holds a value that is not a rate-limit state')
+    return tau, true
   end
   local ds = s - now_s
-  if ds > 9007198 then
-    return LIMIT
+  if ds > 9007199 then
+    return tau, true
   elseif ds < -9007198 then
-    return -LIMIT
+    return -LIMIT, false
   end
-  return ds * NS + (lo - now_lo)
+  local rel = ds * NS + (lo - now_lo)
+  if rel > LIMIT then
+    return tau, true
+  end
+  return rel, false
 end
 
 -- now + rel as (seconds, nanoseconds), or nil when past u64::MAX ns
@@ -111,37 +123,55 @@ local function store(key, rel, s, lo, client)
   return text
 end
 
--- check(key, cost): policing. Returns {allowed, remaining, retry_after, reset_after}.
+-- Writes what a call decided: the admitted state (admitted, cost > 0),
+-- else the repaired one when the stored state was corrupt (fully consumed,
+-- tat = now + tau, expiring as any state does: it heals within tau). Returns
+-- the text stored, or '' when nothing was stored.
+local function settle(key, admitted, new, s, lo, corrupt, tau, now_s, now_lo, client)
+  if admitted then
+    return store(key, new, s, lo, client)
+  end
+  if corrupt then
+    local rs, rlo = absolute(tau, now_s, now_lo)
+    if rs then
+      store(key, tau, rs, rlo, client)
+    else
+      redis.call('DEL', key)
+    end
+  end
+  return ''
+end
+
+-- check(key, cost): policing. Returns {allowed, remaining, retry_after,
+-- reset_after, repaired}.
 local function police(key, cost, T, tau, now_s, now_lo, client)
-  local rel = load_rel(key, now_s, now_lo)
+  local rel, corrupt = load_rel(key, now_s, now_lo, tau)
   local base = rel
   if base < 0 then
     base = 0
   end
-  local new = base + cost * T
-  local over = new - tau
-  if over < 0 then
-    over = 0
-  end
-  local allowed, state, retry = 0, base, -1
+  -- new - tau, exact: base <= 2^53 and cost * T <= tau < 2^53, so it is at
+  -- most base; new itself is only formed when it is at most tau.
+  local over = (base - tau) + cost * T
+  local allowed, state, retry = 0, base, over
   local s, lo = nil, nil
-  if new <= LIMIT then
-    s, lo = absolute(new, now_s, now_lo)
+  if over <= 0 then
+    s, lo = absolute(base + cost * T, now_s, now_lo)
+    if s then
+      allowed, state, retry = 1, base + cost * T, -1
+    else
+      -- The state would pass u64::MAX ns: refused, as the core does.
+      retry = -1
+    end
   end
-  if not s then
-    -- The state would not fit: refused, as the core does.
-    allowed, state, retry = 0, base, -1
-  elseif over == 0 then
-    allowed, state, retry = 1, new, -1
-  else
-    allowed, state, retry = 0, base, over
-  end
-  if allowed == 1 and cost > 0 then
-    store(key, new, s, lo, client)
-  end
+  settle(key, allowed == 1 and cost > 0, state, s, lo, corrupt, tau, now_s, now_lo, client)
   local remaining = 0
   if state < tau then
     remaining = idiv(tau - state, T)
   end
-  return { allowed, remaining, retry, state }
+  local repaired = 0
+  if corrupt then
+    repaired = 1
+  end
+  return { allowed, remaining, retry, state, repaired }
 end

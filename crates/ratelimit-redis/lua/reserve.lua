@@ -1,4 +1,4 @@
--- reserve.lua: shaping, `reserve(key, cost, max_wait)` of SEMANTICS.md.
+-- reserve.lua: shaping, `reserve(key, cost, max_wait)` of docs/semantics.md.
 --
 -- KEYS[1]  the state key (prefix|key)
 -- ARGV[1..4] the common arguments (common.lua): now, TTL margin, T, tau
@@ -8,12 +8,13 @@
 --          max_wait >= 2^53, which no wait here can reach)
 --
 -- Reply: {allowed (0/1), wait_ns, retry_after_ns (-1: none), reset_after_ns,
---         tat}: the last slot is the text of the state this call stored
---         (the canonical decimal of the new tat in ns), '' when it stored
---         nothing; `cancel.lua` takes it to undo exactly this reservation.
+--         repaired (0/1), tat}: the last slot is the text of the state this
+--         call stored (the canonical decimal of the new tat in ns), '' when
+--         it stored nothing; `cancel.lua` takes it to undo exactly this
+--         reservation. `repaired` as in check.lua.
 -- Time source: the server's TIME when ARGV[1] is empty, else ARGV[1].
 -- Writes: SET with PXAT (server time) or PX (client time) when admitted and
--- cost > 0; nothing otherwise.
+-- cost > 0, or when repairing a corrupt state; nothing otherwise.
 
 local now_s, now_lo, client = clock()
 local T, tau = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -25,26 +26,23 @@ if ARGV[7] ~= '' then
 end
 local key = KEYS[1]
 
-local rel = load_rel(key, now_s, now_lo)
+local rel, corrupt = load_rel(key, now_s, now_lo, tau)
+local repaired = 0
+if corrupt then
+  repaired = 1
+end
 local base = rel
 if base < 0 then
   base = 0
 end
-local new = base + cost * T
-local s, lo = nil, nil
-if new <= LIMIT then
-  s, lo = absolute(new, now_s, now_lo)
-end
-if not s then
-  -- The state would not fit: refused, as the core does.
-  return { 0, 0, -1, base, '' }
-end
+-- new - tau, exact (see `police`).
+local over = (base - tau) + cost * T
 
 local wait, retry
 if leaky then
   -- The request departs once the queue ahead of it has drained.
   wait = base
-  local over_queue = new - tau
+  local over_queue = over
   if over_queue < 0 then
     over_queue = 0
   end
@@ -54,7 +52,7 @@ if leaky then
   end
   retry = math.max(over_queue, over_wait)
 else
-  wait = new - tau
+  wait = over
   if wait < 0 then
     wait = 0
   end
@@ -64,11 +62,19 @@ else
   end
 end
 
-if retry > 0 then
-  return { 0, 0, retry, base, '' }
+local s, lo = nil, nil
+if retry == 0 and over <= LIMIT - tau then
+  s, lo = absolute(base + cost * T, now_s, now_lo)
 end
-local stored = ''
-if cost > 0 then
-  stored = store(key, new, s, lo, client)
+if retry > 0 or not s then
+  settle(key, false, 0, nil, nil, corrupt, tau, now_s, now_lo, client)
+  if retry > 0 then
+    return { 0, 0, retry, base, repaired, '' }
+  end
+  -- The state would not fit (beyond 2^53 ns ahead, or past u64::MAX ns):
+  -- refused, as the core does at the end of time.
+  return { 0, 0, -1, base, repaired, '' }
 end
-return { 1, wait, -1, new, stored }
+local new = base + cost * T
+local stored = settle(key, cost > 0, new, s, lo, corrupt, tau, now_s, now_lo, client)
+return { 1, wait, -1, new, repaired, stored }

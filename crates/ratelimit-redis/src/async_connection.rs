@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::calls::Call;
 use crate::error::RedisLimitError;
-use crate::pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT};
+use crate::pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, resolves};
+use crate::script::Call;
 
 /// One multiplexed, self-reconnecting connection to a Redis, shared by
 /// every async limiter and task that uses it (cloning is cheap).
@@ -108,10 +108,12 @@ impl AsyncRedisConnectionBuilder {
         self
     }
 
-    /// Makes the connection. A Redis that is down is not an error (calls
-    /// fail with `Connect` until it is up: the connection is remade at each
-    /// failing call); a URL that cannot be parsed, or credentials the
-    /// server refuses, are.
+    /// Makes the connection, after a probe of the configuration: a URL
+    /// that cannot be parsed, a host name that does not resolve,
+    /// credentials the server refuses and a database index it does not
+    /// have are errors. A Redis that is down is not (calls fail with
+    /// `Connect` until it is up: the connection is remade at each failing
+    /// call).
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -123,6 +125,7 @@ impl AsyncRedisConnectionBuilder {
         }
         let client = redis::Client::open(self.url.as_str())
             .map_err(|e| RedisLimitError::InvalidOption(e.to_string()))?;
+        resolves(client.get_connection_info())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(self.response_timeout)
@@ -132,12 +135,13 @@ impl AsyncRedisConnectionBuilder {
             .set_number_of_retries(0);
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(RedisLimitError::from_connect)?;
-        // Wrong credentials are a configuration error: find out now.
+        // Wrong credentials or database are configuration errors: find out
+        // now.
         let mut probe = manager.clone();
         let ping = probe.send_packed_command(&redis::cmd("PING")).await;
         if let Err(e) = ping {
             let err = RedisLimitError::from_connect(e);
-            if matches!(err, RedisLimitError::Authentication(_)) {
+            if err.is_misconfiguration() {
                 return Err(err);
             }
         }

@@ -1,6 +1,6 @@
 //! What a limiter is told beyond its quota: where time comes from
-//! ([`TimeSource`]) and what to answer when Redis fails
-//! ([`FailurePolicy`]).
+//! ([`TimeSource`]), what to answer when Redis fails ([`FailurePolicy`]),
+//! and when to stop asking it ([`CircuitBreaker`]).
 
 use core::time::Duration;
 
@@ -40,11 +40,15 @@ impl TimeSource {
 }
 
 /// What a limiter answers when Redis fails (cannot connect, times out,
-/// loses the connection, is out of memory, fails the script).
+/// loses the connection, is out of memory, fails the script), and while
+/// the [`CircuitBreaker`] is open.
 ///
 /// The decision says which path produced it in its `reason`
 /// (`Reason::FailOpen`, `Reason::FailClosed`, `Reason::Fallback`);
-/// see docs/redis.md for the trade-offs.
+/// see docs/redis.md for the trade-offs. A misconfiguration (credentials
+/// refused, unknown database, missing permissions) is never answered by
+/// the policy: it is returned as an error on every call, so that it cannot
+/// hide behind the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum FailurePolicy {
@@ -63,4 +67,59 @@ pub enum FailurePolicy {
     /// `N ×` the quota gets through while Redis is down, and the local
     /// state is forgotten when Redis is back.
     Fallback,
+}
+
+/// The circuit breaker of a limiter: after `failures` calls in a row that
+/// could not reach Redis (connect errors, timeouts, lost connections), stop
+/// calling it for `cool_down` and answer every call at once with the
+/// failure policy; then let one call through as a probe (half-open), and
+/// close on its success (reopen on its failure).
+///
+/// The default: 5 failures, 1 s of cool-down. While Redis is down, a call
+/// then costs nothing but the policy's answer, and one call per cool-down
+/// pays the connect timeout as the probe. Errors that Redis answered (out
+/// of memory, a script error) show it is up and do not count.
+///
+/// ```
+/// use std::time::Duration;
+/// use ratelimit_redis::CircuitBreaker;
+///
+/// let breaker = CircuitBreaker::new(3, Duration::from_millis(500));
+/// assert_eq!(breaker.failures(), 3);
+/// assert_eq!(CircuitBreaker::default(), CircuitBreaker::new(5, Duration::from_secs(1)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    failures: u32,
+    cool_down: Duration,
+}
+
+impl CircuitBreaker {
+    /// Opens after `failures` consecutive failures (at least 1), for
+    /// `cool_down` (more than zero); checked when the limiter is built.
+    #[must_use]
+    pub const fn new(failures: u32, cool_down: Duration) -> Self {
+        Self {
+            failures,
+            cool_down,
+        }
+    }
+
+    /// The consecutive failures that open the circuit.
+    #[must_use]
+    pub const fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// How long the circuit stays open before a probe.
+    #[must_use]
+    pub const fn cool_down(&self) -> Duration {
+        self.cool_down
+    }
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self::new(5, Duration::from_secs(1))
+    }
 }

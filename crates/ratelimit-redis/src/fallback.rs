@@ -1,19 +1,22 @@
 //! The local limiter of [`FailurePolicy::Fallback`](crate::FailurePolicy):
 //! the memory backend's [`KeyedLimiter`] with the same algorithm and quota,
-//! on this process's monotonic clock, keyed by the full Redis key. It is
-//! built on the first failure and only consulted while Redis fails; its
-//! bound on keys is the memory backend's default.
+//! on the limiter's monotonic clock, keyed by the full Redis key (bounded in
+//! bytes: keys are at most `max_key_len` bytes, or hashed). It is built on
+//! the first failure and only consulted while Redis fails; its bound on
+//! keys is the memory backend's default.
 
 use core::time::Duration;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use ratelimit_core::{Decision, InsufficientCapacity, Reason, Reservation, Shaping};
+use ratelimit_core::{Clock, Decision, InsufficientCapacity, Reason, Reservation, Shaping};
 use ratelimit_memory::KeyedLimiter;
 
+/// The clock of the breaker, the log gates and the fallback.
+pub(crate) type SharedClock = Arc<dyn Clock + Send + Sync>;
+
 /// Built lazily: most limiters never need it.
-#[derive(Debug)]
 pub(crate) struct Fallback<A: Shaping> {
-    limiter: OnceLock<KeyedLimiter<Vec<u8>, A>>,
+    limiter: OnceLock<KeyedLimiter<Vec<u8>, A, SharedClock>>,
 }
 
 impl<A: Shaping> Default for Fallback<A> {
@@ -25,19 +28,31 @@ impl<A: Shaping> Default for Fallback<A> {
 }
 
 impl<A: Shaping> Fallback<A> {
-    fn limiter(&self, algorithm: &A) -> &KeyedLimiter<Vec<u8>, A> {
-        self.limiter
-            .get_or_init(|| KeyedLimiter::with_algorithm(*algorithm))
+    fn limiter(
+        &self,
+        algorithm: &A,
+        clock: &SharedClock,
+    ) -> &KeyedLimiter<Vec<u8>, A, SharedClock> {
+        self.limiter.get_or_init(|| {
+            KeyedLimiter::builder(*algorithm)
+                .clock(Arc::clone(clock))
+                // The Redis key (prefix and key) is bounded by the limiter
+                // before it gets here; the memory default (256) would cut
+                // a long prefix's keys.
+                .max_key_len(usize::MAX)
+                .build()
+        })
     }
 
     /// The local answer to `check`, marked [`Reason::Fallback`].
     pub(crate) fn check(
         &self,
         algorithm: &A,
+        clock: &SharedClock,
         redis_key: &[u8],
         cost: u64,
     ) -> Result<Decision, InsufficientCapacity> {
-        self.limiter(algorithm)
+        self.limiter(algorithm, clock)
             .check_n(redis_key, cost)
             .map(|d| Decision {
                 reason: Reason::Fallback,
@@ -49,11 +64,12 @@ impl<A: Shaping> Fallback<A> {
     pub(crate) fn reserve(
         &self,
         algorithm: &A,
+        clock: &SharedClock,
         redis_key: &[u8],
         cost: u64,
         max_wait_ns: Option<u64>,
     ) -> Result<Reservation, InsufficientCapacity> {
-        self.limiter(algorithm)
+        self.limiter(algorithm, clock)
             .reserve(redis_key, cost, max_wait_ns.map(Duration::from_nanos))
             .map(|r| match r {
                 Reservation::Admitted {

@@ -5,12 +5,15 @@
 mod async_connection;
 #[cfg(feature = "tokio")]
 mod async_limiter;
-mod calls;
+mod breaker;
 mod config;
 mod error;
 mod fallback;
 mod key;
+mod keyspace;
 mod limiter;
+mod observe;
+mod op;
 mod pool;
 mod reply;
 mod script;
@@ -19,15 +22,19 @@ mod script;
 pub use crate::async_connection::{AsyncRedisConnection, AsyncRedisConnectionBuilder};
 #[cfg(feature = "tokio")]
 pub use crate::async_limiter::{AsyncLeakyBucketRedis, AsyncRedisLimiter, AsyncTokenBucketRedis};
-pub use crate::config::{DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
+pub use crate::config::{CircuitBreaker, DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
 pub use crate::error::RedisLimitError;
+pub use crate::key::RedisKey;
+pub use crate::keyspace::DEFAULT_MAX_KEY_LEN;
 pub use crate::limiter::{
-    KeyState, LeakyBucketRedis, RedisLimiter, RedisLimiterBuilder, Session, TokenBucketRedis,
+    LeakyBucketRedis, RedisLimiter, RedisLimiterBuilder, TokenBucketRedis, Transport,
 };
+pub use crate::observe::{Health, Stats};
 pub use crate::pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT, RedisPool,
     RedisPoolBuilder,
 };
+pub use crate::reply::KeyState;
 pub use ratelimit_core::{
     AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reason, Reservation,
     TokenBucket,

@@ -1,22 +1,28 @@
-//! The limiters: [`RedisLimiter`] over any [`Algorithm`], with the
-//! [`TokenBucketRedis`] and [`LeakyBucketRedis`] shorthands, their builder,
-//! and [`Session`], a limiter on a held connection.
+//! [`RedisLimiter`]: one limiter type over a bucket algorithm ([`Shaping`]) and either
+//! connection, its builder, and its blocking calls on a [`RedisPool`]; the
+//! `async` calls on an `AsyncRedisConnection` are in `async_limiter.rs`.
+//! Both only send the calls of the operations in `op.rs`.
 
+use core::marker::PhantomData;
 use core::time::Duration;
 use std::sync::Arc;
 
 use ratelimit_core::{
-    AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation, Shaping,
-    TokenBucket,
+    AllowResult, Clock, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation,
+    Shaping, TokenBucket,
 };
-use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
+use ratelimit_memory::MonotonicClock;
 
-use crate::calls::{Call, Core, duration_ns};
-use crate::config::{FailurePolicy, TimeSource};
+use crate::config::{CircuitBreaker, FailurePolicy, TimeSource};
 use crate::error::RedisLimitError;
-use crate::key::DEFAULT_PREFIX;
-use crate::pool::{Pooled, RedisPool};
-use crate::script::Now;
+use crate::fallback::SharedClock;
+use crate::key::RedisKey;
+use crate::keyspace::{DEFAULT_MAX_KEY_LEN, DEFAULT_PREFIX, KeySpace, Secret};
+use crate::observe::{Health, Stats};
+use crate::op::{Engine, Op, Request, Settings, duration_ns};
+use crate::pool::RedisPool;
+use crate::reply::KeyState;
+use crate::script;
 
 /// A token bucket in Redis: bursts up to the capacity, refilled at the
 /// rate; `reserve` borrows from the future.
@@ -26,19 +32,74 @@ pub type TokenBucketRedis = RedisLimiter<TokenBucket>;
 /// `reserve` spaces requests one interval apart.
 pub type LeakyBucketRedis = RedisLimiter<LeakyBucket>;
 
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What a [`RedisLimiter`] sends its calls on: a [`RedisPool`] (blocking
+/// calls) or an `AsyncRedisConnection` (`async` calls, feature `tokio`).
+/// Sealed: the crate implements it for these two only.
+pub trait Transport: sealed::Sealed + Clone + core::fmt::Debug + Send + Sync + 'static {
+    /// Whether this reaches a Redis Cluster (batches split by hash slot).
+    #[doc(hidden)]
+    fn is_cluster_transport(&self) -> bool;
+}
+
+impl sealed::Sealed for RedisPool {}
+
+impl Transport for RedisPool {
+    fn is_cluster_transport(&self) -> bool {
+        self.is_cluster()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl sealed::Sealed for crate::AsyncRedisConnection {}
+
+#[cfg(feature = "tokio")]
+impl Transport for crate::AsyncRedisConnection {
+    fn is_cluster_transport(&self) -> bool {
+        false
+    }
+}
+
 /// A keyed rate limiter whose state lives in Redis, shared by every process
 /// that uses the same Redis, prefix and quota. Cloning is cheap and shares
 /// everything.
 ///
+/// One type, two ways to send: `RedisLimiter<A>` (the default, on a
+/// [`RedisPool`]) makes blocking calls; [`AsyncRedisLimiter<A>`](crate::AsyncRedisLimiter)
+/// (`RedisLimiter<A, AsyncRedisConnection>`, feature `tokio`) makes the
+/// same calls as `async fn`s, plus `acquire`. Both are built by the same
+/// [`builder`](Self::builder) and decide exactly alike: they build each
+/// script call, decode each reply and apply the failure policy and the
+/// circuit breaker in one shared, I/O-free core.
+///
 /// Every call is one script run (one round trip), atomic in Redis. Methods
-/// return `Err` for what the caller must fix (a cost above the capacity)
-/// and, under [`FailurePolicy::ReturnError`], for Redis failures; other
-/// policies turn Redis failures into decisions whose `reason` says so.
-pub struct RedisLimiter<A: Shaping> {
-    inner: Arc<Inner<A>>,
+/// return `Err` for what the caller must fix (a cost above the capacity, a
+/// key too long), for misconfigurations, and under
+/// [`FailurePolicy::ReturnError`] for Redis failures; other policies turn
+/// Redis failures into decisions whose `reason` says so.
+///
+/// Keys are anything [`RedisKey`]: strings, bytes, integers, IP and socket
+/// addresses, tuples of these.
+///
+/// ```no_run
+/// use ratelimit_redis::{RedisPool, TokenBucketRedis};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = TokenBucketRedis::new(100, 10.0, RedisPool::open("redis://127.0.0.1/")?)?;
+/// let ip: std::net::IpAddr = "192.0.2.7".parse()?;
+/// assert!(limiter.check(&ip)?.allowed);
+/// assert!(limiter.check(&("tenant-7", 42u64))?.allowed);
+/// # Ok(())
+/// # }
+/// ```
+pub struct RedisLimiter<A: Shaping, C = RedisPool> {
+    inner: Arc<Inner<A, C>>,
 }
 
-impl<A: Shaping> Clone for RedisLimiter<A> {
+impl<A: Shaping, C> Clone for RedisLimiter<A, C> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -46,35 +107,51 @@ impl<A: Shaping> Clone for RedisLimiter<A> {
     }
 }
 
-struct Inner<A: Shaping> {
-    core: Core<A>,
-    pool: RedisPool,
+struct Inner<A: Shaping, C> {
+    engine: Engine<A>,
+    conn: C,
 }
 
-impl<A: Shaping> core::fmt::Debug for RedisLimiter<A> {
+impl<A: Shaping, C: core::fmt::Debug> core::fmt::Debug for RedisLimiter<A, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let core = &self.inner.core;
         f.debug_struct("RedisLimiter")
-            .field("algorithm", &core.algorithm)
-            .field("prefix", &core.prefix.as_str())
-            .field("time", &core.time)
-            .field("policy", &core.policy)
-            .field("pool", &self.inner.pool)
-            .finish_non_exhaustive()
+            .field("engine", &self.inner.engine)
+            .field("conn", &self.inner.conn)
+            .finish()
     }
 }
 
-/// Options of a [`RedisLimiter`]: prefix, time source, failure policy.
-#[derive(Debug, Clone)]
+/// Options of a [`RedisLimiter`]: prefix, key bytes, time source, failure
+/// policy, circuit breaker. `C` is the connection it will be built on,
+/// inferred from [`build`](Self::build)'s argument.
 #[must_use]
-pub struct RedisLimiterBuilder<A: Shaping> {
+pub struct RedisLimiterBuilder<A, C = RedisPool> {
     algorithm: A,
     prefix: String,
     time: TimeSource,
     policy: FailurePolicy,
+    breaker: Option<CircuitBreaker>,
+    max_key_len: usize,
+    secret: Option<Secret>,
+    clock: Option<SharedClock>,
+    conn: PhantomData<fn() -> C>,
 }
 
-impl<A: Shaping> RedisLimiterBuilder<A> {
+impl<A: Shaping, C> core::fmt::Debug for RedisLimiterBuilder<A, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RedisLimiterBuilder")
+            .field("algorithm", &self.algorithm)
+            .field("prefix", &self.prefix)
+            .field("time", &self.time)
+            .field("policy", &self.policy)
+            .field("breaker", &self.breaker)
+            .field("max_key_len", &self.max_key_len)
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Shaping, C: Transport> RedisLimiterBuilder<A, C> {
     /// The namespace of the limiter's keys (default `ratelimit`): every
     /// Redis key is `<prefix>|<key>`. Give each limiter (each quota) its own
     /// prefix. 1 to 256 bytes, without `|`, `{`, `}` or control characters.
@@ -95,134 +172,229 @@ impl<A: Shaping> RedisLimiterBuilder<A> {
         self
     }
 
-    /// Builds the limiter on `pool`. Nothing is sent to Redis yet.
-    pub fn build(self, pool: impl Into<RedisPool>) -> Result<RedisLimiter<A>, RedisLimitError> {
+    /// The circuit breaker (default: [`CircuitBreaker::default`], 5
+    /// failures in a row, 1 s of cool-down); `None` turns it off, so that
+    /// every call tries Redis and waits its timeouts while Redis is down.
+    pub fn circuit_breaker(mut self, breaker: Option<CircuitBreaker>) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The longest key accepted, in bytes of its [`RedisKey`] form
+    /// (default [`DEFAULT_MAX_KEY_LEN`], 256): a longer key is refused with
+    /// `KeyTooLong` before anything is sent, which bounds the bytes of
+    /// every Redis key (and of the fallback's keys) at the prefix plus this.
+    /// Ignored with [`hash_keys`](Self::hash_keys), whose keys all have the
+    /// same length.
+    pub fn max_key_len(mut self, max: usize) -> Self {
+        self.max_key_len = max;
+        self
+    }
+
+    /// Stores keys hashed: the Redis key of `key` is `<prefix>|` and the
+    /// first 16 bytes of HMAC-SHA-256(`secret`, key bytes) in lowercase hex
+    /// (32 digits), so API keys and other secrets never become Redis key
+    /// names, and keys of any length are accepted. A key with a hash tag
+    /// (`{tenant9}:login`) keeps a hashed tag, `{` + the first 8 bytes of
+    /// HMAC-SHA-256(`secret`, tag) in hex + `}`, so that related keys still
+    /// share a cluster slot.
+    ///
+    /// The secret: at least 16 bytes (32 random bytes are best), the same
+    /// in every process sharing the limits (in any language: Python's
+    /// `hmac.new(secret, key, "sha256").hexdigest()[:32]` gives the same
+    /// name), kept out of logs (`Debug` never shows it). Changing it starts
+    /// every key afresh (the old states expire within the quota's period).
+    pub fn hash_keys(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.secret = Some(Secret(secret.into()));
+        self
+    }
+
+    /// The monotonic clock of the circuit breaker's cool-down, the
+    /// fallback limiter and the rate of log lines (default: a
+    /// [`MonotonicClock`]); a test passes an `Arc<ManualClock>` to drive
+    /// them without sleeping. Decisions made by Redis never read it.
+    pub fn monotonic_clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Builds the limiter on `conn`: a [`RedisPool`] for a limiter of
+    /// blocking calls, an `AsyncRedisConnection` for `async` ones. Nothing
+    /// is sent to Redis (the pool or connection checked the configuration
+    /// when it was built).
+    pub fn build(self, conn: C) -> Result<RedisLimiter<A, C>, RedisLimitError> {
+        script::check_quota(self.algorithm.quota())?;
+        if let Some(b) = self.breaker {
+            if b.failures() == 0 || b.cool_down().is_zero() {
+                return Err(RedisLimitError::InvalidOption(
+                    "the circuit breaker needs at least 1 failure and a cool-down above zero"
+                        .to_owned(),
+                ));
+            }
+        }
+        let settings = Settings {
+            keys: KeySpace::new(&self.prefix, self.max_key_len, self.secret.as_ref())?,
+            algorithm: self.algorithm,
+            time: self.time,
+            policy: self.policy,
+            breaker: self.breaker,
+            clock: self
+                .clock
+                .unwrap_or_else(|| Arc::new(MonotonicClock::new())),
+        };
         Ok(RedisLimiter {
             inner: Arc::new(Inner {
-                core: self.core()?,
-                pool: pool.into(),
+                engine: Engine::new(settings, conn.is_cluster_transport()),
+                conn,
             }),
         })
     }
-
-    /// The settings, checked.
-    pub(crate) fn core(self) -> Result<Core<A>, RedisLimitError> {
-        Core::new(self.algorithm, &self.prefix, self.time, self.policy)
-    }
 }
 
-impl RedisLimiter<TokenBucket> {
+impl<C: Transport> RedisLimiter<TokenBucket, C> {
     /// A token bucket of `capacity` tokens refilled at `per_second` tokens
     /// per second, with the default options (prefix `ratelimit`, server
-    /// time, errors returned).
+    /// time, errors returned, the default circuit breaker).
     pub fn new(
         capacity: u64,
         per_second: f64,
-        pool: impl Into<RedisPool>,
+        conn: impl Into<C>,
     ) -> Result<Self, RedisLimitError> {
         let algorithm = TokenBucket::with_rate(capacity, Rate::from_per_second_f64(per_second))?;
-        Self::builder(algorithm).build(pool)
+        Self::builder(algorithm).build(conn.into())
     }
 }
 
-impl RedisLimiter<LeakyBucket> {
+impl<C: Transport> RedisLimiter<LeakyBucket, C> {
     /// A leaky bucket holding `capacity` units drained at `per_second` units
-    /// per second, with the default options (prefix `ratelimit`, server
-    /// time, errors returned).
+    /// per second, with the default options.
     pub fn new(
         capacity: u64,
         per_second: f64,
-        pool: impl Into<RedisPool>,
+        conn: impl Into<C>,
     ) -> Result<Self, RedisLimitError> {
         let algorithm = LeakyBucket::with_rate(capacity, Rate::from_per_second_f64(per_second))?;
-        Self::builder(algorithm).build(pool)
+        Self::builder(algorithm).build(conn.into())
     }
 }
 
-/// One key's state as Redis holds it, for operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct KeyState {
-    /// The stored `tat` in nanoseconds, `None` when the key does not exist
-    /// (a full token bucket, an empty leaky bucket).
-    pub tat_ns: Option<u64>,
-    /// The server's `TIME` when the state was read, in nanoseconds.
-    pub server_now_ns: u64,
-    /// The key's remaining TTL; `None` when it has none or does not exist.
-    pub ttl: Option<Duration>,
-    /// `max(0, tat − server now)`: the time until the bucket is back to its
-    /// initial state, on the server's clock.
-    pub reset_after: Duration,
-    /// Whole units available now, on the server's clock (tokens for a token
-    /// bucket, free queue slots for a leaky bucket).
-    pub remaining: u64,
-}
-
-impl<A: Shaping> RedisLimiter<A> {
+impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
     /// Options for a limiter running `algorithm`.
-    pub fn builder(algorithm: A) -> RedisLimiterBuilder<A> {
+    pub fn builder(algorithm: A) -> RedisLimiterBuilder<A, C> {
         RedisLimiterBuilder {
             algorithm,
             prefix: DEFAULT_PREFIX.to_owned(),
             time: TimeSource::default(),
             policy: FailurePolicy::default(),
+            breaker: Some(CircuitBreaker::default()),
+            max_key_len: DEFAULT_MAX_KEY_LEN,
+            secret: None,
+            clock: None,
+            conn: PhantomData,
         }
     }
 
     /// The algorithm (and so the quota) this limiter enforces.
     pub fn algorithm(&self) -> &A {
-        &self.inner.core.algorithm
+        &self.inner.engine.algorithm
     }
 
     /// The quota this limiter enforces.
     pub fn quota(&self) -> &Quota {
-        self.inner.core.quota()
+        self.inner.engine.quota()
     }
 
     /// The key prefix (namespace).
     pub fn prefix(&self) -> &str {
-        self.inner.core.prefix.as_str()
+        self.inner.engine.keys.prefix()
     }
 
-    /// How many Redis failures the failure policy has turned into decisions
-    /// since the limiter was built: a number to export and alert on.
-    pub fn policy_failures(&self) -> u64 {
-        self.inner.core.policy_failures()
+    /// The longest key accepted (not hashed), in bytes.
+    pub fn max_key_len(&self) -> usize {
+        self.inner.engine.keys.max_key_len()
     }
 
-    /// The Redis key that holds `key`'s state: `<prefix>|<key>`.
-    pub fn redis_key<K: AsRef<[u8]> + ?Sized>(&self, key: &K) -> Vec<u8> {
-        self.inner.core.prefix.redis_key(key.as_ref())
+    /// Whether keys are stored hashed ([`RedisLimiterBuilder::hash_keys`]).
+    pub fn hashes_keys(&self) -> bool {
+        self.inner.engine.keys.hashed()
     }
 
-    /// `check(key, 1)`.
-    pub fn check<K: AsRef<[u8]> + ?Sized>(&self, key: &K) -> Result<Decision, RedisLimitError> {
+    /// The failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.inner.engine.policy
+    }
+
+    /// What the limiter has counted since it was built: the failure
+    /// policy's answers, Redis failures, calls the open circuit kept from
+    /// Redis, misconfigurations, corrupt states repaired.
+    pub fn stats(&self) -> Stats {
+        self.inner.engine.stats()
+    }
+
+    /// Whether Redis is in use right now, and if not why: the circuit
+    /// breaker's state, or a misconfiguration.
+    pub fn health(&self) -> Health {
+        self.inner.engine.health()
+    }
+
+    /// The Redis key that holds `key`'s state: `<prefix>|<key bytes>`, or
+    /// the hashed form; `KeyTooLong` for a key the limiter refuses.
+    pub fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> Result<Vec<u8>, RedisLimitError> {
+        self.inner.engine.keys.redis_key(key)
+    }
+
+    pub(crate) fn engine(&self) -> &Engine<A> {
+        &self.inner.engine
+    }
+
+    pub(crate) fn conn(&self) -> &C {
+        &self.inner.conn
+    }
+}
+
+/// The blocking calls, on a [`RedisPool`]. Each call blocks its thread for
+/// one round trip (at most the pool's timeouts; while the circuit breaker
+/// is open, not at all).
+impl<A: Shaping> RedisLimiter<A, RedisPool> {
+    /// Sends an operation's calls.
+    fn run<R: Request<A>>(&self, mut op: Op<'_, A, R>) -> Result<R::Output, RedisLimitError> {
+        while let Some(call) = op.next_call() {
+            let reply = self.conn().run(call);
+            op.take(reply);
+        }
+        op.finish()
+    }
+
+    /// `check_n(key, 1)`.
+    pub fn check<K: RedisKey + ?Sized>(&self, key: &K) -> Result<Decision, RedisLimitError> {
         self.check_n(key, 1)
     }
 
     /// Policing: allow or deny a request of `cost` units now.
-    pub fn check_n<K: AsRef<[u8]> + ?Sized>(
+    pub fn check_n<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
-        self.check_with(None, key.as_ref(), cost, self.now())
+        let e = self.engine();
+        self.run(e.check(key, cost, e.now(None))?)
     }
 
     /// `check_n` at the caller's time `now_ns` (client time, whatever the
     /// limiter's time source): replays and deterministic tests.
-    pub fn check_at<K: AsRef<[u8]> + ?Sized>(
+    pub fn check_at<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
         now_ns: u64,
     ) -> Result<Decision, RedisLimitError> {
-        self.check_with(None, key.as_ref(), cost, self.client_now(now_ns))
+        let e = self.engine();
+        self.run(e.check(key, cost, e.now(Some(now_ns)))?)
     }
 
     /// The answer of the Python system this replaces: `check(key, 1)` with
     /// its field names.
-    pub fn allow_request<K: AsRef<[u8]> + ?Sized>(
+    pub fn allow_request<K: RedisKey + ?Sized>(
         &self,
         key: &K,
     ) -> Result<AllowResult, RedisLimitError> {
@@ -231,230 +403,59 @@ impl<A: Shaping> RedisLimiter<A> {
 
     /// Shaping: admit a request of `cost` units to proceed after a wait of
     /// at most `max_wait` (`None`: unbounded), or reject it.
-    pub fn reserve<K: AsRef<[u8]> + ?Sized>(
+    pub fn reserve<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
         max_wait: Option<Duration>,
     ) -> Result<Reservation, RedisLimitError> {
-        self.reserve_with(
-            None,
-            key.as_ref(),
-            cost,
-            max_wait.map(duration_ns),
-            self.now(),
-        )
+        let e = self.engine();
+        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
+        self.run(op).map(|(r, _)| r)
     }
 
     /// `reserve` at the caller's time `now_ns` (client time).
-    pub fn reserve_at<K: AsRef<[u8]> + ?Sized>(
+    pub fn reserve_at<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
         max_wait_ns: Option<u64>,
         now_ns: u64,
     ) -> Result<Reservation, RedisLimitError> {
-        self.reserve_with(
-            None,
-            key.as_ref(),
-            cost,
-            max_wait_ns,
-            self.client_now(now_ns),
-        )
+        let e = self.engine();
+        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
+        self.run(op).map(|(r, _)| r)
     }
 
     /// Decides many `(key, cost)` requests in one round trip (one per hash
     /// slot on a cluster), answering in order; a key given twice sees its
     /// earlier decision. A cost above the capacity is answered
-    /// `Err(InsufficientCapacity)` in its slot without reaching Redis.
+    /// `Err(InsufficientCapacity)` in its slot without reaching Redis; a
+    /// key too long fails the whole call before anything is sent.
     ///
     /// Under [`FailurePolicy::ReturnError`], a failure fails the whole call
     /// (on a cluster, the slots decided before it have counted).
-    pub fn check_batch<K: AsRef<[u8]>>(
+    pub fn check_batch<K: RedisKey>(
         &self,
         requests: &[(K, u64)],
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
-        self.batch_with(None, requests, self.now())
+        let e = self.engine();
+        self.run(e.batch(requests, e.now(None))?)
     }
 
     /// `check_batch` at the caller's time `now_ns` (client time).
-    pub fn check_batch_at<K: AsRef<[u8]>>(
+    pub fn check_batch_at<K: RedisKey>(
         &self,
         requests: &[(K, u64)],
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
-        self.batch_with(None, requests, self.client_now(now_ns))
+        let e = self.engine();
+        self.run(e.batch(requests, e.now(Some(now_ns)))?)
     }
 
-    /// Reads `key`'s state without changing it, against the server's clock.
-    pub fn inspect<K: AsRef<[u8]> + ?Sized>(&self, key: &K) -> Result<KeyState, RedisLimitError> {
-        let call = Core::<A>::inspect_call(&self.redis_key(key));
-        self.inner.core.inspect_done(self.run(None, &call)?)
-    }
-
-    /// Checks out one connection and keeps it: the calls of the returned
-    /// session skip the pool, for a caller making many checks in a row.
-    pub fn session(&self) -> Result<Session<'_, A>, RedisLimitError> {
-        Ok(Session {
-            limiter: self,
-            conn: self.inner.pool.get()?,
-        })
-    }
-
-    fn now(&self) -> Now {
-        self.inner.core.now()
-    }
-
-    fn client_now(&self, now_ns: u64) -> Now {
-        self.inner.core.client_now(now_ns)
-    }
-
-    /// Sends one script call on the held connection or a pooled one. A
-    /// cluster redirect (`MOVED`/`ASK`: the script did not run) is followed
-    /// once on a fresh connection, which reads the new slot map; nothing
-    /// else is retried.
-    fn run(&self, held: Option<&mut Pooled>, call: &Call) -> Result<redis::Value, RedisLimitError> {
-        let pool = &self.inner.pool;
-        let op = |con: &mut dyn ConnectionLike| call.invoke::<redis::Value>(con);
-        let mut fresh;
-        let is_held = held.is_some();
-        let conn = match held {
-            Some(conn) => conn,
-            None => {
-                fresh = pool.get()?;
-                &mut fresh
-            }
-        };
-        match op(conn.con()) {
-            Ok(value) => Ok(value),
-            Err(e) => {
-                let redirected = matches!(
-                    e.kind(),
-                    ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
-                );
-                if redirected {
-                    conn.mark_broken();
-                    if !is_held {
-                        let mut again = pool.get()?;
-                        return op(again.con()).map_err(|e| pool.call_failed(&mut again, e));
-                    }
-                }
-                Err(pool.call_failed(conn, e))
-            }
-        }
-    }
-
-    fn check_with(
-        &self,
-        held: Option<&mut Pooled>,
-        key: &[u8],
-        cost: u64,
-        now: Now,
-    ) -> Result<Decision, RedisLimitError> {
-        let core = &self.inner.core;
-        core.capacity_ok(cost)?;
-        let redis_key = core.prefix.redis_key(key);
-        let result = self.run(held, &core.check_call(&redis_key, cost, now));
-        core.check_done(&redis_key, cost, result)
-    }
-
-    fn reserve_with(
-        &self,
-        held: Option<&mut Pooled>,
-        key: &[u8],
-        cost: u64,
-        max_wait_ns: Option<u64>,
-        now: Now,
-    ) -> Result<Reservation, RedisLimitError> {
-        let core = &self.inner.core;
-        core.capacity_ok(cost)?;
-        let redis_key = core.prefix.redis_key(key);
-        let result = self.run(held, &core.reserve_call(&redis_key, cost, max_wait_ns, now));
-        core.reserve_done(&redis_key, cost, max_wait_ns, result)
-            .map(|(r, _)| r)
-    }
-
-    fn batch_with<K: AsRef<[u8]>>(
-        &self,
-        mut held: Option<&mut Pooled>,
-        requests: &[(K, u64)],
-        now: Now,
-    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
-        let core = &self.inner.core;
-        let mut plan = core.batch_plan(requests, self.inner.pool.is_cluster(), now);
-        for g in 0..plan.calls() {
-            let result = self.run(held.as_deref_mut(), &core.batch_call(&plan, g));
-            core.batch_settle(&mut plan, g, result)?;
-        }
-        Ok(Core::<A>::batch_done(plan))
-    }
-}
-
-/// A limiter on one held connection (see [`RedisLimiter::session`]): the
-/// same calls, without a pool check-out each. If Redis fails, the failure
-/// policy applies as usual; a session whose connection broke keeps failing,
-/// so drop it and start another.
-pub struct Session<'a, A: Shaping> {
-    limiter: &'a RedisLimiter<A>,
-    conn: Pooled,
-}
-
-impl<A: Shaping> core::fmt::Debug for Session<'_, A> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Session")
-            .field("limiter", self.limiter)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<A: Shaping> Session<'_, A> {
-    /// `check(key, 1)`.
-    pub fn check<K: AsRef<[u8]> + ?Sized>(&mut self, key: &K) -> Result<Decision, RedisLimitError> {
-        self.check_n(key, 1)
-    }
-
-    /// Policing: allow or deny a request of `cost` units now.
-    pub fn check_n<K: AsRef<[u8]> + ?Sized>(
-        &mut self,
-        key: &K,
-        cost: u64,
-    ) -> Result<Decision, RedisLimitError> {
-        let now = self.limiter.now();
-        self.limiter
-            .check_with(Some(&mut self.conn), key.as_ref(), cost, now)
-    }
-
-    /// The answer of the Python system this replaces.
-    pub fn allow_request<K: AsRef<[u8]> + ?Sized>(
-        &mut self,
-        key: &K,
-    ) -> Result<AllowResult, RedisLimitError> {
-        self.check(key).map(AllowResult::from)
-    }
-
-    /// Shaping: see [`RedisLimiter::reserve`].
-    pub fn reserve<K: AsRef<[u8]> + ?Sized>(
-        &mut self,
-        key: &K,
-        cost: u64,
-        max_wait: Option<Duration>,
-    ) -> Result<Reservation, RedisLimitError> {
-        let now = self.limiter.now();
-        self.limiter.reserve_with(
-            Some(&mut self.conn),
-            key.as_ref(),
-            cost,
-            max_wait.map(duration_ns),
-            now,
-        )
-    }
-
-    /// Many checks in one round trip: see [`RedisLimiter::check_batch`].
-    pub fn check_batch<K: AsRef<[u8]>>(
-        &mut self,
-        requests: &[(K, u64)],
-    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
-        let now = self.limiter.now();
-        self.limiter.batch_with(Some(&mut self.conn), requests, now)
+    /// Reads `key`'s state without changing it, against the server's
+    /// clock (the circuit breaker and the failure policy do not apply).
+    pub fn inspect<K: RedisKey + ?Sized>(&self, key: &K) -> Result<KeyState, RedisLimitError> {
+        self.run(self.engine().inspect(key)?)
     }
 }

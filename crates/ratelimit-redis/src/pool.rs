@@ -12,10 +12,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use redis::ConnectionLike;
 use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
 
 use crate::error::RedisLimitError;
+use crate::script::Call;
 
 /// The default connect timeout: how long a call waits for a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -105,7 +106,7 @@ impl RedisPool {
     }
 
     /// Checks out a connection.
-    pub(crate) fn get(&self) -> Result<Pooled, RedisLimitError> {
+    fn get(&self) -> Result<Pooled, RedisLimitError> {
         let result = match &self.inner.kind {
             Kind::Own(p) => p.get().map(Pooled::Own),
             Kind::Client(p) => p.get().map(Pooled::Client),
@@ -135,10 +136,35 @@ impl RedisPool {
         })
     }
 
+    /// Sends one script call on a pooled connection. A cluster redirect
+    /// (`MOVED`/`ASK`: the script did not run) is followed once on a fresh
+    /// connection, which reads the new slot map; nothing else is retried
+    /// (`NOSCRIPT` is answered by `redis::ScriptInvocation`, which loads
+    /// the script and sends it again: it had not run).
+    pub(crate) fn run(&self, call: &Call) -> Result<redis::Value, RedisLimitError> {
+        let mut conn = self.get()?;
+        match call.invoke::<redis::Value>(conn.con()) {
+            Ok(value) => Ok(value),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+                ) =>
+            {
+                conn.mark_broken();
+                drop(conn);
+                let mut again = self.get()?;
+                call.invoke::<redis::Value>(again.con())
+                    .map_err(|e| self.call_failed(&mut again, e))
+            }
+            Err(e) => Err(self.call_failed(&mut conn, e)),
+        }
+    }
+
     /// Classifies a call's error and, when the connection was lost, marks
     /// every idle connection stale (a lost connection usually means the
     /// server restarted or failed over).
-    pub(crate) fn call_failed(&self, conn: &mut Pooled, e: redis::RedisError) -> RedisLimitError {
+    fn call_failed(&self, conn: &mut Pooled, e: redis::RedisError) -> RedisLimitError {
         let err = RedisLimitError::from_call(e, self.inner.response_timeout);
         if err.outcome_unknown() || matches!(err, RedisLimitError::Connect { .. }) {
             conn.mark_broken();
@@ -224,9 +250,12 @@ impl RedisPoolBuilder {
         self
     }
 
-    /// Builds the pool. Connections are made on demand, so a Redis that is
-    /// down at start-up is not an error (calls fail until it is up); a URL
-    /// that cannot be parsed, or credentials the server refuses, are.
+    /// Builds the pool, after a probe of the configuration: a URL that
+    /// cannot be parsed, a host name that does not resolve, credentials the
+    /// server refuses and a database index it does not have are errors
+    /// (`InvalidOption`, `Misconfigured`, `Authentication`). A Redis that is
+    /// down at start-up is not (connections are made on demand; calls fail
+    /// until it is up).
     pub fn build(self) -> Result<RedisPool, RedisLimitError> {
         let invalid = |e: redis::RedisError| RedisLimitError::InvalidOption(e.to_string());
         if self.max_connections == 0
@@ -256,6 +285,17 @@ impl RedisPoolBuilder {
             };
             Target::Single(redis::Client::open(url.as_str()).map_err(invalid)?)
         };
+        match &target {
+            Target::Single(client) => resolves(client.get_connection_info())?,
+            Target::Cluster(_) => {
+                for url in &self.urls {
+                    resolves(
+                        &redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                            .map_err(invalid)?,
+                    )?;
+                }
+            }
+        }
         let shared = Arc::new(Shared::default());
         let manager = Manager {
             target,
@@ -263,10 +303,15 @@ impl RedisPoolBuilder {
             response_timeout: self.response_timeout,
             shared: Arc::clone(&shared),
         };
-        // Wrong credentials are a configuration error: find out now.
-        if let Err(e) = manager.open() {
+        // Wrong credentials or database are configuration errors: find out
+        // now (a PING: without a password, the connection is made and only
+        // the first command is refused).
+        if let Err(e) = manager
+            .open()
+            .and_then(|mut link| redis::cmd("PING").query::<()>(link.con()))
+        {
             let err = RedisLimitError::from_connect(e);
-            if matches!(err, RedisLimitError::Authentication(_)) {
+            if err.is_misconfiguration() {
                 return Err(err);
             }
         }
@@ -285,6 +330,31 @@ impl RedisPoolBuilder {
                 cluster: self.cluster,
             }),
         })
+    }
+}
+
+/// Whether the host of `info` resolves: a name that does not is a
+/// configuration error (a typo), not an outage to wait out.
+pub(crate) fn resolves(info: &redis::ConnectionInfo) -> Result<(), RedisLimitError> {
+    use std::net::ToSocketAddrs;
+    let (host, port) = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => (host, *port),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port),
+        _ => return Ok(()),
+    };
+    match (host.as_str(), port).to_socket_addrs() {
+        Ok(addrs) if addrs.len() > 0 => Ok(()),
+        Ok(_) => Err(unresolved(host, "no address")),
+        Err(e) => Err(unresolved(host, &e.to_string())),
+    }
+}
+
+fn unresolved(host: &str, why: &str) -> RedisLimitError {
+    RedisLimitError::Misconfigured {
+        message: format!(
+            "the host {host:?} in the Redis URL does not resolve ({why}): check its spelling"
+        ),
+        source: None,
     }
 }
 
@@ -373,6 +443,15 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+impl Link {
+    fn con(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Self::Single(c) => c,
+            Self::Cluster(c) => &mut **c,
+        }
+    }
+}
+
 /// A checked-out connection, whatever the pool.
 pub(crate) enum Pooled {
     Own(r2d2::PooledConnection<Manager>),
@@ -392,10 +471,7 @@ impl Pooled {
     /// The connection to send commands on.
     pub(crate) fn con(&mut self) -> &mut dyn ConnectionLike {
         match self {
-            Self::Own(c) => match &mut c.link {
-                Link::Single(c) => c,
-                Link::Cluster(c) => &mut **c,
-            },
+            Self::Own(c) => c.link.con(),
             Self::Client(c) => &mut **c,
             Self::Cluster(c) => &mut ***c,
         }

@@ -1,18 +1,29 @@
 //! The one place where script replies are decoded into the core's
 //! [`Decision`] and [`Reservation`].
 //!
-//! Every GCRA script answers four integers per decision (see the headers in
+//! Every GCRA script answers five integers per decision (see the headers in
 //! `lua/`): `allowed` (0 or 1), `remaining` (check) or `wait_ns`
-//! (reserve), `retry_after_ns` (-1 for none) and `reset_after_ns`.
+//! (reserve), `retry_after_ns` (-1 for none), `reset_after_ns`, and
+//! `repaired` (0 or 1: the key held a corrupt state, rewritten as fully
+//! consumed). Whatever Redis sends, decoding never panics: anything else is
+//! `UnexpectedReply` (a property test feeds it arbitrary replies).
 
 use core::time::Duration;
 
-use ratelimit_core::{Decision, Reason, Reservation};
+use ratelimit_core::{Decision, Quota, Reason, Reservation};
 
 use crate::error::RedisLimitError;
+use crate::script::MAX_TOLERANCE_NS;
+
+/// A decoded answer and whether the script repaired a corrupt state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer<T> {
+    pub(crate) value: T,
+    pub(crate) repaired: bool,
+}
 
 /// The integers of one reply: an array of integers, nothing else.
-pub(crate) fn integers(value: redis::Value) -> Result<Vec<i64>, RedisLimitError> {
+fn integers(value: redis::Value) -> Result<Vec<i64>, RedisLimitError> {
     let redis::Value::Array(items) = value else {
         return Err(unexpected(&value, "an array of integers"));
     };
@@ -26,15 +37,24 @@ pub(crate) fn integers(value: redis::Value) -> Result<Vec<i64>, RedisLimitError>
 }
 
 fn unexpected(value: &redis::Value, wanted: &str) -> RedisLimitError {
-    RedisLimitError::UnexpectedReply(format!("wanted {wanted}, got {value:?}"))
+    let mut shown = format!("{value:?}");
+    if shown.len() > 200 {
+        let cut = (0..=200)
+            .rev()
+            .find(|&i| shown.is_char_boundary(i))
+            .unwrap_or(0);
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    RedisLimitError::UnexpectedReply(format!("wanted {wanted}, got {shown}"))
 }
 
-fn flag(i: i64) -> Result<bool, RedisLimitError> {
+fn flag(i: i64, what: &str) -> Result<bool, RedisLimitError> {
     match i {
         0 => Ok(false),
         1 => Ok(true),
         _ => Err(RedisLimitError::UnexpectedReply(format!(
-            "wanted 0 or 1 for `allowed`, got {i}"
+            "wanted 0 or 1 for `{what}`, got {i}"
         ))),
     }
 }
@@ -57,174 +77,326 @@ fn optional_nanos(i: i64, what: &str) -> Result<Option<Duration>, RedisLimitErro
     }
 }
 
-/// Decodes the 4 integers of a `check` decision.
-pub(crate) fn decision(slots: &[i64], limit: u64) -> Result<Decision, RedisLimitError> {
-    let [allowed, remaining, retry, reset] = four(slots)?;
-    Ok(Decision {
-        allowed: flag(allowed)?,
-        remaining: count(remaining, "remaining")?,
-        retry_after: optional_nanos(retry, "retry_after_ns")?,
-        reset_after: nanos(reset, "reset_after_ns")?,
-        limit,
-        reason: Reason::Quota,
-    })
-}
-
-/// Decodes the 4 integers of a `reserve` answer.
-pub(crate) fn reservation(slots: &[i64], limit: u64) -> Result<Reservation, RedisLimitError> {
-    let [allowed, wait, retry, reset] = four(slots)?;
-    let reset_after = nanos(reset, "reset_after_ns")?;
-    Ok(if flag(allowed)? {
-        Reservation::Admitted {
-            wait: nanos(wait, "wait_ns")?,
-            reset_after,
-            limit,
-            reason: Reason::Quota,
-        }
-    } else {
-        Reservation::Rejected {
+/// Decodes the 5 integers of a `check` decision.
+fn decision(slots: &[i64], limit: u64) -> Result<Answer<Decision>, RedisLimitError> {
+    let [allowed, remaining, retry, reset, repaired] = five(slots)?;
+    Ok(Answer {
+        value: Decision {
+            allowed: flag(allowed, "allowed")?,
+            remaining: count(remaining, "remaining")?,
             retry_after: optional_nanos(retry, "retry_after_ns")?,
-            reset_after,
+            reset_after: nanos(reset, "reset_after_ns")?,
             limit,
             reason: Reason::Quota,
-        }
+        },
+        repaired: flag(repaired, "repaired")?,
     })
 }
 
-/// Decodes the reply of `reserve.lua`: the 4 integers of the reservation
-/// and the state it stored (`None` when it stored nothing), which
-/// `cancel.lua` takes to undo exactly this reservation.
-pub(crate) fn reservation_reply(
-    value: redis::Value,
-    limit: u64,
-) -> Result<(Reservation, Option<u64>), RedisLimitError> {
-    let redis::Value::Array(mut items) = value else {
-        return Err(unexpected(&value, "an array"));
-    };
-    if items.len() != 5 {
-        return Err(unexpected(&redis::Value::Array(items), "5 items"));
-    }
-    let stored = match items.pop() {
-        Some(redis::Value::BulkString(b)) if b.is_empty() => None,
-        Some(redis::Value::BulkString(b)) => Some(
-            core::str::from_utf8(&b)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    RedisLimitError::UnexpectedReply(format!(
-                        "wanted a decimal state, got {:?}",
-                        String::from_utf8_lossy(&b)
-                    ))
-                })?,
-        ),
-        Some(other) => return Err(unexpected(&other, "a state text")),
-        None => unreachable!("5 items"),
-    };
-    let r = reservation(&integers(redis::Value::Array(items))?, limit)?;
-    Ok((r, stored))
+/// Decodes the reply of `check.lua`.
+pub(crate) fn check(value: redis::Value, limit: u64) -> Result<Answer<Decision>, RedisLimitError> {
+    decision(&integers(value)?, limit)
 }
 
-/// Decodes a batch reply: `n` decisions of 4 integers each.
-pub(crate) fn decisions(
+/// Decodes a batch reply: `n` decisions of 5 integers each.
+pub(crate) fn batch(
     value: redis::Value,
     n: usize,
     limit: u64,
-) -> Result<Vec<Decision>, RedisLimitError> {
+) -> Result<Vec<Answer<Decision>>, RedisLimitError> {
     let ints = integers(value)?;
-    if ints.len() != 4 * n {
+    if Some(ints.len()) != n.checked_mul(5) {
         return Err(RedisLimitError::UnexpectedReply(format!(
-            "wanted {} integers for {n} keys, got {}",
-            4 * n,
+            "wanted 5 integers for each of {n} keys, got {}",
             ints.len()
         )));
     }
-    ints.chunks_exact(4).map(|c| decision(c, limit)).collect()
+    ints.chunks_exact(5).map(|c| decision(c, limit)).collect()
 }
 
-fn four(slots: &[i64]) -> Result<[i64; 4], RedisLimitError> {
-    <[i64; 4]>::try_from(slots)
-        .map_err(|_| RedisLimitError::UnexpectedReply(format!("wanted 4 integers, got {slots:?}")))
+/// Decodes the reply of `reserve.lua`: the reservation and the state it
+/// stored (`None` when it stored nothing), which `cancel.lua` takes to undo
+/// exactly this reservation.
+pub(crate) fn reserve(
+    value: redis::Value,
+    limit: u64,
+) -> Result<Answer<(Reservation, Option<u64>)>, RedisLimitError> {
+    let redis::Value::Array(mut items) = value else {
+        return Err(unexpected(&value, "an array"));
+    };
+    if items.len() != 6 {
+        return Err(unexpected(&redis::Value::Array(items), "6 items"));
+    }
+    let stored = match items.pop() {
+        Some(redis::Value::BulkString(b)) if b.is_empty() => None,
+        Some(redis::Value::BulkString(b)) => Some(decimal(&b).ok_or_else(|| {
+            RedisLimitError::UnexpectedReply(format!(
+                "wanted a decimal state, got {:?}",
+                String::from_utf8_lossy(&b)
+            ))
+        })?),
+        Some(other) => return Err(unexpected(&other, "a state text")),
+        None => return Err(RedisLimitError::UnexpectedReply("an empty reply".into())),
+    };
+    let [allowed, wait, retry, reset, repaired] = five(&integers(redis::Value::Array(items))?)?;
+    Ok(Answer {
+        value: (
+            if flag(allowed, "allowed")? {
+                Reservation::Admitted {
+                    wait: nanos(wait, "wait_ns")?,
+                    reset_after: nanos(reset, "reset_after_ns")?,
+                    limit,
+                    reason: Reason::Quota,
+                }
+            } else {
+                Reservation::Rejected {
+                    retry_after: optional_nanos(retry, "retry_after_ns")?,
+                    reset_after: nanos(reset, "reset_after_ns")?,
+                    limit,
+                    reason: Reason::Quota,
+                }
+            },
+            stored,
+        ),
+        repaired: flag(repaired, "repaired")?,
+    })
 }
 
-/// A key's state as `inspect.lua` reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RawState {
-    /// The stored `tat` in ns, `None` when the key is missing.
-    pub(crate) tat_ns: Option<u64>,
-    /// `PTTL`: -2 missing, -1 no expiry, else milliseconds.
-    pub(crate) pttl_ms: i64,
-    /// The server's `TIME` in ns.
-    pub(crate) server_now_ns: u64,
+/// Decodes the reply of `cancel.lua`: whether the reservation was undone.
+pub(crate) fn cancel(value: redis::Value) -> Result<bool, RedisLimitError> {
+    match value {
+        redis::Value::Int(0) => Ok(false),
+        redis::Value::Int(1) => Ok(true),
+        other => Err(unexpected(&other, "0 or 1 from cancel")),
+    }
+}
+
+fn five(slots: &[i64]) -> Result<[i64; 5], RedisLimitError> {
+    <[i64; 5]>::try_from(slots)
+        .map_err(|_| RedisLimitError::UnexpectedReply(format!("wanted 5 integers, got {slots:?}")))
+}
+
+fn decimal(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    core::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// One key's state as Redis holds it, for operators (see
+/// [`RedisLimiter::inspect`](crate::RedisLimiter::inspect)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyState {
+    /// The stored `tat` in nanoseconds, `None` when the key does not exist
+    /// (a full token bucket, an empty leaky bucket) or is corrupt.
+    pub tat_ns: Option<u64>,
+    /// The server's `TIME` when the state was read, in nanoseconds.
+    pub server_now_ns: u64,
+    /// The key's remaining TTL; `None` when it has none or does not exist.
+    pub ttl: Option<Duration>,
+    /// `max(0, tat − server now)`: the time until the bucket is back to its
+    /// initial state, on the server's clock.
+    pub reset_after: Duration,
+    /// Whole units available now, on the server's clock (tokens for a token
+    /// bucket, free queue slots for a leaky bucket).
+    pub remaining: u64,
+    /// The key holds something that is not a rate-limit state (another
+    /// type, text that is not a decimal state, a time beyond the horizon of
+    /// 2^53 ns ahead): the next call rewrites it as fully consumed, which
+    /// `reset_after` and `remaining` already show.
+    pub corrupt: bool,
 }
 
 /// Decodes the reply of `inspect.lua`.
-pub(crate) fn raw_state(value: redis::Value) -> Result<RawState, RedisLimitError> {
+pub(crate) fn inspect(value: redis::Value, quota: &Quota) -> Result<KeyState, RedisLimitError> {
     let redis::Value::Array(items) = value else {
         return Err(unexpected(&value, "an array"));
     };
-    let text = |v: &redis::Value| -> Result<String, RedisLimitError> {
+    let bytes = |v: &redis::Value| -> Result<Vec<u8>, RedisLimitError> {
         match v {
-            redis::Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-            redis::Value::SimpleString(s) => Ok(s.clone()),
+            redis::Value::BulkString(b) => Ok(b.clone()),
+            redis::Value::SimpleString(s) => Ok(s.clone().into_bytes()),
             other => Err(unexpected(other, "a string")),
         }
     };
-    let number = |s: &str| -> Result<u64, RedisLimitError> {
-        s.parse()
-            .map_err(|_| RedisLimitError::UnexpectedReply(format!("wanted a number, got {s:?}")))
+    let number = |v: &redis::Value| -> Result<u64, RedisLimitError> {
+        let b = bytes(v)?;
+        decimal(&b).ok_or_else(|| {
+            RedisLimitError::UnexpectedReply(format!(
+                "wanted a number, got {:?}",
+                String::from_utf8_lossy(&b)
+            ))
+        })
     };
-    let [tat, pttl, secs, micros] = <[redis::Value; 4]>::try_from(items)
-        .map_err(|items| unexpected(&redis::Value::Array(items), "4 items"))?;
-    let tat = text(&tat)?;
-    let pttl_ms = match pttl {
-        redis::Value::Int(i) => i,
-        other => return Err(unexpected(&other, "an integer")),
+    let [tat, pttl, secs, micros, kind] = <[redis::Value; 5]>::try_from(items)
+        .map_err(|items| unexpected(&redis::Value::Array(items), "5 items"))?;
+    let text = bytes(&tat)?;
+    let kind = bytes(&kind)?;
+    let redis::Value::Int(pttl_ms) = pttl else {
+        return Err(unexpected(&pttl, "an integer"));
     };
-    Ok(RawState {
-        tat_ns: if tat.is_empty() {
-            None
-        } else {
-            Some(number(&tat)?)
+    let now = number(&secs)?
+        .saturating_mul(1_000_000_000)
+        .saturating_add(number(&micros)?.saturating_mul(1000));
+    let (tat_ns, corrupt) = match kind.as_slice() {
+        b"none" => (None, false),
+        b"string" => match decimal(&text) {
+            Some(tat) if tat.saturating_sub(now) <= MAX_TOLERANCE_NS => (Some(tat), false),
+            _ => (None, true),
         },
-        pttl_ms,
-        server_now_ns: number(&text(&secs)?)?
-            .saturating_mul(1_000_000_000)
-            .saturating_add(number(&text(&micros)?)?.saturating_mul(1000)),
+        _ => (None, true),
+    };
+    // A corrupt state reads as what the next call makes of it: fully
+    // consumed.
+    let tat = match (tat_ns, corrupt) {
+        (_, true) => now.saturating_add(quota.tolerance_ns()),
+        (tat, false) => tat.unwrap_or(0),
+    };
+    Ok(KeyState {
+        tat_ns,
+        server_now_ns: now,
+        ttl: u64::try_from(pttl_ms).ok().map(Duration::from_millis),
+        reset_after: Duration::from_nanos(quota.reset_after_ns(tat, now)),
+        remaining: quota.remaining(tat, now),
+        corrupt,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use ratelimit_core::Rate;
+
+    fn ints(v: &[i64]) -> redis::Value {
+        redis::Value::Array(v.iter().map(|&i| redis::Value::Int(i)).collect())
+    }
 
     #[test]
     fn decodes_and_rejects() {
-        let d = decision(&[1, 9, -1, 500], 10).unwrap();
-        assert!(d.allowed);
-        assert_eq!(d.remaining, 9);
-        assert_eq!(d.retry_after, None);
-        assert_eq!(d.reset_after, Duration::from_nanos(500));
-        let r = reservation(&[0, 0, 250, 7], 3).unwrap();
-        assert_eq!(r.retry_after(), Some(Duration::from_nanos(250)));
-        assert!(decision(&[2, 0, -1, 0], 1).is_err());
-        assert!(decision(&[1, -3, -1, 0], 1).is_err());
-        assert!(decision(&[1, 0, -1], 1).is_err());
-        assert!(integers(redis::Value::Nil).is_err());
+        let d = check(ints(&[1, 9, -1, 500, 0]), 10).unwrap();
+        assert!(d.value.allowed && !d.repaired);
+        assert_eq!(d.value.remaining, 9);
+        assert_eq!(d.value.retry_after, None);
+        assert_eq!(d.value.reset_after, Duration::from_nanos(500));
+        assert!(check(ints(&[0, 0, 7, 500, 1]), 10).unwrap().repaired);
+        for bad in [
+            &[2, 0, -1, 0, 0][..],
+            &[1, -3, -1, 0, 0],
+            &[1, 0, -2, 0, 0],
+            &[1, 0, -1, 0, 2],
+            &[1, 0, -1, 0],
+        ] {
+            assert!(check(ints(bad), 1).is_err(), "{bad:?}");
+        }
+        assert!(check(redis::Value::Nil, 1).is_err());
         let reply = |last: &[u8]| {
-            redis::Value::Array(vec![
+            let mut v = vec![
                 redis::Value::Int(1),
                 redis::Value::Int(0),
                 redis::Value::Int(-1),
                 redis::Value::Int(9),
-                redis::Value::BulkString(last.to_vec()),
+                redis::Value::Int(0),
+            ];
+            v.push(redis::Value::BulkString(last.to_vec()));
+            redis::Value::Array(v)
+        };
+        let r = reserve(reply(b"1764280800123456000"), 3).unwrap();
+        assert!(r.value.0.is_admitted());
+        assert_eq!(r.value.1, Some(1_764_280_800_123_456_000));
+        assert_eq!(reserve(reply(b""), 3).unwrap().value.1, None);
+        assert!(reserve(reply(b"12x"), 3).is_err());
+        assert!(reserve(reply(b"+12"), 3).is_err());
+        assert_eq!(batch(ints(&[0; 10]), 2, 5).unwrap().len(), 2);
+        assert!(batch(ints(&[0; 10]), 3, 5).is_err());
+        assert!(batch(ints(&[]), usize::MAX, 5).is_err());
+        assert!(cancel(redis::Value::Int(1)).unwrap());
+        assert!(cancel(redis::Value::Int(2)).is_err());
+    }
+
+    #[test]
+    fn inspect_reads_corrupt_states_as_fully_consumed() {
+        let q = Quota::new(4, Rate::per_second(1)).unwrap();
+        let reply = |tat: &str, kind: &str| {
+            redis::Value::Array(vec![
+                redis::Value::BulkString(tat.as_bytes().to_vec()),
+                redis::Value::Int(-1),
+                redis::Value::BulkString(b"100".to_vec()),
+                redis::Value::BulkString(b"0".to_vec()),
+                redis::Value::SimpleString(kind.to_owned()),
             ])
         };
-        let (r, stored) = reservation_reply(reply(b"1764280800123456000"), 3).unwrap();
-        assert!(r.is_admitted());
-        assert_eq!(stored, Some(1_764_280_800_123_456_000));
-        assert_eq!(reservation_reply(reply(b""), 3).unwrap().1, None);
-        assert!(reservation_reply(reply(b"12x"), 3).is_err());
-        let batch = redis::Value::Array(vec![redis::Value::Int(0); 8]);
-        assert_eq!(decisions(batch, 2, 5).unwrap().len(), 2);
+        let ok = inspect(reply("101000000000", "string"), &q).unwrap();
+        assert_eq!(
+            (ok.tat_ns, ok.corrupt, ok.remaining),
+            (Some(101_000_000_000), false, 3)
+        );
+        let missing = inspect(reply("", "none"), &q).unwrap();
+        assert_eq!(
+            (missing.tat_ns, missing.corrupt, missing.remaining),
+            (None, false, 4)
+        );
+        for (tat, kind) in [
+            ("garbage", "string"),
+            ("99999999999999999999", "string"),
+            ("", "hash"),
+        ] {
+            let s = inspect(reply(tat, kind), &q).unwrap();
+            assert!(s.corrupt, "{tat} {kind}");
+            assert_eq!((s.tat_ns, s.remaining), (None, 0));
+            assert_eq!(s.reset_after, Duration::from_secs(4));
+        }
+    }
+
+    /// Any Redis value, nested a few levels.
+    fn value() -> impl Strategy<Value = redis::Value> {
+        let leaf = prop_oneof![
+            Just(redis::Value::Nil),
+            Just(redis::Value::Okay),
+            any::<i64>().prop_map(redis::Value::Int),
+            prop_oneof![Just(-1i64), Just(0), Just(1), 0..1_000_000i64].prop_map(redis::Value::Int),
+            proptest::collection::vec(any::<u8>(), 0..24).prop_map(redis::Value::BulkString),
+            "[0-9]{0,22}".prop_map(|s| redis::Value::BulkString(s.into_bytes())),
+            ".{0,8}".prop_map(redis::Value::SimpleString),
+            any::<f64>().prop_map(redis::Value::Double),
+            any::<bool>().prop_map(redis::Value::Boolean),
+        ];
+        leaf.prop_recursive(3, 64, 12, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..12).prop_map(redis::Value::Array),
+                proptest::collection::vec(inner, 0..4).prop_map(redis::Value::Set),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// No reply panics a decoder: each answers a value or an
+        /// `UnexpectedReply`.
+        #[test]
+        fn no_reply_panics_the_decoders(v in value(), n in 0usize..4, limit in any::<u64>()) {
+            let q = Quota::new(3, Rate::per_second(2)).unwrap();
+            for r in [
+                check(v.clone(), limit).err(),
+                reserve(v.clone(), limit).err(),
+                batch(v.clone(), n, limit).err(),
+                cancel(v.clone()).err(),
+                inspect(v.clone(), &q).err(),
+            ].into_iter().flatten() {
+                prop_assert!(matches!(r, RedisLimitError::UnexpectedReply(_)), "{r}");
+            }
+        }
+
+        /// Replies of the right shape decode exactly when every slot is in
+        /// range.
+        #[test]
+        fn well_shaped_replies_decode_when_in_range(slots in proptest::array::uniform5(-2i64..3)) {
+            let ok = check(ints(&slots), 1).is_ok();
+            let in_range = (0..=1).contains(&slots[0]) && slots[1] >= 0 && slots[2] >= -1
+                && slots[3] >= 0 && (0..=1).contains(&slots[4]);
+            prop_assert_eq!(ok, in_range);
+        }
     }
 }

@@ -3,13 +3,20 @@
 //! retry when the server answers `NOSCRIPT` (restart, failover,
 //! `SCRIPT FLUSH`). `NOSCRIPT` means the script did not run, so that retry
 //! can never count a request twice.
+//!
+//! The `*_call` functions build every script call the crate sends: the one
+//! place where an algorithm meets the scripts (which script decides it,
+//! which ARGV it takes), so that a new algorithm's script slots in here.
 
 use core::time::Duration;
 use std::sync::OnceLock;
 
-use ratelimit_core::Quota;
+use ratelimit_core::{AlgorithmKind, Quota, Shaping};
 
 use crate::error::RedisLimitError;
+
+/// A script call ready to send: the scripts live for the whole process.
+pub(crate) type Call = redis::ScriptInvocation<'static>;
 
 /// The largest tolerance `τ = C × T` the scripts accept, exclusive: 2^53 ns
 /// (about 104 days), below which doubles hold every integer exactly.
@@ -20,8 +27,6 @@ pub(crate) struct Scripts {
     pub(crate) check: redis::Script,
     pub(crate) check_batch: redis::Script,
     pub(crate) reserve: redis::Script,
-    /// Used by the async limiter's `acquire` (feature `tokio`).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) cancel: redis::Script,
     pub(crate) inspect: redis::Script,
 }
@@ -59,7 +64,7 @@ pub(crate) enum Now {
 }
 
 /// The common ARGV of every GCRA script: now, TTL margin (ms), T, τ.
-pub(crate) fn common_args(inv: &mut redis::ScriptInvocation<'_>, now: Now, quota: &Quota) {
+fn common_args(inv: &mut redis::ScriptInvocation<'_>, now: Now, quota: &Quota) {
     match now {
         Now::Server => {
             inv.arg("").arg(0u64);
@@ -87,11 +92,79 @@ pub(crate) fn check_quota(quota: &Quota) -> Result<(), RedisLimitError> {
 
 /// `max_wait` as the scripts take it: `''` for unbounded, and for any wait
 /// of 2^53 ns or more, which no wait computed by the scripts reaches.
-pub(crate) fn max_wait_arg(max_wait_ns: Option<u64>) -> String {
+fn max_wait_arg(max_wait_ns: Option<u64>) -> String {
     match max_wait_ns {
         Some(ns) if ns < MAX_TOLERANCE_NS => ns.to_string(),
         _ => String::new(),
     }
+}
+
+/// `check(key, cost)` (the cost is in range): `check.lua`, the same
+/// policing for both buckets.
+pub(crate) fn check_call<A: Shaping>(algorithm: &A, redis_key: &[u8], cost: u64, now: Now) -> Call {
+    let mut inv = scripts().check.key(redis_key);
+    common_args(&mut inv, now, algorithm.quota());
+    inv.arg(cost);
+    inv
+}
+
+/// `check` of many keys of one slot in one call: `check_batch.lua`.
+pub(crate) fn batch_call<'k, A: Shaping>(
+    algorithm: &A,
+    requests: impl Iterator<Item = (&'k [u8], u64)> + Clone,
+    now: Now,
+) -> Call {
+    let mut inv = scripts().check_batch.prepare_invoke();
+    for (key, _) in requests.clone() {
+        inv.key(key);
+    }
+    common_args(&mut inv, now, algorithm.quota());
+    for (_, cost) in requests {
+        inv.arg(cost);
+    }
+    inv
+}
+
+/// `reserve(key, cost, max_wait)` (the cost is in range): `reserve.lua`,
+/// told which bucket shapes.
+pub(crate) fn reserve_call<A: Shaping>(
+    algorithm: &A,
+    redis_key: &[u8],
+    cost: u64,
+    max_wait_ns: Option<u64>,
+    now: Now,
+) -> Call {
+    // `Shaping`: the two buckets, and only they, reserve.
+    let kind = if algorithm.kind() == AlgorithmKind::LeakyBucket {
+        "leaky"
+    } else {
+        "token"
+    };
+    let mut inv = scripts().reserve.key(redis_key);
+    common_args(&mut inv, now, algorithm.quota());
+    inv.arg(kind).arg(cost).arg(max_wait_arg(max_wait_ns));
+    inv
+}
+
+/// Undoes a reservation of `cost` that stored `stored`: `cancel.lua`. `now`
+/// only sets the restored state's expiry: pass the reservation's time
+/// source.
+pub(crate) fn cancel_call<A: Shaping>(
+    algorithm: &A,
+    redis_key: &[u8],
+    stored: u64,
+    cost: u64,
+    now: Now,
+) -> Call {
+    let mut inv = scripts().cancel.key(redis_key);
+    common_args(&mut inv, now, algorithm.quota());
+    inv.arg(stored).arg(cost);
+    inv
+}
+
+/// Reads a key's state: `inspect.lua`.
+pub(crate) fn inspect_call(redis_key: &[u8]) -> Call {
+    scripts().inspect.key(redis_key)
 }
 
 #[cfg(test)]

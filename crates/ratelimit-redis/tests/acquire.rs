@@ -35,7 +35,7 @@ fn hourly(conn: &AsyncRedisConnection, capacity: u64) -> AsyncRedisLimiter<Token
         Quota::new(capacity, Rate::per_hour(1)).unwrap(),
     ))
     .prefix("acquire")
-    .build_async(conn.clone())
+    .build(conn.clone())
     .unwrap()
 }
 
@@ -239,7 +239,7 @@ async fn a_full_leaky_queue_is_waited_out() {
         Quota::new(1, Rate::per_second(50)).unwrap(),
     ))
     .prefix("leaky")
-    .build_async(conn)
+    .build(conn)
     .unwrap();
     let t = std::time::Instant::now();
     assert!(l.acquire("k", 1).await.unwrap().is_admitted());

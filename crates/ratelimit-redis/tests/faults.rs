@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ratelimit_core::{Quota, Rate, Reason};
 use ratelimit_redis::{
     AsyncRedisConnection, FailurePolicy, RedisLimitError, RedisLimiter, RedisLimiterBuilder,
-    RedisPool, TokenBucket, TokenBucketRedis,
+    RedisPool, TokenBucket, TokenBucketRedis, Transport,
 };
 use ratelimit_testkit::RedisServer;
 use support::{AsyncFactory, Factory, Limit};
@@ -22,17 +22,15 @@ const S: u64 = 1_000_000_000;
 const TIMEOUT: Duration = Duration::from_millis(200);
 
 fn pool(server: &RedisServer) -> RedisPool {
-    RedisPool::builder(&server.url())
-        .connect_timeout(TIMEOUT)
-        .response_timeout(TIMEOUT)
-        .build()
-        .unwrap()
+    support::pool_with_timeout(server, TIMEOUT)
 }
 
-fn builder(policy: FailurePolicy) -> RedisLimiterBuilder<TokenBucket> {
+fn builder<C: Transport>(policy: FailurePolicy) -> RedisLimiterBuilder<TokenBucket, C> {
     RedisLimiter::builder(TokenBucket::new(Quota::new(3, Rate::per_hour(1)).unwrap()))
         .prefix(format!("{policy:?}"))
         .failure_policy(policy)
+        // Every call tries Redis here: the breaker has tests of its own.
+        .circuit_breaker(None)
 }
 
 fn limiter(pool: &RedisPool, policy: FailurePolicy) -> TokenBucketRedis {
@@ -41,16 +39,7 @@ fn limiter(pool: &RedisPool, policy: FailurePolicy) -> TokenBucketRedis {
 
 /// The async limiter's connection, with the same timeouts as `pool`.
 fn async_factory(server: &RedisServer) -> AsyncFactory {
-    let rt = support::runtime();
-    let conn = rt
-        .block_on(
-            AsyncRedisConnection::builder(&server.url())
-                .connect_timeout(TIMEOUT)
-                .response_timeout(TIMEOUT)
-                .build(),
-        )
-        .unwrap();
-    AsyncFactory { conn, rt }
+    support::async_with_timeout(server, TIMEOUT)
 }
 
 #[test]
@@ -128,7 +117,7 @@ fn killed_then_restarted<F: Factory>(server: &mut RedisServer, factory: &F) {
         limiters[2].check_n("k", 4),
         Err(RedisLimitError::InsufficientCapacity(_))
     ));
-    assert_eq!(limiters[3].policy_failures(), 4);
+    assert_eq!(limiters[3].stats().policy_decisions, 4);
     eprintln!("server killed: slowest call {slowest:?} (connect timeout {TIMEOUT:?})");
     // The timeout plus scheduling slack on a busy machine.
     assert!(
@@ -279,11 +268,8 @@ fn passwords_in_the_url() {
     eprintln!("wrong password: {e}");
     assert!(matches!(e, RedisLimitError::Authentication(_)), "{e}");
     assert!(e.to_string().contains("credentials"));
-    // None at all: the server says NOAUTH at the first call.
-    let none = RedisPool::open(&format!("redis://127.0.0.1:{}/", server.port)).unwrap();
-    let e = limiter(&none, FailurePolicy::ReturnError)
-        .check("k")
-        .unwrap_err();
+    // None at all: refused when the pool is built too (a PING probe).
+    let e = RedisPool::open(&format!("redis://127.0.0.1:{}/", server.port)).unwrap_err();
     eprintln!("no password: {e}");
     assert!(matches!(e, RedisLimitError::Authentication(_)), "{e}");
 }

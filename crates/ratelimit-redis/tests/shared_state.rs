@@ -58,7 +58,7 @@ fn child_process() {
     match mode.as_str() {
         // Same key, server time: what does this process see?
         "server-time" => {
-            let limiter = TokenBucketRedis::new(5, 0.1, pool).unwrap();
+            let limiter = TokenBucketRedis::new(5, 0.001, pool).unwrap();
             let d = limiter.check("shared").unwrap();
             println!(
                 "RESULT {} {}",
@@ -96,9 +96,14 @@ fn child_process() {
     }
 }
 
+/// More than one process's 1600 tries and less than both processes' 3200:
+/// whichever process runs first, the other still finds tokens, so both
+/// take part in every run, whatever the scheduling.
+const HAMMER_CAPACITY: u64 = 2000;
+
 fn hammer_limiter(pool: RedisPool) -> TokenBucketRedis {
     RedisLimiter::builder(TokenBucket::new(
-        Quota::new(1000, Rate::per_hour(1)).unwrap(),
+        Quota::new(HAMMER_CAPACITY, Rate::per_hour(1)).unwrap(),
     ))
     .prefix("hammer")
     .build(pool)
@@ -124,8 +129,8 @@ fn hammer(limiter: &TokenBucketRedis, per_thread: usize, threads: usize, now: u6
 fn server_time_makes_skewed_clocks_agree() {
     let server = RedisServer::start();
     let pool = RedisPool::open(&server.url()).unwrap();
-    // 5 tokens, one every 10 s: drain them here...
-    let limiter = TokenBucketRedis::new(5, 0.1, pool.clone()).unwrap();
+    // 5 tokens, one every 1000 s: drain them here...
+    let limiter = TokenBucketRedis::new(5, 0.001, pool.clone()).unwrap();
     for _ in 0..5 {
         assert!(limiter.check("shared").unwrap().allowed);
     }
@@ -135,8 +140,10 @@ fn server_time_makes_skewed_clocks_agree() {
     let mut parts = child.split(' ');
     assert_eq!(parts.next(), Some("false"));
     let retry_ms: u128 = parts.next().unwrap().parse().unwrap();
+    // One interval less the time the child took to start: seconds of
+    // slack on a loaded machine, where 10 s intervals left one.
     assert!(
-        (9_000..=10_000).contains(&retry_ms),
+        (990_000..=1_000_000).contains(&retry_ms),
         "retry after {retry_ms} ms"
     );
 
@@ -166,7 +173,7 @@ fn threads_and_a_second_process_admit_exactly_the_capacity() {
     let limiter = hammer_limiter(pool);
     let now = 1_700_000_000 * S;
     let url = server.url();
-    // 2 processes × 4 threads × 400 checks = 3200 tries for 1000 tokens,
+    // 2 processes × 4 threads × 400 checks = 3200 tries for 2000 tokens,
     // all at the same frozen client time.
     let child = std::thread::spawn(move || run_child("hammer", &url, &format!("400,4,{now}")));
     let here = hammer(&limiter, 400, 4, now);
@@ -175,7 +182,7 @@ fn threads_and_a_second_process_admit_exactly_the_capacity() {
         here > 0 && there > 0,
         "both processes took part: {here} + {there}"
     );
-    assert_eq!(here + there, 1000);
+    assert_eq!((here + there) as u64, HAMMER_CAPACITY);
     assert!(!limiter.check_at("one-key", 1, now).unwrap().allowed);
 }
 
@@ -195,7 +202,7 @@ fn keys_expire_exactly_at_reset() {
     let limiter = TokenBucketRedis::new(2, 10.0, pool.clone()).unwrap();
     let _ = limiter.check("k").unwrap();
     let d = limiter.check("k").unwrap();
-    let key = limiter.redis_key("k");
+    let key = limiter.redis_key("k").unwrap();
     let tat: u64 = con.get(&key).unwrap();
     let expire_at_ms: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(&mut con).unwrap();
     assert_eq!(
@@ -203,8 +210,10 @@ fn keys_expire_exactly_at_reset() {
         tat.div_ceil(1_000_000),
         "expires at tat, rounded up to a ms"
     );
+    // At least one interval (this check's own), at most two (if the
+    // first one's has not run out yet): true however long the calls took.
     assert!(
-        d.reset_after <= Duration::from_millis(200) && d.reset_after > Duration::from_millis(100)
+        d.reset_after <= Duration::from_millis(200) && d.reset_after >= Duration::from_millis(100)
     );
     std::thread::sleep(Duration::from_millis(250));
     assert!(
@@ -214,7 +223,10 @@ fn keys_expire_exactly_at_reset() {
     // A denied check and a cost of 0 write nothing.
     let state = limiter.check_n("other", 0).unwrap();
     assert!(state.allowed);
-    assert!(!con.exists::<_, bool>(limiter.redis_key("other")).unwrap());
+    assert!(
+        !con.exists::<_, bool>(limiter.redis_key("other").unwrap())
+            .unwrap()
+    );
 
     // Client time: TTL = reset_after rounded up to a ms + the margin.
     let client = RedisLimiter::builder(TokenBucket::new(
@@ -227,7 +239,7 @@ fn keys_expire_exactly_at_reset() {
     .build(pool)
     .unwrap();
     let _ = client.check_at("k", 2, 1_000 * S + 1).unwrap();
-    let pttl: i64 = con.pttl(client.redis_key("k")).unwrap();
+    let pttl: i64 = con.pttl(client.redis_key("k").unwrap()).unwrap();
     assert!((4_000..=5_200).contains(&pttl), "pttl {pttl}");
 }
 
@@ -239,6 +251,8 @@ fn odd_keys_stay_under_the_prefix_and_apart() {
     let limiter =
         RedisLimiter::builder(TokenBucket::new(Quota::new(1, Rate::per_hour(1)).unwrap()))
             .prefix("odd")
+            // A 1 MiB key, above the default bound of 256 bytes.
+            .max_key_len(1 << 20)
             .build(pool)
             .unwrap();
     let binary: Vec<u8> = (0..=255u8).collect();
@@ -264,7 +278,7 @@ fn odd_keys_stay_under_the_prefix_and_apart() {
     }
     for k in &keys {
         assert!(!limiter.check(k).unwrap().allowed, "keys are apart");
-        let stored: Vec<u8> = limiter.redis_key(k);
+        let stored: Vec<u8> = limiter.redis_key(k).unwrap();
         assert!(stored.starts_with(b"odd|"));
         assert!(con.exists::<_, bool>(&stored).unwrap());
     }
@@ -314,27 +328,28 @@ fn batch_answers_in_order_like_single_checks() {
     let many: Vec<(String, u64)> = (0..100).map(|i| (format!("k{i}"), 1)).collect();
     let got = limiter.check_batch(&many).unwrap();
     assert!(got.iter().all(|r| r.as_ref().unwrap().allowed));
-    // Through a held connection too.
-    let mut session = limiter.session().unwrap();
-    assert_eq!(session.check_batch(&many).unwrap().len(), 100);
-    assert!(session.check("k0").unwrap().allowed);
+    let again = limiter.check_batch(&many).unwrap();
+    assert!(again.iter().all(|r| r.as_ref().unwrap().allowed));
+    assert!(limiter.check("k0").unwrap().allowed);
 }
 
 #[test]
 fn reserve_and_allow_request_with_server_time() {
     let server = RedisServer::start();
     let pool = RedisPool::open(&server.url()).unwrap();
-    let leaky = LeakyBucketRedis::new(3, 10.0, pool.clone()).unwrap();
+    // T = 100 s: the calls take far less than T however loaded the
+    // machine (at 100 ms, a stall of one interval failed the test).
+    let leaky = LeakyBucketRedis::new(3, 0.01, pool.clone()).unwrap();
     let waits: Vec<Duration> = (0..3)
         .map(|_| leaky.reserve("q", 1, None).unwrap().wait().unwrap())
         .collect();
-    // Requests that arrive together leave T = 100 ms apart: the k-th waits
-    // k × T less the time since the first arrived.
+    // Requests that arrive together leave T apart: the k-th waits k × T
+    // less the time since the first arrived.
     assert_eq!(waits[0], Duration::ZERO);
-    assert!(waits[1] > Duration::ZERO && waits[1] <= Duration::from_millis(100));
-    assert!(waits[2] > waits[1] && waits[2] <= Duration::from_millis(200));
+    assert!(waits[1] > Duration::ZERO && waits[1] <= Duration::from_secs(100));
+    assert!(waits[2] > waits[1] && waits[2] <= Duration::from_secs(200));
     assert!(!leaky.reserve("q", 1, None).unwrap().is_admitted());
-    let token = TokenBucketRedis::new(2, 1.0, pool).unwrap();
+    let token = TokenBucketRedis::new(2, 0.01, pool).unwrap();
     let r = token.allow_request("user456").unwrap();
     assert!(r.allowed);
     assert_eq!(r.tokens_remaining, 1);
@@ -346,5 +361,5 @@ fn reserve_and_allow_request_with_server_time() {
     let state = token.inspect("user456").unwrap();
     assert_eq!(state.remaining, 1);
     // PXAT rounds tat up to a ms, PTTL rounds the server clock down.
-    assert!(state.ttl.unwrap() <= Duration::from_millis(1001));
+    assert!(state.ttl.unwrap() <= Duration::from_millis(100_001));
 }

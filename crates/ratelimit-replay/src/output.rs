@@ -1,5 +1,5 @@
 //! One output line of the replay format, with the field names and order of
-//! SEMANTICS.md.
+//! `docs/semantics.md` ("Replay format").
 
 use core::time::Duration;
 

@@ -3,8 +3,8 @@
 //! (memory backend, every request allowed), on a current-thread runtime.
 //!
 //! ```text
-//! cargo bench -p ratelimit-tower --bench layer                        # features off
-//! cargo bench -p ratelimit-tower --bench layer --features metrics,tracing
+//! cargo bench -p ratelimit-tower --bench layer --features axum                  # observability off
+//! cargo bench -p ratelimit-tower --bench layer --features axum,metrics,tracing
 //! ```
 //!
 //! Prints the mean time per request of each (median of rounds, the two

@@ -1,77 +1,297 @@
 //! Which bucket a request goes to: [`KeyExtractor`] and the built-in
-//! extractors ([`HeaderKey`], [`ClientIp`], [`RouteKey`], [`KeyFn`]), and
-//! what happens to a request without a key ([`MissingKey`]).
+//! extractors [`HeaderKey`], [`RouteKey`] and [`KeyFn`] ([`ClientIp`] has
+//! a module of its own), why a request may have no usable key
+//! ([`NoKey`]), the bound on key bytes ([`DEFAULT_MAX_KEY_LEN`],
+//! [`KeyLen`]), and what the layer does with a request without a key
+//! ([`MissingKey`]).
+//!
+//! [`ClientIp`]: crate::ClientIp
 
 use core::fmt;
-use core::net::{IpAddr, Ipv6Addr, SocketAddr};
-use core::str::FromStr;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::borrow::Cow;
+use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, Request, StatusCode};
+use http::{HeaderName, Request, StatusCode};
 
-/// Extracts the rate-limit key of a request, or `None` when it has none
-/// (the layer then applies its [`MissingKey`] policy).
+/// The longest key, in bytes, that the built-in extractors accept unless
+/// told otherwise: 256.
+///
+/// A limiter keeps every live key, so the bytes of a key are memory held
+/// for as long as its bucket lives: with at most `max_keys` keys of at
+/// most 256 bytes, a memory limiter's keys take at most `max_keys × 256`
+/// bytes (256 MiB at the default 2^20 keys), whatever clients send. A
+/// longer key is refused before the limiter sees it
+/// ([`RefusalKind::KeyTooLong`](crate::RefusalKind::KeyTooLong)).
+pub const DEFAULT_MAX_KEY_LEN: usize = 256;
+
+/// Extracts the rate-limit key of a request.
 ///
 /// Implemented by the built-in extractors for every body type, and by
-/// [`KeyFn`] for a closure.
+/// [`KeyFn`] for a closure. An implementation MUST bound the bytes of the
+/// keys it returns (the built-in ones refuse keys longer than
+/// [`DEFAULT_MAX_KEY_LEN`] by default with [`NoKey::TooLong`]): a limiter
+/// keeps every key it has seen while its bucket lives.
 pub trait KeyExtractor<B>: Send + Sync + 'static {
     /// The key handed to the limiter.
     type Key: Send + 'static;
 
-    /// The key of `request`, if it has one.
-    fn extract(&self, request: &Request<B>) -> Option<Self::Key>;
+    /// The key of `request`, or why it has none.
+    ///
+    /// # Errors
+    /// [`NoKey`]: [`NoKey::Missing`] goes to the layer's
+    /// [`MissingKey`] policy; the others are refused.
+    fn extract(&self, request: &Request<B>) -> Result<Self::Key, NoKey>;
 }
 
-/// A closure as a [`KeyExtractor`]: `KeyFn(|req: &Request<Body>| ...)`.
+/// Where an extractor looks for the key, to say so in a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// A request header ([`HeaderKey`]).
+    Header(HeaderName),
+    /// The client's IP address ([`ClientIp`](crate::ClientIp)).
+    ClientIp,
+    /// The matched route ([`RouteKey`]).
+    Route,
+    /// A closure ([`KeyFn`]) or another extractor.
+    Custom,
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header(name) => write!(f, "header {name}"),
+            Self::ClientIp => f.write_str("client address"),
+            Self::Route => f.write_str("matched route"),
+            Self::Custom => f.write_str("key"),
+        }
+    }
+}
+
+/// Why a request has no usable key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoKey {
+    /// The request carries no key (an absent or empty header, no matched
+    /// route, a closure's `None`). The layer applies its [`MissingKey`]
+    /// policy: reject (default), a shared bucket, or through unlimited.
+    Missing(KeySource),
+    /// The key is there but cannot be one (a header value that is not
+    /// visible ASCII). Always refused (`400`): treating it as missing
+    /// would let a client who sends one odd byte choose the
+    /// [`MissingKey`] policy.
+    Invalid(KeySource),
+    /// The key is longer than the extractor's maximum. Always refused
+    /// (`431` for a header, `400` otherwise), before the limiter sees it.
+    TooLong {
+        /// Where the key was.
+        source: KeySource,
+        /// Its length in bytes.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The server did not give the layer the connection's address (axum:
+    /// served without `into_make_service_with_connect_info`). A server
+    /// misconfiguration: always refused (`500`) and logged once.
+    NoClientAddress,
+}
+
+/// The length in bytes of a key as a limiter stores it: of its text or
+/// bytes, or the size of a number or an address.
+///
+/// [`KeyFn`] needs it to refuse long keys; implemented for strings, byte
+/// strings, integers, IP addresses, and tuples of those. Implement it for
+/// a key type of your own by summing its parts.
+pub trait KeyLen {
+    /// The length in bytes.
+    fn key_len(&self) -> usize;
+}
+
+impl<T: KeyLen + ?Sized> KeyLen for &T {
+    fn key_len(&self) -> usize {
+        (**self).key_len()
+    }
+}
+
+impl<T: KeyLen + ?Sized> KeyLen for Box<T> {
+    fn key_len(&self) -> usize {
+        (**self).key_len()
+    }
+}
+
+impl<T: KeyLen + ?Sized> KeyLen for Arc<T> {
+    fn key_len(&self) -> usize {
+        (**self).key_len()
+    }
+}
+
+impl KeyLen for str {
+    fn key_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl KeyLen for String {
+    fn key_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl KeyLen for Cow<'_, str> {
+    fn key_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl KeyLen for [u8] {
+    fn key_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl KeyLen for Vec<u8> {
+    fn key_len(&self) -> usize {
+        self.len()
+    }
+}
+
+macro_rules! fixed_len {
+    ($($t:ty),*) => {$(
+        impl KeyLen for $t {
+            fn key_len(&self) -> usize {
+                size_of::<$t>()
+            }
+        }
+    )*};
+}
+
+fixed_len!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, Ipv4Addr, Ipv6Addr
+);
+
+impl KeyLen for IpAddr {
+    fn key_len(&self) -> usize {
+        match self {
+            Self::V4(_) => 4,
+            Self::V6(_) => 16,
+        }
+    }
+}
+
+impl<A: KeyLen, B: KeyLen> KeyLen for (A, B) {
+    fn key_len(&self) -> usize {
+        self.0.key_len().saturating_add(self.1.key_len())
+    }
+}
+
+impl<A: KeyLen, B: KeyLen, C: KeyLen> KeyLen for (A, B, C) {
+    fn key_len(&self) -> usize {
+        self.0
+            .key_len()
+            .saturating_add(self.1.key_len())
+            .saturating_add(self.2.key_len())
+    }
+}
+
+/// A closure as a [`KeyExtractor`]: `KeyFn::new(|req: &Request<Body>| ...)`,
+/// returning `None` for a request without a key. Keys longer than
+/// [`max_len`](Self::max_len) bytes ([`KeyLen`], 256 by default) are
+/// refused.
 ///
 /// ```
 /// use http::Request;
-/// use ratelimit_tower::{KeyExtractor, KeyFn};
+/// use ratelimit_tower::{KeyExtractor, KeyFn, NoKey};
 ///
 /// // One bucket per (tenant, method).
-/// let key = KeyFn(|req: &Request<()>| {
+/// let key = KeyFn::new(|req: &Request<()>| {
 ///     let tenant = req.headers().get("x-tenant")?.to_str().ok()?;
 ///     Some(format!("{tenant}:{}", req.method()))
 /// });
 /// let req = Request::post("/").header("x-tenant", "acme").body(()).unwrap();
-/// assert_eq!(key.extract(&req).as_deref(), Some("acme:POST"));
+/// assert_eq!(key.extract(&req).as_deref(), Ok("acme:POST"));
+///
+/// let long = Request::post("/").header("x-tenant", "a".repeat(300)).body(()).unwrap();
+/// assert!(matches!(key.extract(&long), Err(NoKey::TooLong { len: 305, max: 256, .. })));
 /// ```
 #[derive(Clone, Copy)]
-pub struct KeyFn<F>(pub F);
+pub struct KeyFn<F> {
+    f: F,
+    max_len: usize,
+}
+
+impl<F> KeyFn<F> {
+    /// Keys by the closure `f`.
+    #[must_use]
+    pub fn new(f: F) -> Self {
+        Self {
+            f,
+            max_len: DEFAULT_MAX_KEY_LEN,
+        }
+    }
+
+    /// Refuses keys longer than `max` bytes (default
+    /// [`DEFAULT_MAX_KEY_LEN`]).
+    #[must_use]
+    pub fn max_len(mut self, max: usize) -> Self {
+        self.max_len = max;
+        self
+    }
+}
 
 impl<F> fmt::Debug for KeyFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeyFn(..)")
+        f.debug_struct("KeyFn")
+            .field("max_len", &self.max_len)
+            .finish_non_exhaustive()
     }
 }
 
 impl<B, K, F> KeyExtractor<B> for KeyFn<F>
 where
     F: Fn(&Request<B>) -> Option<K> + Send + Sync + 'static,
-    K: Send + 'static,
+    K: KeyLen + Send + 'static,
 {
     type Key = K;
 
     #[inline]
-    fn extract(&self, request: &Request<B>) -> Option<K> {
-        (self.0)(request)
+    fn extract(&self, request: &Request<B>) -> Result<K, NoKey> {
+        let key = (self.f)(request).ok_or(NoKey::Missing(KeySource::Custom))?;
+        let len = key.key_len();
+        if len > self.max_len {
+            return Err(NoKey::TooLong {
+                source: KeySource::Custom,
+                len,
+                max: self.max_len,
+            });
+        }
+        Ok(key)
     }
 }
 
 /// The value of a request header, e.g. `X-API-Key`, as a `String`.
 ///
-/// A missing header, an empty value, or a value that is not visible ASCII
-/// counts as no key. If the header appears several times, the first one
-/// is the key.
+/// A missing header or an empty value is no key ([`NoKey::Missing`]); a
+/// value that is not visible ASCII is refused ([`NoKey::Invalid`]), and
+/// so is a value longer than [`max_len`](Self::max_len) bytes (256 by
+/// default; [`NoKey::TooLong`], answered `431 Request Header Fields Too
+/// Large`) before anything is copied. If the header appears several
+/// times, the first one is the key.
 #[derive(Debug, Clone)]
 pub struct HeaderKey {
     name: HeaderName,
+    max_len: usize,
 }
 
 impl HeaderKey {
     /// Keys by the header `name`.
     #[must_use]
     pub fn new(name: HeaderName) -> Self {
-        Self { name }
+        Self {
+            name,
+            max_len: DEFAULT_MAX_KEY_LEN,
+        }
     }
 
     /// Keys by `X-API-Key`.
@@ -79,15 +299,43 @@ impl HeaderKey {
     pub fn api_key() -> Self {
         Self::new(HeaderName::from_static("x-api-key"))
     }
+
+    /// Refuses values longer than `max` bytes (default
+    /// [`DEFAULT_MAX_KEY_LEN`]).
+    #[must_use]
+    pub fn max_len(mut self, max: usize) -> Self {
+        self.max_len = max;
+        self
+    }
+
+    fn source(&self) -> KeySource {
+        KeySource::Header(self.name.clone())
+    }
 }
 
 impl<B> KeyExtractor<B> for HeaderKey {
     type Key = String;
 
     #[inline]
-    fn extract(&self, request: &Request<B>) -> Option<String> {
-        let value = request.headers().get(&self.name)?.to_str().ok()?;
-        (!value.is_empty()).then(|| value.to_owned())
+    fn extract(&self, request: &Request<B>) -> Result<String, NoKey> {
+        let Some(value) = request.headers().get(&self.name) else {
+            return Err(NoKey::Missing(self.source()));
+        };
+        let len = value.len();
+        if len == 0 {
+            return Err(NoKey::Missing(self.source()));
+        }
+        if len > self.max_len {
+            return Err(NoKey::TooLong {
+                source: self.source(),
+                len,
+                max: self.max_len,
+            });
+        }
+        match value.to_str() {
+            Ok(text) => Ok(text.to_owned()),
+            Err(_) => Err(NoKey::Invalid(self.source())),
+        }
     }
 }
 
@@ -98,9 +346,37 @@ impl<B> KeyExtractor<B> for HeaderKey {
 /// bucket, for a client to multiply at will. Without a matched path the
 /// request has no key. With axum, add the layer with `Router::route_layer`
 /// (or on a route), where the path has been matched; `Router::layer` runs
-/// before routing and sees none.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RouteKey;
+/// before routing and sees none. Keys longer than
+/// [`max_len`](Self::max_len) (256 bytes by default; a client chooses the
+/// method) are refused.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteKey {
+    max_len: usize,
+}
+
+impl Default for RouteKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RouteKey {
+    /// Keys by method and matched route.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            max_len: DEFAULT_MAX_KEY_LEN,
+        }
+    }
+
+    /// Refuses keys longer than `max` bytes (default
+    /// [`DEFAULT_MAX_KEY_LEN`]).
+    #[must_use]
+    pub fn max_len(mut self, max: usize) -> Self {
+        self.max_len = max;
+        self
+    }
+}
 
 /// A route template to key by, put in the request extensions by a router
 /// other than axum's (for [`RouteKey`]).
@@ -110,292 +386,41 @@ pub struct RoutePattern(pub String);
 impl<B> KeyExtractor<B> for RouteKey {
     type Key = String;
 
-    fn extract(&self, request: &Request<B>) -> Option<String> {
+    fn extract(&self, request: &Request<B>) -> Result<String, NoKey> {
         let ext = request.extensions();
         #[cfg(feature = "axum")]
-        if let Some(path) = ext.get::<axum::extract::MatchedPath>() {
-            return Some(format!("{} {}", request.method(), path.as_str()));
+        let matched = ext
+            .get::<axum::extract::MatchedPath>()
+            .map(axum::extract::MatchedPath::as_str);
+        #[cfg(not(feature = "axum"))]
+        let matched: Option<&str> = None;
+        let path = matched
+            .or_else(|| ext.get::<RoutePattern>().map(|p| p.0.as_str()))
+            .ok_or(NoKey::Missing(KeySource::Route))?;
+        let method = request.method().as_str();
+        let len = method.len() + 1 + path.len();
+        if len > self.max_len {
+            return Err(NoKey::TooLong {
+                source: KeySource::Route,
+                len,
+                max: self.max_len,
+            });
         }
-        let path = ext.get::<RoutePattern>()?;
-        Some(format!("{} {}", request.method(), path.0))
+        Ok(format!("{method} {path}"))
     }
 }
 
-/// Which forwarding header a trusted proxy writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For: client, proxy1, proxy2`.
-    XForwardedFor,
-    /// `Forwarded: for=client, for=proxy1` (RFC 7239), `for` parameters only.
-    Forwarded,
-}
-
-/// An IP network: an address and a prefix length, parsed from
-/// `10.0.0.0/8`, `2001:db8::/32` or a single address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// The network of `addr` with `prefix` leading bits (at most 32 for
-    /// IPv4, 128 for IPv6), or `None` for a longer prefix.
-    #[must_use]
-    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Self { addr, prefix })
-    }
-
-    /// Whether `ip` is in this network. An IPv4-mapped IPv6 address
-    /// (`::ffff:10.0.0.1`) matches as its IPv4 address.
-    #[must_use]
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                masked(u128::from(net.to_bits()), self.prefix, 32)
-                    == masked(u128::from(ip.to_bits()), self.prefix, 32)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(net.to_bits(), self.prefix, 128) == masked(ip.to_bits(), self.prefix, 128)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        bits >> (width - prefix)
-    }
-}
-
-/// An IPv4-mapped IPv6 address as its IPv4 address; others unchanged.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
-/// An [`IpNet`] that could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpNetParseError(String);
-
-impl fmt::Display for IpNetParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid IP network {:?}: expected an address or ADDRESS/PREFIX",
-            self.0
-        )
-    }
-}
-
-impl core::error::Error for IpNetParseError {}
-
-impl FromStr for IpNet {
-    type Err = IpNetParseError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = || IpNetParseError(text.to_owned());
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (
-                addr.parse::<IpAddr>().map_err(|_| err())?,
-                Some(prefix.parse::<u8>().map_err(|_| err())?),
-            ),
-            None => (text.parse::<IpAddr>().map_err(|_| err())?, None),
-        };
-        let prefix = prefix.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
-        Self::new(addr, prefix).ok_or_else(err)
-    }
-}
-
-/// The proxies whose forwarding header is believed, and which header
-/// they write.
+/// What the layer does with a request that has no key
+/// ([`NoKey::Missing`]).
 ///
-/// Fail closed: with no trusted proxies (the default) the forwarding
-/// headers are never read, because any client can send them.
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies {
-    networks: Vec<IpNet>,
-    header: Option<ForwardedHeader>,
-}
-
-impl TrustedProxies {
-    /// Trusts no proxy: the client is the socket peer.
-    #[must_use]
-    pub fn none() -> Self {
-        Self::default()
-    }
-
-    /// Trusts `networks`, which write `header`.
-    #[must_use]
-    pub fn new(header: ForwardedHeader, networks: impl IntoIterator<Item = IpNet>) -> Self {
-        Self {
-            networks: networks.into_iter().collect(),
-            header: Some(header),
-        }
-    }
-
-    /// Whether `ip` is a trusted proxy.
-    #[must_use]
-    pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.networks.iter().any(|n| n.contains(ip))
-    }
-
-    /// The client address of a request that came from `peer` with
-    /// `headers`: `peer` itself unless it is trusted; otherwise the
-    /// right-most address of the forwarding header that is not a trusted
-    /// proxy (or the left-most, if all are). `None` when the hop to use is
-    /// not an IP address (`unknown`, an obfuscated identifier, garbage).
-    #[must_use]
-    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
-        let Some(header) = self.header else {
-            return Some(peer);
-        };
-        if !self.is_trusted(peer) {
-            return Some(peer);
-        }
-        let mut hops: Vec<&str> = Vec::new();
-        match header {
-            ForwardedHeader::XForwardedFor => {
-                for value in headers.get_all("x-forwarded-for") {
-                    let value = value.to_str().ok()?;
-                    hops.extend(value.split(',').map(str::trim));
-                }
-            }
-            ForwardedHeader::Forwarded => {
-                for value in headers.get_all(http::header::FORWARDED) {
-                    let value = value.to_str().ok()?;
-                    for element in value.split(',') {
-                        let for_ = element.split(';').find_map(|pair| {
-                            let (name, value) = pair.trim().split_once('=')?;
-                            name.trim()
-                                .eq_ignore_ascii_case("for")
-                                .then_some(value.trim())
-                        });
-                        // An element without `for` is a hop we cannot place.
-                        hops.push(for_.unwrap_or(""));
-                    }
-                }
-            }
-        }
-        let mut client = peer;
-        for hop in hops.iter().rev() {
-            let ip = parse_hop(hop)?;
-            client = ip;
-            if !self.is_trusted(ip) {
-                break;
-            }
-        }
-        Some(client)
-    }
-}
-
-/// An address of a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `::1`,
-/// `[::1]:80`, `"[::1]:80"`.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
-    let hop = hop.trim().trim_matches('"');
-    if let Ok(ip) = hop.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Ok(sock) = hop.parse::<SocketAddr>() {
-        return Some(sock.ip());
-    }
-    let inner = hop.strip_prefix('[')?.strip_suffix(']')?;
-    inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
-}
-
-/// The client's IP address: the socket peer, or with [`TrustedProxies`]
-/// the address the trusted proxies report.
-///
-/// The peer comes from the request extensions: axum's
-/// `ConnectInfo<SocketAddr>` (feature `axum`; serve with
-/// `into_make_service_with_connect_info::<SocketAddr>()`) or a plain
-/// `SocketAddr` inserted by the server. A request without either has no
-/// key (fail closed).
-///
-/// IPv6 clients are keyed by their `/64` network by default
-/// ([`ipv6_prefix`](Self::ipv6_prefix)): one host usually holds a whole
-/// `/64` and could otherwise rotate addresses to get fresh buckets.
-#[derive(Debug, Clone)]
-pub struct ClientIp {
-    proxies: TrustedProxies,
-    ipv6_prefix: u8,
-}
-
-impl Default for ClientIp {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ClientIp {
-    /// The socket peer's address; forwarding headers are ignored.
-    #[must_use]
-    pub fn new() -> Self {
-        Self {
-            proxies: TrustedProxies::none(),
-            ipv6_prefix: 64,
-        }
-    }
-
-    /// Believes the forwarding header of `proxies`.
-    #[must_use]
-    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        self.proxies = proxies;
-        self
-    }
-
-    /// Keys IPv6 clients by their network of `prefix` bits (default 64;
-    /// 128 keys each address alone). Values above 128 count as 128.
-    #[must_use]
-    pub fn ipv6_prefix(mut self, prefix: u8) -> Self {
-        self.ipv6_prefix = prefix.min(128);
-        self
-    }
-
-    /// The socket peer of `request`, from its extensions.
-    #[must_use]
-    pub fn peer<B>(request: &Request<B>) -> Option<SocketAddr> {
-        let ext = request.extensions();
-        #[cfg(feature = "axum")]
-        if let Some(info) = ext.get::<axum::extract::ConnectInfo<SocketAddr>>() {
-            return Some(info.0);
-        }
-        ext.get::<SocketAddr>().copied()
-    }
-}
-
-impl<B> KeyExtractor<B> for ClientIp {
-    type Key = IpAddr;
-
-    fn extract(&self, request: &Request<B>) -> Option<IpAddr> {
-        let peer = canonical(Self::peer(request)?.ip());
-        let ip = canonical(self.proxies.client(peer, request.headers())?);
-        Some(match ip {
-            IpAddr::V6(v6) if self.ipv6_prefix < 128 => {
-                let bits = masked(v6.to_bits(), self.ipv6_prefix, 128);
-                let bits = bits
-                    .checked_shl(u32::from(128 - self.ipv6_prefix))
-                    .unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from_bits(bits))
-            }
-            _ => ip,
-        })
-    }
-}
-
-/// What the layer does with a request that has no key.
+/// Invalid and too-long keys, and a missing client address, are refused
+/// whatever this says: a client must not be able to opt out of its limit
+/// by sending a malformed key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MissingKey<K> {
-    /// Answer with this status (default `400 Bad Request`) without
-    /// calling the service.
+    /// Refuse it with this status (default `400 Bad Request`) without
+    /// calling the service ([`RefusalKind::MissingKey`](crate::RefusalKind::MissingKey)).
     Reject(StatusCode),
     /// Count it in this one shared bucket (an "anonymous" key).
     Shared(K),
@@ -414,32 +439,78 @@ impl<K> Default for MissingKey<K> {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
+    fn with_header(value: &[u8]) -> Request<()> {
+        Request::get("/")
+            .header("x-api-key", http::HeaderValue::from_bytes(value).unwrap())
+            .body(())
+            .unwrap()
     }
 
     #[test]
-    fn networks() {
-        assert!(net("10.0.0.0/8").contains("10.1.2.3".parse().unwrap()));
-        assert!(!net("10.0.0.0/8").contains("11.1.2.3".parse().unwrap()));
-        assert!(net("10.0.0.0/8").contains("::ffff:10.9.9.9".parse().unwrap()));
-        assert!(net("0.0.0.0/0").contains("1.2.3.4".parse().unwrap()));
-        assert!(net("2001:db8::/32").contains("2001:db8:1::1".parse().unwrap()));
-        assert!(!net("2001:db8::/32").contains("10.0.0.1".parse().unwrap()));
-        assert!(net("127.0.0.1").contains("127.0.0.1".parse().unwrap()));
-        assert!(!net("127.0.0.1").contains("127.0.0.2".parse().unwrap()));
-        for bad in ["10.0.0.0/33", "::/129", "x", "10.0.0.0/", "/8"] {
-            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
-        }
+    fn header_keys() {
+        let key = HeaderKey::api_key();
+        let source = KeySource::Header(HeaderName::from_static("x-api-key"));
+        assert_eq!(key.extract(&with_header(b"abc")), Ok("abc".to_owned()));
+        assert_eq!(
+            key.extract(&Request::get("/").body(()).unwrap()),
+            Err(NoKey::Missing(source.clone()))
+        );
+        assert_eq!(
+            key.extract(&with_header(b"")),
+            Err(NoKey::Missing(source.clone()))
+        );
+        assert_eq!(
+            key.extract(&with_header(b"caf\xc3\xa9")),
+            Err(NoKey::Invalid(source.clone()))
+        );
+        assert_eq!(key.extract(&with_header(&[b'a'; 256])).unwrap().len(), 256);
+        assert_eq!(
+            key.extract(&with_header(&[b'a'; 257])),
+            Err(NoKey::TooLong {
+                source: source.clone(),
+                len: 257,
+                max: 256
+            })
+        );
+        // Too long is checked first: a long invalid value is too long.
+        assert!(matches!(
+            key.clone()
+                .max_len(2)
+                .extract(&with_header(b"\xff\xff\xff")),
+            Err(NoKey::TooLong { len: 3, max: 2, .. })
+        ));
     }
 
     #[test]
-    fn hops() {
-        assert_eq!(parse_hop("1.2.3.4"), Some("1.2.3.4".parse().unwrap()));
-        assert_eq!(parse_hop(" 1.2.3.4:80"), Some("1.2.3.4".parse().unwrap()));
-        assert_eq!(parse_hop("\"[::1]:80\""), Some("::1".parse().unwrap()));
-        assert_eq!(parse_hop("[::1]"), Some("::1".parse().unwrap()));
-        assert_eq!(parse_hop("unknown"), None);
-        assert_eq!(parse_hop("_hidden"), None);
+    fn route_keys() {
+        let mut request = Request::get("/users/7").body(()).unwrap();
+        assert_eq!(
+            RouteKey::new().extract(&request),
+            Err(NoKey::Missing(KeySource::Route))
+        );
+        request
+            .extensions_mut()
+            .insert(RoutePattern("/users/{id}".to_owned()));
+        assert_eq!(
+            RouteKey::new().extract(&request).as_deref(),
+            Ok("GET /users/{id}")
+        );
+        assert_eq!(
+            RouteKey::new().max_len(14).extract(&request),
+            Err(NoKey::TooLong {
+                source: KeySource::Route,
+                len: 15,
+                max: 14
+            })
+        );
+    }
+
+    #[test]
+    fn key_lengths() {
+        assert_eq!("abc".key_len(), 3);
+        assert_eq!(7u64.key_len(), 8);
+        assert_eq!(IpAddr::from([1, 2, 3, 4]).key_len(), 4);
+        assert_eq!(("ab".to_owned(), 1u32).key_len(), 6);
+        assert_eq!((Arc::<str>::from("ab"), &b"xyz"[..], 1u8).key_len(), 6);
     }
 }

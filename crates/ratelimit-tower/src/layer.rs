@@ -1,103 +1,43 @@
-//! [`RateLimitLayer`] and the [`RateLimit`] service it wraps around an
-//! inner service.
+//! [`RateLimitLayer`], its [`RateLimitLayerBuilder`], and the
+//! [`Layer`] impl that wraps a service in a [`RateLimit`].
+//!
+//! Configuration happens on the builder, which owns everything and cannot
+//! fail or panic until [`build`](RateLimitLayerBuilder::build) checks it
+//! all at once; a built layer is immutable and cheap to clone.
 
 use core::fmt;
-use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use ratelimit_core::{Decision, Quota};
 use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::cost::{CostExtractor, UnitCost};
-use crate::headers::{self, RATELIMIT, RATELIMIT_POLICY};
+use crate::config::{Config, Responder};
+use crate::cost::UnitCost;
 use crate::key::MissingKey;
-use crate::limiter::{LimitError, Limiter};
-use crate::observe;
+use crate::limiter::Limiter;
+use crate::policy::{DEFAULT_POLICY_NAME, Policy};
+use crate::refusal::PlainText;
+use crate::service::RateLimit;
 
-/// The default policy name, in `RateLimit-Policy` and `RateLimit`.
-pub const DEFAULT_POLICY_NAME: &str = "default";
-
-/// A policy name that cannot be a Structured Fields String.
+/// A configuration that [`RateLimitLayerBuilder::build`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidPolicyName(String);
+#[non_exhaustive]
+pub enum BuildError {
+    /// The policy name cannot be a Structured Fields String: only
+    /// printable ASCII (0x20 to 0x7E) is allowed.
+    InvalidPolicyName(String),
+}
 
-impl fmt::Display for InvalidPolicyName {
+impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid rate-limit policy name {:?}: only printable ASCII (0x20 to 0x7E) is allowed",
-            self.0
-        )
-    }
-}
-
-impl core::error::Error for InvalidPolicyName {}
-
-/// The layer's name in its three forms.
-#[derive(Debug, Clone)]
-pub(crate) struct Name {
-    /// As given.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-    pub(crate) plain: Arc<str>,
-    /// As a Structured Fields String, quoted.
-    sf: Box<str>,
-    /// As a metrics label value.
-    #[cfg(feature = "metrics")]
-    pub(crate) label: metrics::SharedString,
-}
-
-impl Name {
-    fn new(name: &str) -> Result<Self, InvalidPolicyName> {
-        let sf = headers::sf_string(name).ok_or_else(|| InvalidPolicyName(name.to_owned()))?;
-        Ok(Self {
-            plain: Arc::from(name),
-            sf: sf.into_boxed_str(),
-            #[cfg(feature = "metrics")]
-            label: metrics::SharedString::from(name.to_owned()),
-        })
-    }
-}
-
-/// Everything the clones of a service share, behind one `Arc`.
-struct Shared<L, X, C, K> {
-    limiter: L,
-    key: X,
-    cost: C,
-    name: Name,
-    missing: MissingKey<K>,
-    over_capacity: StatusCode,
-    /// The `RateLimit-Policy` value of the first quota seen: a limiter
-    /// with one quota builds it once; another quota is formatted per
-    /// response.
-    policy: OnceLock<(Quota, HeaderValue)>,
-}
-
-impl<L, X, C, K> Shared<L, X, C, K> {
-    fn policy(&self, quota: &Quota) -> HeaderValue {
-        let (first, value) = self
-            .policy
-            .get_or_init(|| (*quota, headers::policy(&self.name.sf, quota)));
-        if first == quota {
-            value.clone()
-        } else {
-            headers::policy(&self.name.sf, quota)
-        }
-    }
-
-    /// Adds `RateLimit-Policy` and `RateLimit` (appended, so that the
-    /// items of nested layers with other names add up to one list each).
-    fn annotate(&self, headers: &mut HeaderMap, decision: &Decision, quota: &Quota) {
-        headers.reserve(2);
-        headers.append(&RATELIMIT_POLICY, self.policy(quota));
-        if let Some(value) = headers::ratelimit(&self.name.sf, decision, quota) {
-            headers.append(&RATELIMIT, value);
+        match self {
+            Self::InvalidPolicyName(name) => {
+                fmt::Display::fmt(&crate::policy::InvalidName(name.clone()), f)
+            }
         }
     }
 }
+
+impl core::error::Error for BuildError {}
 
 /// A [`tower_layer::Layer`] that rate limits requests by key with a
 /// [`Limiter`], answering `429 Too Many Requests` with `Retry-After` when
@@ -106,46 +46,39 @@ impl<L, X, C, K> Shared<L, X, C, K> {
 /// `X` extracts the key ([`HeaderKey`](crate::HeaderKey),
 /// [`ClientIp`](crate::ClientIp), [`RouteKey`](crate::RouteKey),
 /// [`KeyFn`](crate::KeyFn)), `C` the cost ([`UnitCost`] by default,
-/// [`CostFn`](crate::CostFn)).
+/// [`CostFn`](crate::CostFn)), `R` the answers the layer sends itself
+/// ([`PlainText`] by default, see [`OnRefusal`](crate::OnRefusal)).
 ///
-/// The limiter, extractors and options live in one `Arc`: every service
-/// the layer makes, and every clone of those (axum clones the service per
-/// connection), counts against the same buckets.
-///
-/// Answers of the layer itself (their bodies are `ResBody::default()`,
-/// empty for axum and hyper bodies):
-///
-/// | case | status | headers |
-/// |---|---|---|
-/// | denied | 429 | `Retry-After`, `RateLimit-Policy`, `RateLimit` |
-/// | cost above the capacity | 413 ([`cost_above_capacity`](Self::cost_above_capacity)) | `RateLimit-Policy` |
-/// | no key | 400 ([`missing_key`](Self::missing_key)) | none |
-/// | limiter error (after its failure policy) | 503 | none |
-pub struct RateLimitLayer<L, X, K, C = UnitCost> {
-    shared: Arc<Shared<L, X, C, K>>,
+/// [`new`](Self::new) makes a layer with the defaults;
+/// [`builder`](Self::builder) configures one. The limiter, extractors and
+/// options live in one `Arc`: every service the layer makes, and every
+/// clone of those (axum clones the service per connection), counts
+/// against the same buckets.
+pub struct RateLimitLayer<L, X, K, C = UnitCost, R = PlainText> {
+    config: Arc<Config<L, X, K, C, R>>,
 }
 
-impl<L, X, K, C> Clone for RateLimitLayer<L, X, K, C> {
+impl<L, X, K, C, R> Clone for RateLimitLayer<L, X, K, C, R> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            config: Arc::clone(&self.config),
         }
     }
 }
 
-impl<L, X, K, C> fmt::Debug for RateLimitLayer<L, X, K, C> {
+impl<L, X, K, C, R> fmt::Debug for RateLimitLayer<L, X, K, C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
-            .field("name", &self.shared.name.plain)
-            .field("over_capacity", &self.shared.over_capacity)
+            .field("name", self.config.responder.policy.name())
+            .field("zero_cost", &self.config.zero_cost)
             .finish_non_exhaustive()
     }
 }
 
-impl<L, X, K> RateLimitLayer<L, X, K, UnitCost> {
+impl<L, X, K> RateLimitLayer<L, X, K> {
     /// Limits with `limiter`, by the key `key` extracts, one unit per
     /// request, under the policy name `"default"`; requests without a key
-    /// get `400 Bad Request`.
+    /// get `400 Bad Request`; refusals have a `text/plain` body.
     ///
     /// The key type `K` is the extractor's (`String` for
     /// [`HeaderKey`](crate::HeaderKey), `IpAddr` for
@@ -155,224 +88,184 @@ impl<L, X, K> RateLimitLayer<L, X, K, UnitCost> {
     where
         L: Limiter<K>,
     {
-        Self {
-            shared: Arc::new(Shared {
-                limiter,
-                key,
-                cost: UnitCost,
-                name: Name::new(DEFAULT_POLICY_NAME).expect("the default name is valid"),
-                missing: MissingKey::default(),
-                over_capacity: StatusCode::PAYLOAD_TOO_LARGE,
-                policy: OnceLock::new(),
-            }),
+        Self::from_parts(
+            limiter,
+            key,
+            UnitCost,
+            MissingKey::default(),
+            false,
+            Responder::new(Policy::default(), PlainText),
+        )
+    }
+
+    /// A builder for a layer over `limiter` and `key`, with the defaults
+    /// of [`new`](Self::new) until changed.
+    pub fn builder(limiter: L, key: X) -> RateLimitLayerBuilder<L, X, K>
+    where
+        L: Limiter<K>,
+    {
+        RateLimitLayerBuilder {
+            limiter,
+            key,
+            cost: UnitCost,
+            missing: MissingKey::default(),
+            zero_cost: false,
+            name: DEFAULT_POLICY_NAME.to_owned(),
+            hook: PlainText,
         }
     }
 }
 
-impl<L, X, K, C> RateLimitLayer<L, X, K, C> {
-    /// Rebuilds the shared state with one part changed. Only called while
-    /// configuring, before the layer is cloned.
-    fn map<C2>(
-        self,
-        f: impl FnOnce(Shared<L, X, C, K>) -> Shared<L, X, C2, K>,
-    ) -> RateLimitLayer<L, X, K, C2> {
-        let shared = match Arc::try_unwrap(self.shared) {
-            Ok(shared) => shared,
-            Err(_) => panic!("configure a RateLimitLayer before cloning it"),
-        };
-        RateLimitLayer {
-            shared: Arc::new(f(shared)),
+impl<L, X, K, C, R> RateLimitLayer<L, X, K, C, R> {
+    fn from_parts(
+        limiter: L,
+        key: X,
+        cost: C,
+        missing: MissingKey<K>,
+        zero_cost: bool,
+        responder: Responder<R>,
+    ) -> Self {
+        Self {
+            config: Arc::new(Config {
+                limiter,
+                key,
+                cost,
+                missing,
+                zero_cost,
+                responder: Arc::new(responder),
+            }),
         }
-    }
-
-    /// The cost of each request, from `cost` (default: one unit).
-    ///
-    /// # Panics
-    /// If the layer has been cloned already: configure it first.
-    pub fn cost<C2>(self, cost: C2) -> RateLimitLayer<L, X, K, C2> {
-        self.map(|s| Shared {
-            limiter: s.limiter,
-            key: s.key,
-            cost,
-            name: s.name,
-            missing: s.missing,
-            over_capacity: s.over_capacity,
-            policy: s.policy,
-        })
-    }
-
-    /// The policy name in `RateLimit-Policy` and `RateLimit` (default
-    /// `"default"`), also the `limiter` label of the metrics. Give nested
-    /// layers distinct names.
-    ///
-    /// # Errors
-    /// [`InvalidPolicyName`] unless `name` is printable ASCII.
-    ///
-    /// # Panics
-    /// If the layer has been cloned already: configure it first.
-    pub fn name(self, name: &str) -> Result<Self, InvalidPolicyName> {
-        let name = Name::new(name)?;
-        Ok(self.map(|s| Shared {
-            name,
-            policy: OnceLock::new(),
-            ..s
-        }))
-    }
-
-    /// What to do with a request that has no key (default:
-    /// `MissingKey::Reject(400 Bad Request)`).
-    ///
-    /// # Panics
-    /// If the layer has been cloned already: configure it first.
-    pub fn missing_key(self, missing: MissingKey<K>) -> Self {
-        self.map(|s| Shared { missing, ..s })
-    }
-
-    /// The status for a request whose cost exceeds the capacity, which can
-    /// never succeed (default `413 Content Too Large`, without
-    /// `Retry-After`).
-    ///
-    /// # Panics
-    /// If the layer has been cloned already: configure it first.
-    pub fn cost_above_capacity(self, status: StatusCode) -> Self {
-        self.map(|s| Shared {
-            over_capacity: status,
-            ..s
-        })
     }
 
     /// The limiter.
     pub fn limiter(&self) -> &L {
-        &self.shared.limiter
+        &self.config.limiter
+    }
+
+    /// The policy name.
+    pub fn policy_name(&self) -> &str {
+        self.config.responder.policy.name()
     }
 }
 
-impl<S, L, X, K, C> Layer<S> for RateLimitLayer<L, X, K, C> {
-    type Service = RateLimit<S, L, X, K, C>;
+impl<S, L, X, K, C, R> Layer<S> for RateLimitLayer<L, X, K, C, R> {
+    type Service = RateLimit<S, L, X, K, C, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
-            inner,
-            shared: Arc::clone(&self.shared),
-        }
+        RateLimit::new(inner, Arc::clone(&self.config))
     }
 }
 
-/// The service of a [`RateLimitLayer`]: checks each request's key with
-/// the limiter, then calls the inner service or answers for it.
-pub struct RateLimit<S, L, X, K, C = UnitCost> {
-    inner: S,
-    shared: Arc<Shared<L, X, C, K>>,
+/// Configures a [`RateLimitLayer`]: made by
+/// [`RateLimitLayer::builder`], checked by [`build`](Self::build).
+///
+/// ```
+/// use http::{Request, StatusCode};
+/// use ratelimit_memory::{KeyedLimiter, Rate, TokenBucket};
+/// use ratelimit_tower::{CostFn, HeaderKey, MissingKey, RateLimitLayer};
+///
+/// let limiter = KeyedLimiter::<String, _>::with_algorithm(TokenBucket::with_rate(10, Rate::per_second(1))?);
+/// let layer = RateLimitLayer::builder(limiter, HeaderKey::api_key())
+///     .name("api")
+///     .missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED))
+///     .cost(CostFn(|req: &Request<()>| if req.method() == "POST" { 2 } else { 1 }))
+///     .build()?;
+/// assert_eq!(layer.policy_name(), "api");
+///
+/// // Errors surface at build, never once the layer is shared.
+/// let limiter = KeyedLimiter::<String, _>::with_algorithm(TokenBucket::with_rate(10, Rate::per_second(1))?);
+/// let err = RateLimitLayer::builder(limiter, HeaderKey::api_key()).name("caf\u{e9}").build().unwrap_err();
+/// assert!(err.to_string().contains("printable ASCII"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a builder does nothing until built"]
+pub struct RateLimitLayerBuilder<L, X, K, C = UnitCost, R = PlainText> {
+    limiter: L,
+    key: X,
+    cost: C,
+    missing: MissingKey<K>,
+    zero_cost: bool,
+    name: String,
+    hook: R,
 }
 
-impl<S: Clone, L, X, K, C> Clone for RateLimit<S, L, X, K, C> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<S: fmt::Debug, L, X, K, C> fmt::Debug for RateLimit<S, L, X, K, C> {
+impl<L, X, K, C, R> fmt::Debug for RateLimitLayerBuilder<L, X, K, C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
-            .field("inner", &self.inner)
-            .field("name", &self.shared.name.plain)
+        f.debug_struct("RateLimitLayerBuilder")
+            .field("name", &self.name)
+            .field("zero_cost", &self.zero_cost)
             .finish_non_exhaustive()
     }
 }
 
-/// The response future of [`RateLimit`].
-pub struct ResponseFuture<T, E> {
-    inner: Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>,
-}
-
-impl<T, E> fmt::Debug for ResponseFuture<T, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResponseFuture")
-    }
-}
-
-impl<T, E> Future for ResponseFuture<T, E> {
-    type Output = Result<T, E>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-fn answer<B: Default>(status: StatusCode) -> Response<B> {
-    let mut response = Response::new(B::default());
-    *response.status_mut() = status;
-    response
-}
-
-impl<S, B, ResBody, L, X, C> Service<Request<B>> for RateLimit<S, L, X, X::Key, C>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-    ResBody: Default + Send + 'static,
-    X: crate::key::KeyExtractor<B>,
-    X::Key: Clone + Sync,
-    C: CostExtractor<B>,
-    L: Limiter<X::Key>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<Response<ResBody>, S::Error>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl<L, X, K, C, R> RateLimitLayerBuilder<L, X, K, C, R> {
+    /// The policy name in `RateLimit-Policy` and `RateLimit` (default
+    /// `"default"`), also the `limiter` label of the metrics. Give nested
+    /// layers distinct names. Printable ASCII only, checked by
+    /// [`build`](Self::build).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The service that was driven ready goes into the future; a fresh
-        // clone stays for the next call (tower's usual pattern).
-        let clone = self.inner.clone();
-        let mut inner = core::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        let key = shared.key.extract(&request);
-        let cost = shared.cost.cost(&request);
-        ResponseFuture {
-            inner: Box::pin(async move {
-                let key = match key {
-                    Some(key) => key,
-                    None => match &shared.missing {
-                        MissingKey::Shared(key) => key.clone(),
-                        MissingKey::Allow => return inner.call(request).await,
-                        MissingKey::Reject(status) => return Ok(answer(*status)),
-                    },
-                };
-                let quota = shared.limiter.quota(&key);
-                match observe::check(&shared.limiter, &shared.name, key, cost).await {
-                    Ok(decision) if decision.allowed => {
-                        let mut response = inner.call(request).await?;
-                        shared.annotate(response.headers_mut(), &decision, &quota);
-                        Ok(response)
-                    }
-                    Ok(decision) => {
-                        let mut response = answer(StatusCode::TOO_MANY_REQUESTS);
-                        let headers = response.headers_mut();
-                        if let Some(wait) = decision.retry_after {
-                            headers.insert(http::header::RETRY_AFTER, headers::retry_after(wait));
-                        }
-                        shared.annotate(headers, &decision, &quota);
-                        Ok(response)
-                    }
-                    Err(LimitError::InsufficientCapacity(_)) => {
-                        let mut response = answer(shared.over_capacity);
-                        response
-                            .headers_mut()
-                            .append(&RATELIMIT_POLICY, shared.policy(&quota));
-                        Ok(response)
-                    }
-                    Err(_) => Ok(answer(StatusCode::SERVICE_UNAVAILABLE)),
-                }
-            }),
+    /// The cost of each request, from `cost` (default: one unit).
+    pub fn cost<C2>(self, cost: C2) -> RateLimitLayerBuilder<L, X, K, C2, R> {
+        RateLimitLayerBuilder {
+            limiter: self.limiter,
+            key: self.key,
+            cost,
+            missing: self.missing,
+            zero_cost: self.zero_cost,
+            name: self.name,
+            hook: self.hook,
         }
+    }
+
+    /// Checks a cost of 0 as a peek (allowed unless the bucket is in debt,
+    /// consuming nothing) instead of counting it as 1, the default.
+    ///
+    /// Only for a cost function whose 0 means "free" on purpose: a cost
+    /// parsed from the request (`?n=0`) would make any request free.
+    pub fn allow_zero_cost(mut self) -> Self {
+        self.zero_cost = true;
+        self
+    }
+
+    /// What to do with a request that has no key (default:
+    /// `MissingKey::Reject(400 Bad Request)`).
+    pub fn missing_key(mut self, missing: MissingKey<K>) -> Self {
+        self.missing = missing;
+        self
+    }
+
+    /// The hook that makes the answers the layer sends itself (default
+    /// [`PlainText`]): see [`OnRefusal`](crate::OnRefusal).
+    pub fn on_refusal<R2>(self, hook: R2) -> RateLimitLayerBuilder<L, X, K, C, R2> {
+        RateLimitLayerBuilder {
+            limiter: self.limiter,
+            key: self.key,
+            cost: self.cost,
+            missing: self.missing,
+            zero_cost: self.zero_cost,
+            name: self.name,
+            hook,
+        }
+    }
+
+    /// The layer.
+    ///
+    /// # Errors
+    /// [`BuildError::InvalidPolicyName`] unless the name is printable
+    /// ASCII.
+    pub fn build(self) -> Result<RateLimitLayer<L, X, K, C, R>, BuildError> {
+        let policy = Policy::new(&self.name).map_err(|e| BuildError::InvalidPolicyName(e.0))?;
+        Ok(RateLimitLayer::from_parts(
+            self.limiter,
+            self.key,
+            self.cost,
+            self.missing,
+            self.zero_cost,
+            Responder::new(policy, self.hook),
+        ))
     }
 }

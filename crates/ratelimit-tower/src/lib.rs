@@ -1,20 +1,36 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod client_ip;
+mod config;
 mod cost;
+mod forwarded;
+mod future;
 mod headers;
 mod key;
 mod layer;
 mod limiter;
 mod observe;
+mod policy;
+mod refusal;
+mod service;
 
+pub use crate::client_ip::ClientIp;
 pub use crate::cost::{CostExtractor, CostFn, UnitCost};
+pub use crate::forwarded::{ForwardedHeader, InvalidNetwork, TrustedProxies};
+pub use crate::future::ResponseFuture;
 pub use crate::key::{
-    ClientIp, ForwardedHeader, HeaderKey, IpNet, IpNetParseError, KeyExtractor, KeyFn, MissingKey,
-    RouteKey, RoutePattern, TrustedProxies,
+    DEFAULT_MAX_KEY_LEN, HeaderKey, KeyExtractor, KeyFn, KeyLen, KeySource, MissingKey, NoKey,
+    RouteKey, RoutePattern,
 };
-pub use crate::layer::{
-    DEFAULT_POLICY_NAME, InvalidPolicyName, RateLimit, RateLimitLayer, ResponseFuture,
-};
+pub use crate::layer::{BuildError, RateLimitLayer, RateLimitLayerBuilder};
 pub use crate::limiter::{BoxFuture, LimitError, Limiter};
-pub use ratelimit_core::{Decision, Quota, Rate, Reason};
+#[cfg(feature = "metrics")]
+pub use crate::observe::describe_metrics;
+pub use crate::policy::DEFAULT_POLICY_NAME;
+pub use crate::refusal::{EmptyBody, OnRefusal, PlainText, Refusal, RefusalKind};
+pub use crate::service::RateLimit;
+pub use ipnet::IpNet;
+pub use ratelimit_core::{
+    AnyAlgorithm, Decision, FixedWindow, Quota, Rate, Reason, SlidingWindow, TokenBucket,
+};

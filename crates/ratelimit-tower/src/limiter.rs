@@ -9,8 +9,8 @@ use core::hash::{BuildHasher, Hash};
 use core::pin::Pin;
 use std::sync::Arc;
 
-use ratelimit_core::{Clock, Decision, InsufficientCapacity, Quota, Shaping};
-use ratelimit_memory::{KeyBytes, KeyedLimiter};
+use ratelimit_core::{Algorithm, AnyAlgorithm, Clock, Decision, InsufficientCapacity};
+use ratelimit_memory::{KeyBytes, KeyedLimiter, Word};
 
 /// A boxed, sendable future: the natural [`Limiter::Future`] of an async
 /// backend.
@@ -23,10 +23,14 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 #[non_exhaustive]
 pub enum LimitError {
     /// The request costs more than the capacity: it can never succeed.
-    /// The layer answers `413 Content Too Large` (configurable).
+    /// The layer refuses it with
+    /// [`RefusalKind::CostAboveCapacity`](crate::RefusalKind::CostAboveCapacity)
+    /// (`413 Content Too Large`).
     InsufficientCapacity(InsufficientCapacity),
     /// The backend failed and its failure policy is to return the error.
-    /// The layer answers `503 Service Unavailable`.
+    /// The layer refuses the request with
+    /// [`RefusalKind::BackendFailed`](crate::RefusalKind::BackendFailed)
+    /// (`503 Service Unavailable`).
     Backend(Box<dyn core::error::Error + Send + Sync + 'static>),
 }
 
@@ -71,7 +75,7 @@ impl From<InsufficientCapacity> for LimitError {
 /// - [`KeyedLimiter`] (memory): decides inline and returns a ready future;
 ///   it never blocks.
 /// - `RedisLimiter` (feature `redis`): the sync call runs on tokio's
-///   blocking pool ([`tokio::task::spawn_blocking`]), never on an executor
+///   blocking pool (`tokio::task::spawn_blocking`), never on an executor
 ///   thread.
 /// - `AsyncRedisLimiter` (feature `redis`): checked on the request's task,
 ///   on its one shared, pipelined connection.
@@ -87,8 +91,13 @@ impl From<InsufficientCapacity> for LimitError {
 /// returning `Err(LimitError::Backend)`, and MUST report through
 /// [`quota`](Self::quota) the quota that decides for `key`.
 ///
+/// Keys: the memory limiter takes any `Hash + Eq` key (`String`,
+/// `IpAddr`, tuples); the Redis limiters take keys with a byte form
+/// (`AsRef<[u8]>`: `String`, `Vec<u8>`), so with [`ClientIp`](crate::ClientIp)
+/// use [`ClientIp::as_text`](crate::ClientIp::as_text) in front of Redis.
+///
 /// ```
-/// use ratelimit_core::{Decision, Quota, Reason};
+/// use ratelimit_core::{AnyAlgorithm, Decision, Quota, Reason, TokenBucket};
 /// use ratelimit_tower::{BoxFuture, LimitError, Limiter};
 ///
 /// /// A stand-in for an async client (say, a Redis connection manager).
@@ -116,8 +125,8 @@ impl From<InsufficientCapacity> for LimitError {
 ///         Box::pin(async move { this.check_n(&key, cost).await.map_err(LimitError::backend) })
 ///     }
 ///
-///     fn quota(&self, _key: &String) -> Quota {
-///         self.quota
+///     fn algorithm(&self, _key: &String) -> AnyAlgorithm {
+///         AnyAlgorithm::TokenBucket(TokenBucket::new(self.quota))
 ///     }
 /// }
 /// ```
@@ -128,9 +137,10 @@ pub trait Limiter<K>: Send + Sync + 'static {
     /// Allows or denies a request of `cost` units for `key` now.
     fn check(&self, key: K, cost: u64) -> Self::Future;
 
-    /// The quota that decides for `key`: its capacity and rate fill the
-    /// `RateLimit-Policy` header (`q` and `w`) and the `t` of `RateLimit`.
-    fn quota(&self, key: &K) -> Quota;
+    /// The algorithm and quota that decide for `key`: its limit and period
+    /// fill the `RateLimit-Policy` header (`q` and `w`), and with the
+    /// decision the `t` of `RateLimit`.
+    fn algorithm(&self, key: &K) -> AnyAlgorithm;
 }
 
 impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
@@ -142,8 +152,8 @@ impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
     }
 
     #[inline]
-    fn quota(&self, key: &K) -> Quota {
-        (**self).quota(key)
+    fn algorithm(&self, key: &K) -> AnyAlgorithm {
+        (**self).algorithm(key)
     }
 }
 
@@ -152,7 +162,7 @@ impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
 impl<K, A, C, S> Limiter<K> for KeyedLimiter<K, A, C, S>
 where
     K: Hash + Eq + Clone + Borrow<K> + KeyBytes + Send + Sync + 'static,
-    A: Shaping,
+    A: Algorithm<State: Word>,
     C: Clock + Send + Sync + 'static,
     S: BuildHasher + Send + Sync + 'static,
 {
@@ -164,15 +174,15 @@ where
     }
 
     #[inline]
-    fn quota(&self, _key: &K) -> Quota {
-        *self.algorithm().quota()
+    fn algorithm(&self, _key: &K) -> AnyAlgorithm {
+        self.algorithm().to_any()
     }
 }
 
 #[cfg(feature = "redis")]
 mod redis_impl {
-    use ratelimit_core::{Decision, Quota, Shaping};
-    use ratelimit_redis::{AsyncRedisLimiter, RedisLimitError, RedisLimiter};
+    use ratelimit_core::{AnyAlgorithm, Decision, Shaping};
+    use ratelimit_redis::{AsyncRedisLimiter, RedisKey, RedisLimitError, RedisLimiter};
 
     use super::{BoxFuture, LimitError, Limiter};
 
@@ -195,7 +205,7 @@ mod redis_impl {
     /// `check` panics when called outside a tokio runtime.
     impl<K, A> Limiter<K> for RedisLimiter<A>
     where
-        K: AsRef<[u8]> + Send + 'static,
+        K: RedisKey + Send + 'static,
         A: Shaping,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
@@ -213,8 +223,8 @@ mod redis_impl {
             })
         }
 
-        fn quota(&self, _key: &K) -> Quota {
-            *RedisLimiter::quota(self)
+        fn algorithm(&self, _key: &K) -> AnyAlgorithm {
+            RedisLimiter::algorithm(self).to_any()
         }
     }
 
@@ -225,7 +235,7 @@ mod redis_impl {
     /// asked, the request may have counted.
     impl<K, A> Limiter<K> for AsyncRedisLimiter<A>
     where
-        K: AsRef<[u8]> + Send + Sync + 'static,
+        K: RedisKey + Send + Sync + 'static,
         A: Shaping,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
@@ -241,8 +251,8 @@ mod redis_impl {
             })
         }
 
-        fn quota(&self, _key: &K) -> Quota {
-            *AsyncRedisLimiter::quota(self)
+        fn algorithm(&self, _key: &K) -> AnyAlgorithm {
+            AsyncRedisLimiter::algorithm(self).to_any()
         }
     }
 }

@@ -3,6 +3,7 @@
 //! starts on a free port (never 6379) and kills.
 
 use core::convert::Infallible;
+use core::net::SocketAddr;
 use core::time::Duration;
 use std::net::TcpListener;
 
@@ -10,7 +11,7 @@ use http::{Request, Response, StatusCode};
 use ratelimit_core::{Quota, Rate};
 use ratelimit_redis::{AsyncRedisConnection, FailurePolicy, RedisLimiter, RedisPool, TokenBucket};
 use ratelimit_testkit::RedisServer;
-use ratelimit_tower::{HeaderKey, RateLimitLayer};
+use ratelimit_tower::{ClientIp, HeaderKey, RateLimitLayer};
 use tower::{Layer, ServiceExt, service_fn};
 
 fn limiter(url: &str, policy: FailurePolicy) -> RedisLimiter<TokenBucket> {
@@ -84,7 +85,7 @@ async fn async_redis_on_the_request_task() {
         Quota::new(3, Rate::per_minute(1)).unwrap(),
     ))
     .prefix("tower-async-test")
-    .build_async(conn)
+    .build(conn)
     .unwrap();
     let service = RateLimitLayer::new(limiter, HeaderKey::api_key()).layer(ok());
     let mut statuses = Vec::new();
@@ -135,5 +136,45 @@ async fn redis_down_follows_the_failure_policy() {
     assert_eq!(
         status_and_limit(service, "k").await,
         (StatusCode::OK, Some("\"default\";r=2;t=60".to_owned()))
+    );
+}
+
+/// Issue 16 (4): the client-IP key with a Redis limiter, through its text
+/// form; the Redis key names the address, readable by an operator.
+#[tokio::test]
+async fn client_ip_keys_in_redis() {
+    let redis = RedisServer::start();
+    let service = RateLimitLayer::new(
+        limiter(&redis.url(), FailurePolicy::ReturnError),
+        ClientIp::new().as_text(),
+    )
+    .layer(ok());
+    let from = |peer: &str| {
+        let mut request = Request::get("/").body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(peer.parse::<SocketAddr>().unwrap());
+        request
+    };
+    let mut statuses = Vec::new();
+    for peer in [
+        "203.0.113.9:1000",
+        "203.0.113.9:1001",
+        "[::ffff:203.0.113.9]:1002",
+        "203.0.113.9:1003",
+        "198.51.100.1:1000",
+        "[2001:db8:1:2::1]:1",
+        "[2001:db8:1:2::2]:1",
+    ] {
+        let response = service.clone().oneshot(from(peer)).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    // Three for 203.0.113.9 (IPv4-mapped is the same client), then 429;
+    // other clients have their own; IPv6 by /64.
+    assert_eq!(statuses, [200, 200, 200, 429, 200, 200, 200]);
+    assert_eq!(redis.cli(&["EXISTS", "tower-test|203.0.113.9"]).trim(), "1");
+    assert_eq!(
+        redis.cli(&["EXISTS", "tower-test|2001:db8:1:2::"]).trim(),
+        "1"
     );
 }

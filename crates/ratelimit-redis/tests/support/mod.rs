@@ -11,8 +11,8 @@ use std::time::Duration;
 use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
 use ratelimit_core::{Decision, InsufficientCapacity, Reservation, Shaping};
 use ratelimit_redis::{
-    AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisLimiterBuilder,
-    RedisPool, TimeSource,
+    AsyncRedisConnection, AsyncRedisLimiter, Health, RedisLimitError, RedisLimiter,
+    RedisLimiterBuilder, RedisPool, Stats, TimeSource, Transport,
 };
 use ratelimit_replay::{Mismatch, Scenario, run_scenario};
 
@@ -37,15 +37,16 @@ pub trait Limit {
         requests: &[(&str, u64)],
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
-    fn policy_failures(&self) -> u64;
+    fn stats(&self) -> Stats;
+    fn health(&self) -> Health;
 }
 
 impl<A: Shaping> Limit for RedisLimiter<A> {
     fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError> {
-        RedisLimiter::check_n(self, key, cost)
+        RedisLimiter::<A>::check_n(self, key, cost)
     }
     fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Result<Decision, RedisLimitError> {
-        RedisLimiter::check_at(self, key, cost, now_ns)
+        RedisLimiter::<A>::check_at(self, key, cost, now_ns)
     }
     fn reserve_at(
         &self,
@@ -54,17 +55,20 @@ impl<A: Shaping> Limit for RedisLimiter<A> {
         max_wait_ns: Option<u64>,
         now_ns: u64,
     ) -> Result<Reservation, RedisLimitError> {
-        RedisLimiter::reserve_at(self, key, cost, max_wait_ns, now_ns)
+        RedisLimiter::<A>::reserve_at(self, key, cost, max_wait_ns, now_ns)
     }
     fn check_batch_at(
         &self,
         requests: &[(&str, u64)],
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
-        RedisLimiter::check_batch_at(self, requests, now_ns)
+        RedisLimiter::<A>::check_batch_at(self, requests, now_ns)
     }
-    fn policy_failures(&self) -> u64 {
-        RedisLimiter::policy_failures(self)
+    fn stats(&self) -> Stats {
+        RedisLimiter::stats(self)
+    }
+    fn health(&self) -> Health {
+        RedisLimiter::health(self)
     }
 }
 
@@ -91,8 +95,11 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         (**self).check_batch_at(requests, now_ns)
     }
-    fn policy_failures(&self) -> u64 {
-        (**self).policy_failures()
+    fn stats(&self) -> Stats {
+        (**self).stats()
+    }
+    fn health(&self) -> Health {
+        (**self).health()
     }
 }
 
@@ -139,8 +146,11 @@ impl<A: Shaping> Limit for Blocking<A> {
         self.rt
             .block_on(self.limiter.check_batch_at(requests, now_ns))
     }
-    fn policy_failures(&self) -> u64 {
-        self.limiter.policy_failures()
+    fn stats(&self) -> Stats {
+        self.limiter.stats()
+    }
+    fn health(&self) -> Health {
+        self.limiter.health()
     }
 }
 
@@ -182,13 +192,42 @@ impl<L: Limit> ratelimit_replay::Backend for ReplayAdapter<L> {
 
 /// Builds the limiter a scenario runs on, from its options.
 pub trait Factory {
-    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A>) -> Box<dyn Limit>;
+    /// What the limiters send on.
+    type Conn: Transport;
+    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A, Self::Conn>) -> Box<dyn Limit>;
 }
 
 impl Factory for RedisPool {
-    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A>) -> Box<dyn Limit> {
+    type Conn = RedisPool;
+    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A, RedisPool>) -> Box<dyn Limit> {
         Box::new(builder.build(self.clone()).unwrap())
     }
+}
+
+/// A pool with both timeouts set to `timeout`.
+pub fn pool_with_timeout(server: &ratelimit_testkit::RedisServer, timeout: Duration) -> RedisPool {
+    RedisPool::builder(&server.url())
+        .connect_timeout(timeout)
+        .response_timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// The async limiter's connection with both timeouts set to `timeout`.
+pub fn async_with_timeout(
+    server: &ratelimit_testkit::RedisServer,
+    timeout: Duration,
+) -> AsyncFactory {
+    let rt = runtime();
+    let conn = rt
+        .block_on(
+            AsyncRedisConnection::builder(&server.url())
+                .connect_timeout(timeout)
+                .response_timeout(timeout)
+                .build(),
+        )
+        .unwrap();
+    AsyncFactory { conn, rt }
 }
 
 /// The async limiter on one shared connection.
@@ -206,9 +245,13 @@ impl AsyncFactory {
 }
 
 impl Factory for AsyncFactory {
-    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A>) -> Box<dyn Limit> {
+    type Conn = AsyncRedisConnection;
+    fn limit<A: Shaping>(
+        &self,
+        builder: RedisLimiterBuilder<A, AsyncRedisConnection>,
+    ) -> Box<dyn Limit> {
         Box::new(Blocking {
-            limiter: builder.build_async(self.conn.clone()).unwrap(),
+            limiter: builder.build(self.conn.clone()).unwrap(),
             rt: Arc::clone(&self.rt),
         })
     }
@@ -225,12 +268,12 @@ pub fn run_one_on<F: Factory>(factory: &F, file: &str, s: &Scenario) -> Result<(
     let prefix = format!("parity:{file}:{}", s.id);
     let limiter = match s.kind() {
         AlgorithmKind::TokenBucket => factory.limit(
-            RedisLimiter::builder(TokenBucket::new(quota))
+            RedisLimiter::<_, F::Conn>::builder(TokenBucket::new(quota))
                 .prefix(prefix)
                 .time_source(time),
         ),
         AlgorithmKind::LeakyBucket => factory.limit(
-            RedisLimiter::builder(LeakyBucket::new(quota))
+            RedisLimiter::<_, F::Conn>::builder(LeakyBucket::new(quota))
                 .prefix(prefix)
                 .time_source(time),
         ),
