@@ -88,6 +88,18 @@ pub(crate) fn clippy() -> Result<(), String> {
         "-D",
         "warnings",
     ])
+    .run()?;
+    Step::cargo(&[
+        "clippy",
+        "-p",
+        "ratelimit-memory",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])
     .run()
 }
 
@@ -129,6 +141,15 @@ pub(crate) fn test() -> Result<(), String> {
         "test",
         "-p",
         "ratelimit-tower",
+        "--all-features",
+        "--locked",
+    ])
+    .run()?;
+    // The memory limiters' async `acquire` (feature `tokio`) and its tests.
+    Step::cargo(&[
+        "test",
+        "-p",
+        "ratelimit-memory",
         "--all-features",
         "--locked",
     ])

@@ -386,6 +386,65 @@ pub trait Algorithm: Copy + Debug + Send + Sync + 'static {
 
     /// This algorithm as the enum of all four (its kind and parameters).
     fn to_any(&self) -> AnyAlgorithm;
+
+    /// Gives back an admitted request of `cost` units exactly, or not at
+    /// all: the state `state` would be had the admission never happened,
+    /// when that can be known from `state` and `admitted` (the state the
+    /// admission stored), else `None` (leave the state alone; the units
+    /// stay consumed, the strict side). `None` too when there is nothing
+    /// left to give back at `now`.
+    ///
+    /// - Buckets: only while the key still holds `admitted` (nothing was
+    ///   admitted, refunded or rolled back on it since): then
+    ///   [`Shaping::refund`]. Once another admission has been stacked on
+    ///   it, the part of this one still ahead of `now` cannot be told from
+    ///   a single `tat` (another refund may have moved it already), and
+    ///   giving back `cost × T` regardless could admit more than the
+    ///   contract allows; see docs/concurrency.md in the repository.
+    /// - Windows: counts add up, so the cost comes off the count of the
+    ///   admission's window for as long as that window still counts.
+    ///
+    /// The default gives nothing back.
+    #[inline]
+    fn refund_admission(
+        &self,
+        state: Self::State,
+        now: u64,
+        cost: u64,
+        admitted: Self::State,
+    ) -> Option<Self::State> {
+        let _ = (state, now, cost, admitted);
+        None
+    }
+
+    /// Rolls back an admission of `cost` units that found `before` and
+    /// stored `admitted`, by a caller that has kept every other rollback
+    /// of this key away meanwhile (an all-or-nothing check of several
+    /// limits holds a lock for that): the state to store, never looser
+    /// than the state without the admission, or `None` to leave `state`
+    /// as it is.
+    ///
+    /// Windows: as [`refund_admission`](Self::refund_admission) (exact).
+    /// Buckets: `before` when the key still holds `admitted`; otherwise
+    /// admissions were stacked on it, and it gives back
+    /// `min(admitted − before, admitted − now)` off the end of the
+    /// schedule (exact when time has not moved past `before`; otherwise
+    /// it may keep a charge of at most the time elapsed during the race,
+    /// never less than the state without the admission).
+    ///
+    /// The default leaves the state alone.
+    #[inline]
+    fn roll_back(
+        &self,
+        state: Self::State,
+        now: u64,
+        cost: u64,
+        before: Self::State,
+        admitted: Self::State,
+    ) -> Option<Self::State> {
+        let _ = (state, now, cost, before, admitted);
+        None
+    }
 }
 
 /// Shaping: admit a request now, to proceed after a wait, or reject it.

@@ -10,7 +10,7 @@ use core::pin::Pin;
 use std::sync::Arc;
 
 use ratelimit_core::{Algorithm, AnyAlgorithm, Clock, Decision, InsufficientCapacity};
-use ratelimit_memory::{KeyedLimiter, Word};
+use ratelimit_memory::{KeyBytes, KeyedLimiter, Word};
 
 /// A boxed, sendable future: the natural [`Limiter::Future`] of an async
 /// backend.
@@ -161,7 +161,7 @@ impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
 /// lock held across an await) and returned as a ready future.
 impl<K, A, C, S> Limiter<K> for KeyedLimiter<K, A, C, S>
 where
-    K: Hash + Eq + Clone + Borrow<K> + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Borrow<K> + KeyBytes + Send + Sync + 'static,
     A: Algorithm<State: Word>,
     C: Clock + Send + Sync + 'static,
     S: BuildHasher + Send + Sync + 'static,
