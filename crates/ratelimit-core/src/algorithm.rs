@@ -484,14 +484,18 @@ pub trait Shaping: Algorithm<State = u64> {
             .map(Verdict::into_step)
     }
 
-    /// Gives back `cost` units of an admitted request (the downstream call
-    /// failed, the upload was cancelled): the state after the refund at
-    /// `now`. GCRA states add up, so the units come off the end of the
-    /// schedule whatever was admitted since; the result is never fuller
-    /// than the bucket's initial state (`tat` never goes below `now`), and a
-    /// bucket already back to its initial state is left as it is. Whether a
-    /// request was admitted, and that it is refunded only once, is the
-    /// caller's to know (the backends track it with a refund handle).
+    /// The arithmetic of a bucket refund: `tat` with `cost × T` taken off
+    /// its end at `now`, never below `now` (never fuller than the bucket's
+    /// initial state); a bucket already back to its initial state is left
+    /// as it is.
+    ///
+    /// Exact only while `tat` is still the state the refunded admission
+    /// stored: once another admission has been stacked on it (or another
+    /// refund taken off it), taking `cost × T` off the end can admit more
+    /// than the contract allows (capacity 1, `T` = 1 s: A admitted at 0,
+    /// B at 1 s, A refunded at 1 s, and C would pass at 1 s too). Callers
+    /// go through [`Algorithm::refund_admission`], which checks that
+    /// precondition and gives nothing back otherwise.
     #[must_use]
     fn refund(&self, tat: u64, now: u64, cost: u64) -> u64 {
         if tat <= now {
