@@ -34,13 +34,15 @@ type Job = dyn Fn() -> Result<(), String>;
 /// Every CI job, in order, with the tests run `repeat` times.
 pub(crate) fn all(repeat: usize) -> Result<(), String> {
     let test_repeated = move || test_runs(repeat);
-    let jobs: [(&str, &Job); 9] = [
+    let jobs: [(&str, &Job); 11] = [
         ("tidy", &tidy::run),
         ("fmt", &fmt),
         ("clippy", &clippy),
         ("test", &test_repeated),
         ("loom", &loom),
         ("no-std", &no_std),
+        ("embedded", &|| crate::embedded::run(&[])),
+        ("wasm", &|| crate::wasm::run(&[])),
         ("docs", &docs),
         ("python", &python::test),
         ("bench --quick", &|| bench::run(&["--quick".to_owned()])),
@@ -81,6 +83,18 @@ pub(crate) fn clippy() -> Result<(), String> {
         "clippy",
         "-p",
         "ratelimit-tower",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .run()?;
+    Step::cargo(&[
+        "clippy",
+        "-p",
+        "ratelimit-memory",
         "--all-targets",
         "--all-features",
         "--locked",
@@ -129,6 +143,15 @@ pub(crate) fn test() -> Result<(), String> {
         "test",
         "-p",
         "ratelimit-tower",
+        "--all-features",
+        "--locked",
+    ])
+    .run()?;
+    // The memory limiters' async `acquire` (feature `tokio`) and its tests.
+    Step::cargo(&[
+        "test",
+        "-p",
+        "ratelimit-memory",
         "--all-features",
         "--locked",
     ])

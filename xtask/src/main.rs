@@ -8,8 +8,10 @@
 mod bench;
 mod ci;
 mod cmd;
+mod embedded;
 mod python;
 mod tidy;
+mod wasm;
 
 use std::process::ExitCode;
 
@@ -18,7 +20,7 @@ usage: cargo xtask <command> [args]
 
 commands:
   ci [--repeat N]   every check, in order: tidy, fmt, clippy, test (N times), loom,
-                    no-std, docs, python, bench --quick
+                    no-std, embedded, wasm, docs, python, bench --quick
   tidy              house rules: a `//!` paragraph opening every .rs file, no pending
                     snapshots, Markdown links that resolve, every crate in the README's
                     layout, conformance copies identical to ../shared/conformance
@@ -29,6 +31,12 @@ commands:
   loom              the loom model-checking tests (release, own target dir)
   no-std            the core built for thumbv7em, thumbv6m and wasm32 without std
   docs              cargo doc with warnings denied
+  embedded [--plant-mismatch]
+                    the conformance scenarios on QEMU (Cortex-M4, Cortex-M0) and one
+                    check's code size
+  wasm [--plant-mismatch]
+                    the core as a WASM module under node: every scenario, the example,
+                    the module's size
   bench [--quick]   the benchmarks and the PERFORMANCE COMPARISON table
   python            the Python package: pip install into target/python-venv, then pytest
   python-bench [--quick]
@@ -73,8 +81,10 @@ fn main() -> ExitCode {
         "loom" => none(rest).and_then(|()| ci::loom()),
         "no-std" => none(rest).and_then(|()| ci::no_std()),
         "docs" => none(rest).and_then(|()| ci::docs()),
+        "embedded" => embedded::run(rest),
+        "wasm" => wasm::run(rest),
         "bench" => bench::run(rest),
-        "python" => python::test(),
+        "python" => none(rest).and_then(|()| python::test()),
         "python-bench" => python::bench(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

@@ -117,8 +117,8 @@ pub(crate) fn test() -> Result<(), String> {
     .run()?;
     let python = venv()?;
     install(&python)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root().join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let peer = root().join(target).join("debug/examples/rust_peer");
     Step::new(
         &path_str(&python)?,

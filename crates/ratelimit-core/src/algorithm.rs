@@ -14,6 +14,7 @@ use core::time::Duration;
 
 use crate::any::AnyAlgorithm;
 use crate::decision::{Decision, Reason, Reservation};
+use crate::divisor::duration;
 use crate::error::{InsufficientCapacity, UnknownAlgorithm};
 use crate::quota::Quota;
 use crate::reconfigure::Strategy;
@@ -154,7 +155,7 @@ impl<A: Algorithm, D> Verdict<A, D> {
 
     #[inline]
     fn reset_after(&self) -> Duration {
-        Duration::from_nanos(self.algorithm.reset_after_ns(self.state, self.now))
+        duration(self.algorithm.reset_after_ns(self.state, self.now))
     }
 }
 
@@ -188,7 +189,7 @@ impl Answer for Decision {
         Decision {
             allowed: v.allowed,
             remaining: v.algorithm.remaining(v.state, v.now),
-            retry_after: v.retry_after.map(Duration::from_nanos),
+            retry_after: v.retry_after.map(duration),
             reset_after: v.reset_after(),
             limit: v.algorithm.limit(),
             reason: Reason::Quota,
@@ -201,14 +202,14 @@ impl Answer for Reservation {
     fn from_verdict<A: Algorithm>(v: &Verdict<A, Self>) -> Self {
         if v.allowed {
             Reservation::Admitted {
-                wait: Duration::from_nanos(v.wait),
+                wait: duration(v.wait),
                 reset_after: v.reset_after(),
                 limit: v.algorithm.limit(),
                 reason: Reason::Quota,
             }
         } else {
             Reservation::Rejected {
-                retry_after: v.retry_after.map(Duration::from_nanos),
+                retry_after: v.retry_after.map(duration),
                 reset_after: v.reset_after(),
                 limit: v.algorithm.limit(),
                 reason: Reason::Quota,
@@ -385,6 +386,65 @@ pub trait Algorithm: Copy + Debug + Send + Sync + 'static {
 
     /// This algorithm as the enum of all four (its kind and parameters).
     fn to_any(&self) -> AnyAlgorithm;
+
+    /// Gives back an admitted request of `cost` units exactly, or not at
+    /// all: the state `state` would be had the admission never happened,
+    /// when that can be known from `state` and `admitted` (the state the
+    /// admission stored), else `None` (leave the state alone; the units
+    /// stay consumed, the strict side). `None` too when there is nothing
+    /// left to give back at `now`.
+    ///
+    /// - Buckets: only while the key still holds `admitted` (nothing was
+    ///   admitted, refunded or rolled back on it since): then
+    ///   [`Shaping::refund`]. Once another admission has been stacked on
+    ///   it, the part of this one still ahead of `now` cannot be told from
+    ///   a single `tat` (another refund may have moved it already), and
+    ///   giving back `cost × T` regardless could admit more than the
+    ///   contract allows; see docs/concurrency.md in the repository.
+    /// - Windows: counts add up, so the cost comes off the count of the
+    ///   admission's window for as long as that window still counts.
+    ///
+    /// The default gives nothing back.
+    #[inline]
+    fn refund_admission(
+        &self,
+        state: Self::State,
+        now: u64,
+        cost: u64,
+        admitted: Self::State,
+    ) -> Option<Self::State> {
+        let _ = (state, now, cost, admitted);
+        None
+    }
+
+    /// Rolls back an admission of `cost` units that found `before` and
+    /// stored `admitted`, by a caller that has kept every other rollback
+    /// of this key away meanwhile (an all-or-nothing check of several
+    /// limits holds a lock for that): the state to store, never looser
+    /// than the state without the admission, or `None` to leave `state`
+    /// as it is.
+    ///
+    /// Windows: as [`refund_admission`](Self::refund_admission) (exact).
+    /// Buckets: `before` when the key still holds `admitted`; otherwise
+    /// admissions were stacked on it, and it gives back
+    /// `min(admitted − before, admitted − now)` off the end of the
+    /// schedule (exact when time has not moved past `before`; otherwise
+    /// it may keep a charge of at most the time elapsed during the race,
+    /// never less than the state without the admission).
+    ///
+    /// The default leaves the state alone.
+    #[inline]
+    fn roll_back(
+        &self,
+        state: Self::State,
+        now: u64,
+        cost: u64,
+        before: Self::State,
+        admitted: Self::State,
+    ) -> Option<Self::State> {
+        let _ = (state, now, cost, before, admitted);
+        None
+    }
 }
 
 /// Shaping: admit a request now, to proceed after a wait, or reject it.
@@ -424,14 +484,18 @@ pub trait Shaping: Algorithm<State = u64> {
             .map(Verdict::into_step)
     }
 
-    /// Gives back `cost` units of an admitted request (the downstream call
-    /// failed, the upload was cancelled): the state after the refund at
-    /// `now`. GCRA states add up, so the units come off the end of the
-    /// schedule whatever was admitted since; the result is never fuller
-    /// than the bucket's initial state (`tat` never goes below `now`), and a
-    /// bucket already back to its initial state is left as it is. Whether a
-    /// request was admitted, and that it is refunded only once, is the
-    /// caller's to know (the backends track it with a refund handle).
+    /// The arithmetic of a bucket refund: `tat` with `cost × T` taken off
+    /// its end at `now`, never below `now` (never fuller than the bucket's
+    /// initial state); a bucket already back to its initial state is left
+    /// as it is.
+    ///
+    /// Exact only while `tat` is still the state the refunded admission
+    /// stored: once another admission has been stacked on it (or another
+    /// refund taken off it), taking `cost × T` off the end can admit more
+    /// than the contract allows (capacity 1, `T` = 1 s: A admitted at 0,
+    /// B at 1 s, A refunded at 1 s, and C would pass at 1 s too). Callers
+    /// go through [`Algorithm::refund_admission`], which checks that
+    /// precondition and gives nothing back otherwise.
     #[must_use]
     fn refund(&self, tat: u64, now: u64, cost: u64) -> u64 {
         if tat <= now {

@@ -193,6 +193,25 @@ impl Algorithm for AnyAlgorithm {
     fn to_any(&self) -> AnyAlgorithm {
         *self
     }
+
+    fn refund_admission(&self, state: u128, now: u64, cost: u64, admitted: u128) -> Option<u128> {
+        forward!(self,
+            a => a.refund_admission(tat(state), now, cost, tat(admitted)).map(u128::from),
+            a.refund_admission(state, now, cost, admitted))
+    }
+
+    fn roll_back(
+        &self,
+        state: u128,
+        now: u64,
+        cost: u64,
+        before: u128,
+        admitted: u128,
+    ) -> Option<u128> {
+        forward!(self,
+            a => a.roll_back(tat(state), now, cost, tat(before), tat(admitted)).map(u128::from),
+            a.roll_back(state, now, cost, before, admitted))
+    }
 }
 
 /// Either bucket, chosen at run time: polices and shapes like the bucket
@@ -258,6 +277,14 @@ impl Algorithm for AnyBucket {
 
     fn to_any(&self) -> AnyAlgorithm {
         forward_bucket!(self, a => a.to_any())
+    }
+
+    fn refund_admission(&self, tat: u64, now: u64, cost: u64, admitted: u64) -> Option<u64> {
+        forward_bucket!(self, a => a.refund_admission(tat, now, cost, admitted))
+    }
+
+    fn roll_back(&self, tat: u64, now: u64, cost: u64, before: u64, admitted: u64) -> Option<u64> {
+        forward_bucket!(self, a => a.roll_back(tat, now, cost, before, admitted))
     }
 }
 

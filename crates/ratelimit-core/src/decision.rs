@@ -13,6 +13,11 @@ pub enum Reason {
     /// and could free none without forgetting consumption: the request is
     /// denied rather than risk admitting more than the quota.
     KeyTableFull,
+    /// The key is longer than the in-memory limiter's bound on key bytes
+    /// (its `max_key_len`): refused without being stored, so that the
+    /// memory a flood of long keys can take stays bounded. It never
+    /// succeeds: `retry_after` is `None`.
+    KeyTooLong,
     /// The backend (Redis) failed and the limiter's failure policy is to
     /// allow: the request was admitted without being counted anywhere.
     FailOpen,

@@ -1,7 +1,10 @@
 //! [`Divisor`]: division by a constant as a multiplication, exact. The
 //! division by `T` (buckets) or `W` (windows) is the costliest instruction
 //! of a decision when profiled; the divisor is known when the limiter is
-//! built, so its reciprocal is computed once.
+//! built, so its reciprocal is computed once. [`duration`] does the same
+//! for the nanoseconds of a decision's `Duration`s.
+
+use core::time::Duration;
 
 /// A `u64` divisor `d ≥ 1` with `m = ⌊2^64 / d⌋` (0 for `d = 1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,9 +48,55 @@ impl Divisor {
     }
 }
 
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// One second, as a divisor.
+const SECOND: Divisor = Divisor::new(NANOS_PER_SECOND);
+
+/// `Duration::from_nanos(ns)`, dividing by 10^9 through its reciprocal. On
+/// a 32-bit target (Cortex-M) `from_nanos` calls the runtime's 64-bit
+/// division, which is slow there and, on thumbv7em, 932 bytes of code: more
+/// than a whole token-bucket check (`cargo xtask embedded`).
+#[inline]
+pub(crate) const fn duration(ns: u64) -> Duration {
+    let secs = SECOND.divide(ns);
+    // `divide` is exact, so this is below 10^9; saying so with a `min`
+    // lets the compiler drop `Duration::new`'s carry and its panic path.
+    let nanos = (ns - secs * NANOS_PER_SECOND) as u32;
+    let nanos = if nanos < NANOS_PER_SECOND as u32 {
+        nanos
+    } else {
+        NANOS_PER_SECOND as u32 - 1
+    };
+    Duration::new(secs, nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_from_nanoseconds_are_exact() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let edges = [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_000_000_001,
+            5 * NANOS_PER_SECOND - 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for ns in edges.into_iter().chain((0..100_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        })) {
+            assert_eq!(duration(ns), Duration::from_nanos(ns), "{ns}");
+        }
+    }
 
     #[test]
     fn division_by_reciprocal_is_exact() {

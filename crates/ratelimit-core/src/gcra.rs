@@ -1,5 +1,5 @@
 //! The Generic Cell Rate Algorithm over one `u64` state, `tat`: the
-//! [`TokenBucket`] and [`LeakyBucket`] of SEMANTICS.md as pure functions of
+//! [`TokenBucket`] and [`LeakyBucket`] of docs/semantics.md as pure functions of
 //! `(tat, now, cost[, max_wait])`.
 //!
 //! All arithmetic is done in `u128` from `u64` inputs, so nothing wraps or
@@ -102,8 +102,77 @@ macro_rules! bucket_algorithm {
             fn to_any(&self) -> AnyAlgorithm {
                 AnyAlgorithm::$kind(*self)
             }
+
+            #[inline]
+            fn refund_admission(
+                &self,
+                tat: u64,
+                now: u64,
+                cost: u64,
+                admitted: u64,
+            ) -> Option<u64> {
+                refund_admission(&self.quota, tat, now, cost, admitted)
+            }
+
+            #[inline]
+            fn roll_back(
+                &self,
+                tat: u64,
+                now: u64,
+                _cost: u64,
+                before: u64,
+                admitted: u64,
+            ) -> Option<u64> {
+                roll_back(tat, now, before, admitted)
+            }
         }
     };
+}
+
+/// [`Algorithm::refund_admission`] for a bucket: exact, and only while the
+/// key still holds what the admission stored.
+#[inline]
+pub(crate) fn refund_admission(
+    q: &Quota,
+    tat: u64,
+    now: u64,
+    cost: u64,
+    admitted: u64,
+) -> Option<u64> {
+    if cost == 0 || tat != admitted || admitted <= now {
+        return None;
+    }
+    // What `Shaping::refund` computes: the units come off the end of the
+    // schedule, never below `now` (never fuller than a fresh bucket).
+    Some(
+        admitted
+            .saturating_sub(cost.saturating_mul(q.interval_ns()))
+            .max(now),
+    )
+}
+
+/// [`Algorithm::roll_back`] for a bucket.
+///
+/// With `w = admitted`, `v = before`, and the admissions stacked on it
+/// since (all at or before `now`) moving the state to `tat = f(w)`: a GCRA
+/// state is a max-plus expression, `f(x) = max(x + Σ, R)` with `Σ` the
+/// stacked costs and `R ≤ now + Σ` the terms of requests that found the
+/// bucket idle. Without the admission the state is `f(v)`. If `tat > w +
+/// Σ` then `tat = R = f(v)` and `w ≤ now`, so nothing is given back.
+/// Otherwise `tat − δ` with `δ = min(w − v, w − now)` is `v + Σ` (when
+/// `v ≥ now`, then `R ≤ v + Σ`) or `now + Σ ≥ R` and `> v + Σ`: never
+/// below `f(v)`, and equal to it while time has not passed `v`.
+#[inline]
+pub(crate) fn roll_back(tat: u64, now: u64, before: u64, admitted: u64) -> Option<u64> {
+    if tat == admitted {
+        return (before != admitted).then_some(before);
+    }
+    if tat < admitted {
+        // Not a state stacked on this admission: leave it alone.
+        return None;
+    }
+    let back = (admitted - before.min(admitted)).min(admitted.saturating_sub(now));
+    (back > 0).then(|| tat - back)
 }
 
 bucket_algorithm!(TokenBucket, TokenBucket);

@@ -369,6 +369,29 @@ impl Algorithm for FixedWindow {
     fn to_any(&self) -> AnyAlgorithm {
         AnyAlgorithm::FixedWindow(*self)
     }
+
+    /// The cost comes off the count while the admission's window is the
+    /// stored one and has not ended at `now` (counts add up, so this is
+    /// exact whatever was admitted since).
+    fn refund_admission(&self, state: u128, now: u64, cost: u64, admitted: u128) -> Option<u128> {
+        let s = WindowState::fixed(state);
+        let a = WindowState::fixed(admitted);
+        let over = s.window < self.window.width.divide(now);
+        if cost == 0 || s.window != a.window || s.count < cost || over {
+            return None;
+        }
+        Some(
+            WindowState {
+                count: s.count - cost,
+                ..s
+            }
+            .to_fixed(),
+        )
+    }
+
+    fn roll_back(&self, state: u128, now: u64, cost: u64, _: u128, admitted: u128) -> Option<u128> {
+        self.refund_admission(state, now, cost, admitted)
+    }
 }
 
 /// A sliding window's state as seen at `now`: the window `k` it counts in,
@@ -563,6 +586,38 @@ impl Algorithm for SlidingWindow {
 
     fn to_any(&self) -> AnyAlgorithm {
         AnyAlgorithm::SlidingWindow(*self)
+    }
+
+    /// The cost comes off the count of the admission's window, whether the
+    /// stored state still counts in it (`count`) or has moved on to the
+    /// next one (`previous`), for as long as that window weighs at `now`
+    /// (exact: counts add up).
+    fn refund_admission(&self, state: u128, now: u64, cost: u64, admitted: u128) -> Option<u128> {
+        let s = WindowState::sliding(state);
+        let k = WindowState::sliding(admitted).window;
+        let k_now = self.window.width.divide(now);
+        if cost == 0 || k.saturating_add(1) < k_now {
+            // Nothing to give, or the admission's window no longer weighs.
+            return None;
+        }
+        let next = if s.window == k && s.count >= cost {
+            WindowState {
+                count: s.count - cost,
+                ..s
+            }
+        } else if s.window == k.saturating_add(1) && s.window != k && s.previous >= cost {
+            WindowState {
+                previous: s.previous - cost,
+                ..s
+            }
+        } else {
+            return None;
+        };
+        Some(next.to_sliding())
+    }
+
+    fn roll_back(&self, state: u128, now: u64, cost: u64, _: u128, admitted: u128) -> Option<u128> {
+        self.refund_admission(state, now, cost, admitted)
     }
 }
 

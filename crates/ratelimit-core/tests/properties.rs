@@ -365,3 +365,106 @@ proptest! {
         }
     }
 }
+
+/// A bucket's step as the GCRA writes it, whatever the decision:
+/// `max(tat, now) + cost × T`.
+fn gcra(tat: u64, now: u64, cost: u64, t: u64) -> u64 {
+    tat.max(now) + cost * t
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Rolling back one admission after others were stacked on it (the
+    /// all-or-nothing check of several limits) never leaves the bucket
+    /// looser than had the admission never happened, and is exact while
+    /// time has not moved past the state it found.
+    #[test]
+    fn roll_back_is_never_looser(
+        q in quota(), leaky in any::<bool>(),
+        before in prop::collection::vec((0u64..8, 1u64..=3), 0..8),
+        ours in (0u64..8, 1u64..=3),
+        after in prop::collection::vec((0u64..8, 1u64..=3), 0..8),
+        late in 0u64..8,
+    ) {
+        let t = q.interval_ns();
+        let algorithm: ratelimit_core::AnyBucket = if leaky {
+            ratelimit_core::AnyBucket::LeakyBucket(LeakyBucket::new(q))
+        } else {
+            ratelimit_core::AnyBucket::TokenBucket(TokenBucket::new(q))
+        };
+        let (mut tat, mut now) = (0u64, 1u64 << 30);
+        // Reservations (never refused when unbounded on a token bucket;
+        // the GCRA step is the same for every admission).
+        for &(step, cost) in &before {
+            now += step * t / 4;
+            tat = gcra(tat, now, cost, t);
+        }
+        now += ours.0 * t / 4;
+        let (v, w) = (tat, gcra(tat, now, ours.1, t));
+        let (mut with, mut without) = (w, v);
+        for &(step, cost) in &after {
+            now += step * t / 4;
+            with = gcra(with, now, cost, t);
+            without = gcra(without, now, cost, t);
+        }
+        now += late * t / 4;
+        let rolled = algorithm.roll_back(with, now, ours.1, v, w).unwrap_or(with);
+        prop_assert!(rolled <= with);
+        prop_assert!(rolled.max(now) >= without.max(now), "rolled {rolled} < {without} at {now}");
+        if now <= v {
+            prop_assert_eq!(rolled, without);
+        }
+        if after.is_empty() {
+            prop_assert_eq!(rolled, v);
+        }
+        // A refund is exact when nothing was stacked, and refused otherwise.
+        let refunded = algorithm.refund_admission(with, now, ours.1, w);
+        if after.is_empty() && w > now {
+            prop_assert_eq!(refunded.map(|r| r.max(now)), Some(v.max(now)));
+        } else {
+            prop_assert_eq!(refunded, None);
+        }
+    }
+
+    /// Refunding one admission of a window algorithm leaves a state that
+    /// decides as if it had never been admitted (counts add up).
+    #[test]
+    fn window_refunds_are_exact(
+        (l, w) in window(), sliding in any::<bool>(),
+        traffic in window_traffic(), pick in any::<prop::sample::Index>(),
+    ) {
+        let any = if sliding {
+            ratelimit_core::AnyAlgorithm::SlidingWindow(SlidingWindow::with_window_ns(l, w).unwrap())
+        } else {
+            ratelimit_core::AnyAlgorithm::FixedWindow(FixedWindow::with_window_ns(l, w).unwrap())
+        };
+        // Admissions: (now, cost, the state stored).
+        let (mut state, mut now, mut admitted) = (0u128, 0u64, Vec::new());
+        for &(step, cost) in &traffic {
+            now += step * w / 4;
+            if let Ok(s) = any.check(state, now, cost) {
+                if let Some(next) = s.next {
+                    state = next;
+                    admitted.push((now, cost, next));
+                }
+            }
+        }
+        prop_assume!(!admitted.is_empty());
+        let i = pick.index(admitted.len());
+        let (_, cost, stored) = admitted[i];
+        let mut without = 0u128;
+        for (j, &(at, c, _)) in admitted.iter().enumerate() {
+            if j != i {
+                // Still admitted with one fewer counted: counts only shrink.
+                let s = any.check(without, at, c).unwrap();
+                prop_assert!(s.decision.allowed);
+                without = s.next.unwrap_or(without);
+            }
+        }
+        let refunded = any.refund_admission(state, now, cost, stored).unwrap_or(state);
+        for later in [now, now + w / 3, now + w, now + 2 * w] {
+            prop_assert_eq!(any.inspect(refunded, later), any.inspect(without, later));
+        }
+    }
+}

@@ -9,6 +9,8 @@ use ratelimit_core::{
 };
 
 use crate::clock::MonotonicClock;
+use crate::receipt::{Generation, Receipt, next_id};
+use crate::sync::Mutex;
 use crate::word::{Word, sealed::Word as _};
 
 /// Runs one step of the algorithm on `state` atomically and returns its
@@ -41,7 +43,7 @@ use crate::word::{Word, sealed::Word as _};
 pub(crate) fn update<A: Algorithm, D: Answer>(
     state: &<A::State as crate::word::sealed::Word>::Atomic,
     mut step: impl FnMut(A::State) -> Result<Verdict<A, D>, InsufficientCapacity>,
-) -> Result<D, InsufficientCapacity>
+) -> Result<Updated<D, A::State>, InsufficientCapacity>
 where
     A::State: Word,
 {
@@ -50,13 +52,53 @@ where
     loop {
         let verdict = step(current)?;
         let Some(next) = verdict.next() else {
-            return Ok(verdict.decision());
+            return Ok(Updated {
+                answer: verdict.decision(),
+                swap: None,
+            });
         };
         // Relaxed on success and failure: the swap is ordered against the
         // other swaps of this word by the word's modification order alone;
         // it publishes no other memory, so there is no acquire to pair with.
         match A::State::swap_if(state, current, next) {
-            Ok(_) => return Ok(verdict.decision()),
+            Ok(_) => {
+                return Ok(Updated {
+                    answer: verdict.decision(),
+                    swap: Some((current, next)),
+                });
+            }
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+/// What [`update`] did: the answer, and the swap that stored it
+/// (`(before, after)`), if it stored anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Updated<D, W> {
+    pub(crate) answer: D,
+    pub(crate) swap: Option<(W, W)>,
+}
+
+/// Gives back an admission recorded by a receipt on the word `state`, at
+/// `now`: the state stored, if anything was given back. A compare-and-swap
+/// loop like [`update`]'s: the refund is computed from the value it
+/// replaces.
+pub(crate) fn refund_word<A: Algorithm>(
+    algorithm: &A,
+    state: &<A::State as crate::word::sealed::Word>::Atomic,
+    now: u64,
+    cost: u64,
+    admitted: A::State,
+) -> Option<A::State>
+where
+    A::State: Word,
+{
+    let mut current = A::State::load(state);
+    loop {
+        let next = algorithm.refund_admission(current, now, cost, admitted)?;
+        match A::State::swap_if(state, current, next) {
+            Ok(_) => return Some(next),
             Err(actual) => current = actual,
         }
     }
@@ -82,7 +124,9 @@ where
 /// ```
 ///
 /// A `Bucket` is 8 bytes of state (16 for a window algorithm) plus the
-/// algorithm and the clock; it is not padded to a cache line, so wrap it in
+/// algorithm, the clock, an id (for receipts) and a small mutex that only
+/// an all-or-nothing check of several limits takes
+/// ([`check_all`](crate::check_all)); it is not padded to a cache line, so wrap it in
 /// [`CachePadded`](https://docs.rs/crossbeam-utils/latest/crossbeam_utils/struct.CachePadded.html)
 /// if many hot buckets sit side by side in an array.
 #[derive(Debug)]
@@ -90,9 +134,14 @@ pub struct Bucket<A: Algorithm, C = MonotonicClock>
 where
     A::State: Word,
 {
-    state: <A::State as crate::word::sealed::Word>::Atomic,
-    algorithm: A,
-    clock: C,
+    pub(crate) state: <A::State as crate::word::sealed::Word>::Atomic,
+    pub(crate) algorithm: A,
+    pub(crate) clock: C,
+    /// Taken by an all-or-nothing check of several limits for as long as
+    /// it may roll this bucket back (see `multi.rs`); never by `check`.
+    pub(crate) writer: Mutex<()>,
+    /// This bucket's id, for its receipts.
+    pub(crate) id: u64,
 }
 
 impl<A: Algorithm> Bucket<A>
@@ -120,10 +169,13 @@ where
             state: A::State::cell(A::State::default()),
             algorithm,
             clock,
+            writer: Mutex::new(()),
+            id: next_id(),
         }
     }
 
     /// Allows or denies a request of cost 1 now.
+    #[inline]
     pub fn check(&self) -> Decision {
         match self.check_n(1) {
             Ok(decision) => decision,
@@ -137,10 +189,70 @@ where
     /// # Errors
     /// [`InsufficientCapacity`] when `cost` exceeds the capacity: such a
     /// request can never succeed, and the state is left unchanged.
+    #[inline]
     pub fn check_n(&self, cost: u64) -> Result<Decision, InsufficientCapacity> {
         let now = self.clock.now_ns();
         update(&self.state, |state| {
             self.algorithm.check_verdict(state, now, cost)
+        })
+        .map(|u| u.answer)
+    }
+
+    /// [`check_n`](Self::check_n), with a [`Receipt`] when the request was
+    /// admitted at a cost above zero: pass it to [`refund`](Self::refund)
+    /// to give the cost back (the work it paid for failed).
+    ///
+    /// ```
+    /// use ratelimit_memory::{Bucket, FixedWindow};
+    ///
+    /// let hourly = Bucket::new(FixedWindow::per_hour(100)?);
+    /// let (decision, receipt) = hourly.check_refundable(10)?;
+    /// assert_eq!(decision.remaining, 90);
+    /// // The upload failed: give the 10 back.
+    /// assert!(hourly.refund(receipt.unwrap()));
+    /// assert_eq!(hourly.peek().remaining, 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`check_n`](Self::check_n).
+    pub fn check_refundable(
+        &self,
+        cost: u64,
+    ) -> Result<(Decision, Option<Receipt<A>>), InsufficientCapacity> {
+        let now = self.clock.now_ns();
+        let u = update(&self.state, |state| {
+            self.algorithm.check_verdict(state, now, cost)
+        })?;
+        Ok((u.answer, self.receipt(cost, u.swap)))
+    }
+
+    /// Gives back the cost of the admission `receipt` records, exactly or
+    /// not at all (see [`Receipt`]): whether anything was given back. A
+    /// receipt of another limiter gives nothing back.
+    pub fn refund(&self, receipt: Receipt<A>) -> bool {
+        if receipt.owner != self.id {
+            return false;
+        }
+        let now = self.clock.now_ns();
+        refund_word(
+            &self.algorithm,
+            &self.state,
+            now,
+            receipt.cost,
+            receipt.admitted,
+        )
+        .is_some()
+    }
+
+    /// The receipt of a swap that stored an admission.
+    fn receipt(&self, cost: u64, swap: Option<(A::State, A::State)>) -> Option<Receipt<A>> {
+        swap.map(|(_, admitted)| Receipt {
+            owner: self.id,
+            hash: 0,
+            generation: Generation::Fixed,
+            cost,
+            admitted,
         })
     }
 
@@ -174,11 +286,27 @@ impl<A: Shaping, C: Clock> Bucket<A, C> {
         cost: u64,
         max_wait: Option<Duration>,
     ) -> Result<Reservation, InsufficientCapacity> {
+        self.reserve_refundable(cost, max_wait).map(|(r, _)| r)
+    }
+
+    /// [`reserve`](Self::reserve), with a [`Receipt`] when admitted at a
+    /// cost above zero: [`refund`](Self::refund) gives the reservation
+    /// back while nothing was admitted after it (what a dropped
+    /// [`acquire`](Self::acquire_blocking) does).
+    ///
+    /// # Errors
+    /// [`InsufficientCapacity`] when `cost` exceeds the capacity.
+    pub fn reserve_refundable(
+        &self,
+        cost: u64,
+        max_wait: Option<Duration>,
+    ) -> Result<(Reservation, Option<Receipt<A>>), InsufficientCapacity> {
         let now = self.clock.now_ns();
         let max_wait_ns = max_wait.map(duration_ns);
-        update(&self.state, |tat| {
+        let u = update(&self.state, |tat| {
             self.algorithm.reserve_verdict(tat, now, cost, max_wait_ns)
-        })
+        })?;
+        Ok((u.answer, self.receipt(cost, u.swap)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The one place that names the synchronisation primitives: `std`'s (and
 //! `portable-atomic`'s 128-bit atomic) in a normal build, [loom]'s
 //! model-checked ones under `RUSTFLAGS="--cfg ratelimit_loom"`. Every other
-//! module imports `AtomicU64`, `AtomicU128`, `Ordering` and `RwLock` from
+//! module imports `AtomicU64`, `AtomicU128`, `Ordering`, `Mutex` and `RwLock` from
 //! here, so the loom tests check the code that ships.
 //!
 //! The cfg is named for this project, not plain `loom`: a downstream crate
@@ -10,19 +10,23 @@
 //! [loom]: https://docs.rs/loom
 
 #[cfg(ratelimit_loom)]
-pub(crate) use loom::sync::RwLock;
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(ratelimit_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::{Mutex, RwLock};
+#[cfg(ratelimit_loom)]
+pub(crate) use loom::thread::yield_now;
 
 #[cfg(not(ratelimit_loom))]
-pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 /// A 128-bit atomic: `cmpxchg16b` on x86-64 (detected at run time),
 /// `casp`/`ldxp`-`stxp` on AArch64; where a target has no 128-bit
 /// compare-and-swap, portable-atomic's fallback (a seqlock, not lock-free).
 #[cfg(not(ratelimit_loom))]
 pub(crate) use portable_atomic::AtomicU128;
 #[cfg(not(ratelimit_loom))]
-pub(crate) use std::sync::RwLock;
+pub(crate) use std::sync::{Mutex, RwLock};
+#[cfg(not(ratelimit_loom))]
+pub(crate) use std::thread::yield_now;
 
 use std::sync::PoisonError;
 
@@ -45,6 +49,10 @@ impl AtomicU128 {
 
     pub(crate) fn load(&self, _: Ordering) -> u128 {
         *self.0.lock().unwrap()
+    }
+
+    pub(crate) fn store(&self, value: u128, _: Ordering) {
+        *self.0.lock().unwrap() = value;
     }
 
     pub(crate) fn compare_exchange_weak(
@@ -77,4 +85,17 @@ pub(crate) fn read<T>(lock: &RwLock<T>) -> impl core::ops::Deref<Target = T> + '
 /// The write guard of `lock`, poisoned or not (see [`read`]).
 pub(crate) fn write<T>(lock: &RwLock<T>) -> impl core::ops::DerefMut<Target = T> + '_ {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The guard of a `Mutex<()>`.
+#[cfg(ratelimit_loom)]
+pub(crate) type MutexGuard<'a> = loom::sync::MutexGuard<'a, ()>;
+/// The guard of a `Mutex<()>`.
+#[cfg(not(ratelimit_loom))]
+pub(crate) type MutexGuard<'a> = std::sync::MutexGuard<'a, ()>;
+
+/// The guard of `lock`, poisoned or not (it guards no data: only the right
+/// to write, see `keyed.rs`).
+pub(crate) fn lock(lock: &Mutex<()>) -> MutexGuard<'_> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -35,6 +35,18 @@ pub(crate) mod sealed {
         /// Installs `new` if the word still holds `current` (Relaxed on
         /// success and failure); on failure, the value that won.
         fn swap_if(cell: &Self::Atomic, current: Self, new: Self) -> Result<Self, Self>;
+
+        /// Overwrites the word (Relaxed). Only for a caller that excludes
+        /// every other writer of the word: a keyed limiter's conversion of
+        /// a key to a new quota, under its shard's write lock (every swap
+        /// happens under a read lock; docs/concurrency.md).
+        fn store(cell: &Self::Atomic, value: Self);
+
+        /// The word widened to 128 bits (a `u64` in the low bits).
+        fn wide(self) -> u128;
+
+        /// The word from [`wide`](Self::wide)'s form.
+        fn narrow(wide: u128) -> Self;
     }
 }
 
@@ -55,6 +67,21 @@ impl sealed::Word for u64 {
     fn swap_if(cell: &AtomicU64, current: Self, new: Self) -> Result<Self, Self> {
         cell.compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed)
     }
+
+    #[inline]
+    fn store(cell: &AtomicU64, value: Self) {
+        cell.store(value, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn wide(self) -> u128 {
+        u128::from(self)
+    }
+
+    #[inline]
+    fn narrow(wide: u128) -> Self {
+        wide as u64
+    }
 }
 
 impl sealed::Word for u128 {
@@ -73,5 +100,20 @@ impl sealed::Word for u128 {
     #[inline]
     fn swap_if(cell: &AtomicU128, current: Self, new: Self) -> Result<Self, Self> {
         cell.compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn store(cell: &AtomicU128, value: Self) {
+        cell.store(value, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn wide(self) -> u128 {
+        self
+    }
+
+    #[inline]
+    fn narrow(wide: u128) -> Self {
+        wide
     }
 }

@@ -112,12 +112,28 @@ fn cost_zero_consumes_nothing_and_fails_only_in_debt() {
 #[test]
 fn any_hashable_key_works() {
     let (_, strings) = limiter(1);
-    let long = "x".repeat(1 << 20);
+    // Keys of any bytes up to the bound on key length (256 by default).
+    let long = "x".repeat(256);
     for key in ["", " ", "user123", "ключ", &long, &long[1..]] {
         assert!(strings.check(key).allowed, "{:.10}", key);
         assert!(!strings.check(key).allowed, "{:.10}", key);
     }
     assert_eq!(strings.len(), 6);
+    // A longer key is refused for good, and not stored.
+    let d = strings.check(&*"x".repeat(257));
+    assert_eq!(
+        (d.allowed, d.retry_after, d.reason),
+        (false, None, Reason::KeyTooLong)
+    );
+    assert_eq!(strings.len(), 6);
+    // Lifting the bound stores keys of any length.
+    let unbounded =
+        KeyedLimiter::<String, _>::builder(TokenBucket::with_rate(1, Rate::per_hour(1)).unwrap())
+            .max_key_len(usize::MAX)
+            .build();
+    let huge = "x".repeat(1 << 20);
+    assert!(unbounded.check(&*huge).allowed);
+    assert!(!unbounded.check(&*huge).allowed);
     assert!(strings.check(&String::from("user124")).allowed);
 
     let tuples = KeyedLimiter::<(u32, String), _>::with_algorithm(

@@ -36,6 +36,10 @@ impl<A: Shaping> Fallback<A> {
         self.limiter.get_or_init(|| {
             KeyedLimiter::builder(*algorithm)
                 .clock(Arc::clone(clock))
+                // The Redis key (prefix and key) is bounded by the limiter
+                // before it gets here; the memory default (256) would cut
+                // a long prefix's keys.
+                .max_key_len(usize::MAX)
                 .build()
         })
     }

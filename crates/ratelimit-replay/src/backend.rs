@@ -260,12 +260,15 @@ pub struct Memory<A: Algorithm<State: Word>> {
 }
 
 impl<A: Algorithm<State: Word>> Memory<A> {
-    /// A limiter holding at most `max_keys` keys at once.
+    /// A limiter holding at most `max_keys` keys at once, of any length
+    /// (a replay decides every key of its input, however long; the
+    /// limiter's default bound on key bytes is for untrusted traffic).
     pub fn new(algorithm: A, max_keys: usize) -> Self {
         let clock = Arc::new(ManualClock::new(0));
         let limiter = KeyedLimiter::builder(algorithm)
             .clock(Arc::clone(&clock))
             .max_keys(max_keys)
+            .max_key_len(usize::MAX)
             .build();
         Self::from_parts(clock, limiter)
     }

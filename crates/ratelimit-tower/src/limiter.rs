@@ -10,7 +10,7 @@ use core::pin::Pin;
 use std::sync::Arc;
 
 use ratelimit_core::{Algorithm, AnyAlgorithm, Clock, Decision, InsufficientCapacity};
-use ratelimit_memory::{KeyedLimiter, Word};
+use ratelimit_memory::{KeyBytes, KeyedLimiter, Word};
 
 /// A boxed, sendable future: the natural [`Limiter::Future`] of an async
 /// backend.
@@ -89,7 +89,7 @@ impl From<InsufficientCapacity> for LimitError {
 /// Implementations MUST return `Err(LimitError::InsufficientCapacity)` for
 /// a cost above the capacity, MUST apply their own failure policy before
 /// returning `Err(LimitError::Backend)`, and MUST report through
-/// [`quota`](Self::quota) the quota that decides for `key`.
+/// [`algorithm`](Self::algorithm) the algorithm and quota that decide for `key`.
 ///
 /// Keys: the memory limiter takes any `Hash + Eq` key (`String`,
 /// `IpAddr`, tuples); the Redis limiters take keys with a byte form
@@ -161,7 +161,7 @@ impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
 /// lock held across an await) and returned as a ready future.
 impl<K, A, C, S> Limiter<K> for KeyedLimiter<K, A, C, S>
 where
-    K: Hash + Eq + Clone + Borrow<K> + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Borrow<K> + KeyBytes + Send + Sync + 'static,
     A: Algorithm<State: Word>,
     C: Clock + Send + Sync + 'static,
     S: BuildHasher + Send + Sync + 'static,

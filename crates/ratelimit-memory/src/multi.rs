@@ -1,0 +1,559 @@
+//! [`check_all`]: one request checked against several limits (different
+//! algorithms, quotas, keys, limiters), charged to all of them or to none.
+//!
+//! The protocol (docs/concurrency.md, "Several limits, all or nothing"):
+//!
+//! 1. Take the `writer` mutex of every limit involved (a keyed limiter's
+//!    shard, or a [`Bucket`]'s own), in address order, each once. Every
+//!    writer that rewrites a keyed limiter's states takes that mutex first
+//!    (converting to a new quota, moving a key between its tables,
+//!    sweeping while keys lag a change), and so does every other
+//!    all-or-nothing check; a plain `check` never does. So while the
+//!    mutexes are held no key involved is converted or moved, and no other
+//!    rollback can touch its word: only plain admissions (and exact
+//!    refunds) can land on it.
+//! 2. Charge the limits one by one, each with the compare-and-swap of
+//!    every decision, computed from the value it replaces (a key not held
+//!    yet is inserted first, in its initial state). If one denies, roll
+//!    back those already charged, newest first, with
+//!    [`Algorithm::roll_back`] (exact unless a plain admission landed on the
+//!    charge meanwhile and time moved; never looser than the state without
+//!    the charge), and decide the remaining limits without charging them,
+//!    so that every limit that denies is reported.
+//!
+//! What a concurrent caller can observe: while a request that is finally
+//! denied runs, the charges of the limits before the one that denies it.
+//! Another `check_all` on those keys never sees them (it waits for the
+//! mutex); a plain `check` of one of those keys at that moment sees the
+//! units as used, and may be told fewer remain or be denied. No limit is
+//! ever admitted beyond its contract, and nothing of a denied request stays
+//! charged (to the nanosecond while time stands still; otherwise at most
+//! the time that passed while the charge was visible, on the strict side).
+
+use core::borrow::Borrow;
+use core::hash::{BuildHasher, Hash};
+use core::time::Duration;
+
+use ratelimit_core::{Algorithm, Clock, Decision, Reason};
+
+use crate::bucket::{Bucket, update};
+use crate::key::KeyBytes;
+use crate::keyed::{Cell, KeyedLimiter, Refusal, ShardLock, Slot};
+use crate::sync::{self, Mutex, MutexGuard};
+use crate::word::{Word, sealed::Word as _};
+
+/// One limit of an all-or-nothing [`check_all`]: a key of a
+/// [`KeyedLimiter`] ([`KeyedLimiter::limit`]) or a [`Bucket`]
+/// ([`Bucket::limit`]), with the cost to charge it.
+///
+/// Sealed: implemented by [`KeyedLimit`] and [`BucketLimit`] only.
+pub trait Limit: sealed::Part {}
+
+pub(crate) mod sealed {
+    use ratelimit_core::Decision;
+
+    use crate::sync::Mutex;
+
+    /// A charge: the states before and after it, widened to 128 bits.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Charge {
+        pub(crate) before: u128,
+        pub(crate) after: u128,
+    }
+
+    /// One limit's side of the protocol of `check_all`.
+    pub trait Part {
+        /// The mutex that keeps writers away from this limit's state.
+        fn writer(&self) -> &Mutex<()>;
+
+        /// The decision on the current state, without writing: whether it
+        /// allows, and the decision to report if nothing is charged.
+        fn evaluate(&self) -> (bool, Decision);
+
+        /// Charges the limit (holding its key first, under the writer
+        /// mutex the caller holds): the decision, and the charge when it
+        /// allowed at a cost above zero. `Err` with the decision when it
+        /// denies (or refuses the key).
+        fn charge(&self) -> Result<(Decision, Option<Charge>), Decision>;
+
+        /// Rolls a charge back.
+        fn roll_back(&self, charge: Charge);
+    }
+}
+
+use sealed::{Charge, Part};
+
+/// A key of a [`KeyedLimiter`] as one limit of [`check_all`]; from
+/// [`KeyedLimiter::limit`].
+pub struct KeyedLimit<'a, K, A: Algorithm, C, S, Q: ?Sized>
+where
+    A::State: Word,
+{
+    limiter: &'a KeyedLimiter<K, A, C, S>,
+    key: &'a Q,
+    /// The key's hash and shard, computed once.
+    hash: u64,
+    lock: &'a ShardLock<K, A>,
+    cost: u64,
+    quota: Option<&'a A>,
+    same: fn(&A, &A) -> bool,
+}
+
+/// A [`Bucket`] as one limit of [`check_all`]; from [`Bucket::limit`].
+pub struct BucketLimit<'a, A: Algorithm, C>
+where
+    A::State: Word,
+{
+    bucket: &'a Bucket<A, C>,
+    cost: u64,
+}
+
+/// The answer of [`check_all`]: the combined decision and each limit's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct MultiDecision<const N: usize> {
+    /// Allowed when every limit allows, and then every limit was charged;
+    /// otherwise none was. `remaining` is the smallest of the limits',
+    /// `reset_after` the largest, `limit` that of the limit with the fewest
+    /// remaining; when denied, `retry_after` is the largest among the
+    /// limits that deny, or `None` if one of them never can allow (a cost
+    /// above its capacity, a key too long), and `reason` the first
+    /// denying limit's reason other than the quota, if any.
+    pub decision: Decision,
+    /// Each limit's decision, in the order given. When the request is
+    /// denied, nothing was charged: a limit that would have allowed it
+    /// reports `allowed: true` with what it has left, untouched.
+    pub limits: [Decision; N],
+}
+
+impl<const N: usize> MultiDecision<N> {
+    /// Whether the request may proceed (every limit allowed it and was
+    /// charged).
+    #[must_use]
+    pub fn allowed(&self) -> bool {
+        self.decision.allowed
+    }
+
+    /// The limits that denied the request, by their index in the call.
+    pub fn denied_by(&self) -> impl Iterator<Item = usize> + '_ {
+        self.limits
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.allowed)
+            .map(|(i, _)| i)
+    }
+}
+
+/// Checks one request against every limit of `limits`, and charges all of
+/// them or none: allowed only if each allows it, and only then is any
+/// charged. No limit ever admits more than its own contract allows, under
+/// any concurrency, and nothing is left charged for a denied request. See
+/// [`MultiDecision`] for how the answers combine, and the module docs of
+/// the crate (docs/concurrency.md) for what a concurrent caller may see.
+///
+/// ```
+/// use ratelimit_memory::{Bucket, FixedWindow, KeyedLimiter, Rate, TokenBucket, check_all};
+///
+/// // 2 per second per user, 3 per day per user, 1000 per second overall.
+/// let per_second = KeyedLimiter::<String, _>::with_algorithm(TokenBucket::with_rate(2, Rate::per_second(2))?);
+/// let per_day = KeyedLimiter::<String, _>::with_algorithm(FixedWindow::per_hour(3)?);
+/// let global = Bucket::new(TokenBucket::with_rate(1000, Rate::per_second(1000))?);
+///
+/// let request = |user: &str| {
+///     check_all([&per_second.limit(user, 1), &per_day.limit(user, 1), &global.limit(1)])
+/// };
+/// assert!(request("alice").allowed());
+/// assert!(request("alice").allowed());
+/// let third = request("alice");
+/// assert!(!third.allowed());
+/// assert_eq!(third.denied_by().collect::<Vec<_>>(), [0]); // the per-second limit
+/// // Denied: the day's window and the global bucket keep nothing charged.
+/// assert_eq!(third.limits[1].remaining, 1);
+/// assert_eq!(third.limits[2].remaining, 998);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_all<const N: usize>(limits: [&dyn Limit; N]) -> MultiDecision<N> {
+    // 1. The writer mutexes, in address order, each once.
+    let writers: [&Mutex<()>; N] = core::array::from_fn(|i| limits[i].writer());
+    let mut order: [&Mutex<()>; N] = writers;
+    order.sort_unstable_by_key(|&m| core::ptr::from_ref(m) as usize);
+    let mut guards: [Option<MutexGuard<'_>>; N] = core::array::from_fn(|_| None);
+    for (slot, &writer) in order.iter().enumerate() {
+        if slot == 0 || !core::ptr::eq(order[slot - 1], writer) {
+            guards[slot] = Some(sync::lock(writer));
+        }
+    }
+    // 2. Charged one by one (each key held first); if one denies, those
+    // already charged are rolled back, and the rest decided without
+    // charging, so that every limit that denies is reported.
+    let mut decisions: [Decision; N] = core::array::from_fn(|_| placeholder());
+    let mut charges: [Option<Charge>; N] = [None; N];
+    for (i, limit) in limits.iter().enumerate() {
+        match limit.charge() {
+            Ok((decision, charge)) => {
+                decisions[i] = decision;
+                charges[i] = charge;
+            }
+            Err(denied) => {
+                decisions[i] = denied;
+                for j in (0..i).rev() {
+                    if let Some(charge) = charges[j] {
+                        limits[j].roll_back(charge);
+                    }
+                    decisions[j] = limits[j].evaluate().1;
+                }
+                for j in i + 1..N {
+                    decisions[j] = limits[j].evaluate().1;
+                }
+                drop(guards);
+                return combine(decisions);
+            }
+        }
+    }
+    drop(guards);
+    combine(decisions)
+}
+
+/// A decision to overwrite.
+fn placeholder() -> Decision {
+    Decision {
+        allowed: false,
+        remaining: 0,
+        retry_after: None,
+        reset_after: Duration::ZERO,
+        limit: 0,
+        reason: Reason::Quota,
+    }
+}
+
+/// The combined decision of the limits' (see [`MultiDecision`]).
+fn combine<const N: usize>(limits: [Decision; N]) -> MultiDecision<N> {
+    let allowed = limits.iter().all(|d| d.allowed);
+    let tightest = limits
+        .iter()
+        .min_by_key(|d| d.remaining)
+        .copied()
+        .unwrap_or_else(placeholder);
+    let deniers = || limits.iter().filter(|d| !d.allowed);
+    let retry_after = if allowed || deniers().any(|d| d.retry_after.is_none()) {
+        None
+    } else {
+        deniers().filter_map(|d| d.retry_after).max()
+    };
+    let reason = deniers()
+        .map(|d| d.reason)
+        .find(|&r| r != Reason::Quota)
+        .unwrap_or(Reason::Quota);
+    MultiDecision {
+        decision: Decision {
+            allowed,
+            remaining: tightest.remaining,
+            retry_after,
+            reset_after: limits
+                .iter()
+                .map(|d| d.reset_after)
+                .max()
+                .unwrap_or(Duration::ZERO),
+            limit: tightest.limit,
+            reason,
+        },
+        limits,
+    }
+}
+
+/// A limit's decision when `cost` exceeds its capacity: never allowed,
+/// the state untouched.
+fn never<A: Algorithm>(algorithm: &A, state: A::State, now: u64) -> Decision {
+    Decision {
+        allowed: false,
+        retry_after: None,
+        ..algorithm.inspect(state, now)
+    }
+}
+
+/// [`Part::evaluate`] on a state.
+fn evaluate<A: Algorithm>(algorithm: &A, state: A::State, now: u64, cost: u64) -> (bool, Decision) {
+    match algorithm.check_verdict(state, now, cost) {
+        Ok(v) if v.allowed() => (true, algorithm.inspect(state, now)),
+        Ok(v) => (false, v.decision()),
+        Err(_) => (false, never(algorithm, state, now)),
+    }
+}
+
+/// [`Part::charge`] on a word.
+fn charge<A: Algorithm>(
+    algorithm: &A,
+    cell: &Cell<A::State>,
+    now: u64,
+    cost: u64,
+) -> Result<(Decision, Option<Charge>), Decision>
+where
+    A::State: Word,
+{
+    match update(cell, |state| algorithm.check_verdict(state, now, cost)) {
+        Ok(u) if u.answer.allowed => Ok((
+            u.answer,
+            u.swap.map(|(before, after)| Charge {
+                before: before.wide(),
+                after: after.wide(),
+            }),
+        )),
+        Ok(u) => Err(u.answer),
+        Err(_) => Err(never(algorithm, A::State::load(cell), now)),
+    }
+}
+
+/// [`Part::roll_back`] on a word: the new state, if any was stored.
+fn roll_back<A: Algorithm>(
+    algorithm: &A,
+    cell: &Cell<A::State>,
+    now: u64,
+    cost: u64,
+    charge: Charge,
+) -> Option<A::State>
+where
+    A::State: Word,
+{
+    let (before, after) = (
+        A::State::narrow(charge.before),
+        A::State::narrow(charge.after),
+    );
+    let mut current = A::State::load(cell);
+    loop {
+        let next = algorithm.roll_back(current, now, cost, before, after)?;
+        match A::State::swap_if(cell, current, next) {
+            Ok(_) => return Some(next),
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+impl<K, A, C, S> KeyedLimiter<K, A, C, S>
+where
+    K: Hash + Eq,
+    A: Algorithm,
+    A::State: Word,
+    C: Clock,
+    S: BuildHasher,
+{
+    /// `key` at `cost` as one limit of an all-or-nothing [`check_all`].
+    pub fn limit<'a, Q>(&'a self, key: &'a Q, cost: u64) -> KeyedLimit<'a, K, A, C, S, Q>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
+    {
+        let (hash, lock) = self.locate(key);
+        KeyedLimit {
+            limiter: self,
+            key,
+            hash,
+            lock,
+            cost,
+            quota: None,
+            same: |_, _| unreachable!("no quota of its own to compare"),
+        }
+    }
+
+    /// `key` at `cost`, under its own `quota` (see
+    /// [`check_with_quota`](KeyedLimiter::check_with_quota)), as one limit
+    /// of an all-or-nothing [`check_all`].
+    pub fn limit_with_quota<'a, Q>(
+        &'a self,
+        key: &'a Q,
+        cost: u64,
+        quota: &'a A,
+    ) -> KeyedLimit<'a, K, A, C, S, Q>
+    where
+        A: PartialEq,
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
+    {
+        let (hash, lock) = self.locate(key);
+        KeyedLimit {
+            limiter: self,
+            key,
+            hash,
+            lock,
+            cost,
+            quota: Some(quota),
+            same: A::eq,
+        }
+    }
+}
+
+impl<K, A, C, S, Q> KeyedLimit<'_, K, A, C, S, Q>
+where
+    K: Hash + Eq + Borrow<Q>,
+    A: Algorithm,
+    A::State: Word,
+    C: Clock,
+    S: BuildHasher,
+    Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
+{
+    fn shard(&self) -> (u64, &ShardLock<K, A>) {
+        (self.hash, self.lock)
+    }
+
+    /// Runs `f` on the key's slot (`Some(Some(word))` when held,
+    /// `Some(None)` when absent: a key in its initial state, `None` when
+    /// kept under another quota), its quota and the time, under the
+    /// shard's read lock.
+    fn with_slot<T>(&self, f: impl FnOnce(Option<Option<&Cell<A::State>>>, &A, u64) -> T) -> T {
+        let (hash, lock) = self.shard();
+        let shard = sync::read(&lock.table);
+        let now = self.limiter.clock.now_ns().max(shard.floor());
+        match shard.slot(hash, self.key, self.quota, self.same) {
+            Slot::Held {
+                cell, algorithm, ..
+            } => f(Some(Some(cell)), algorithm, now),
+            Slot::Absent { algorithm, .. } => f(Some(None), algorithm, now),
+            Slot::Stale => f(None, &self.limiter.current(), now),
+        }
+    }
+
+    /// Holds the key (under the writer mutex the caller holds), or the
+    /// refusal when there is no room for it.
+    fn hold(&self) -> Result<(), Decision> {
+        let (hash, lock) = self.shard();
+        self.limiter
+            .hold(lock, hash, self.key, self.quota, self.same)
+            .map_err(|wait| refusal(Refusal::KeyTableFull(wait), self.quota_limit()))
+    }
+
+    fn quota_limit(&self) -> u64 {
+        self.quota
+            .map_or_else(|| self.limiter.current().limit(), Algorithm::limit)
+    }
+}
+
+impl<K, A, C, S, Q> Part for KeyedLimit<'_, K, A, C, S, Q>
+where
+    K: Hash + Eq + Borrow<Q>,
+    A: Algorithm,
+    A::State: Word,
+    C: Clock,
+    S: BuildHasher,
+    Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
+{
+    fn writer(&self) -> &Mutex<()> {
+        &self.shard().1.writer
+    }
+
+    fn evaluate(&self) -> (bool, Decision) {
+        if self.limiter.too_long(self.key) {
+            return (false, refusal(Refusal::KeyTooLong, self.quota_limit()));
+        }
+        loop {
+            let evaluated = self.with_slot(|slot, algorithm, now| match slot {
+                Some(Some(cell)) => Some(evaluate(algorithm, A::State::load(cell), now, self.cost)),
+                Some(None) => Some(evaluate(algorithm, A::State::default(), now, self.cost)),
+                None => None,
+            });
+            if let Some(evaluated) = evaluated {
+                return evaluated;
+            }
+            // Kept under another quota: converted first (we hold the
+            // writer mutex).
+            if let Err(refused) = self.hold() {
+                return (false, refused);
+            }
+        }
+    }
+
+    fn charge(&self) -> Result<(Decision, Option<Charge>), Decision> {
+        if self.limiter.too_long(self.key) {
+            return Err(refusal(Refusal::KeyTooLong, self.quota_limit()));
+        }
+        loop {
+            let charged = self.with_slot(|slot, algorithm, now| {
+                slot.flatten()
+                    .map(|cell| charge(algorithm, cell, now, self.cost))
+            });
+            if let Some(charged) = charged {
+                return charged;
+            }
+            // Not held (or under another quota): held, then charged.
+            self.hold()?;
+        }
+    }
+
+    fn roll_back(&self, charge: Charge) {
+        let (hash, lock) = self.shard();
+        let shard = sync::read(&lock.table);
+        let now = self.limiter.clock.now_ns().max(shard.floor());
+        if let Some((cell, algorithm)) = shard.held(hash, self.key, self.quota, self.same) {
+            if let Some(state) = roll_back(&algorithm, cell, now, self.cost, charge) {
+                shard.lower_earliest(algorithm.expires_at(state));
+            }
+        }
+    }
+}
+
+impl<K, A, C, S, Q> Limit for KeyedLimit<'_, K, A, C, S, Q>
+where
+    K: Hash + Eq + Borrow<Q>,
+    A: Algorithm,
+    A::State: Word,
+    C: Clock,
+    S: BuildHasher,
+    Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
+{
+}
+
+/// The decision of a limit refused before its quota was consulted.
+fn refusal(refusal: Refusal, limit: u64) -> Decision {
+    let (retry_after, reason) = match refusal {
+        Refusal::KeyTooLong => (None, Reason::KeyTooLong),
+        Refusal::KeyTableFull(wait) => (Some(wait), Reason::KeyTableFull),
+    };
+    Decision {
+        allowed: false,
+        remaining: 0,
+        retry_after,
+        reset_after: Duration::ZERO,
+        limit,
+        reason,
+    }
+}
+
+impl<A: Algorithm, C: Clock> Bucket<A, C>
+where
+    A::State: Word,
+{
+    /// This bucket at `cost` as one limit of an all-or-nothing
+    /// [`check_all`].
+    pub fn limit(&self, cost: u64) -> BucketLimit<'_, A, C> {
+        BucketLimit { bucket: self, cost }
+    }
+}
+
+impl<A: Algorithm, C: Clock> Part for BucketLimit<'_, A, C>
+where
+    A::State: Word,
+{
+    fn writer(&self) -> &Mutex<()> {
+        &self.bucket.writer
+    }
+
+    fn evaluate(&self) -> (bool, Decision) {
+        let b = self.bucket;
+        evaluate(
+            &b.algorithm,
+            A::State::load(&b.state),
+            b.clock.now_ns(),
+            self.cost,
+        )
+    }
+
+    fn charge(&self) -> Result<(Decision, Option<Charge>), Decision> {
+        let b = self.bucket;
+        charge(&b.algorithm, &b.state, b.clock.now_ns(), self.cost)
+    }
+
+    fn roll_back(&self, charge: Charge) {
+        let b = self.bucket;
+        let _ = roll_back(&b.algorithm, &b.state, b.clock.now_ns(), self.cost, charge);
+    }
+}
+
+impl<A: Algorithm, C: Clock> Limit for BucketLimit<'_, A, C> where A::State: Word {}
