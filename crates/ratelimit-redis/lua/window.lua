@@ -4,7 +4,9 @@
 --
 -- KEYS[1..n]  the state keys (prefix|key); in a cluster, all in one slot
 -- ARGV[1..2]  now and TTL margin, as in common.lua
--- ARGV[3]     'fixed' or 'sliding'
+-- ARGV[3]     'fixed' or 'sliding', then optionally a mode: ' receipt' (a
+--             refundable check: a sixth slot per key) or ' refund' (see
+--             below)
 -- ARGV[4]     L, the limit (1 <= L; L < 2^53, sliding: (L + 1) * W < 2^53)
 -- ARGV[5]     W, the window in ns (fixed: W < 2^52)
 -- ARGV[6]     g = gcd(W, 1 s) in ns, the unit of the window arithmetic
@@ -14,7 +16,15 @@
 --
 -- Reply: 5 * n integers, for each key in order: allowed (0/1), remaining,
 --        retry_after_ns (-1: none), reset_after_ns, repaired (0/1: the
---        stored state was corrupt and was rewritten as fully consumed)
+--        stored state was corrupt and was rewritten as fully consumed);
+--        mode ' receipt': 6 per key, the sixth the window index k the
+--        admission counted in (-1 when nothing was admitted).
+-- Mode ' refund': KEYS[1], ARGV[9] a cost and ARGV[10] the window index k of
+--        its admission: takes the cost off that window's count (counts add
+--        up: exact whatever was admitted since), while that window still
+--        counts at now (fixed: it is the current one; sliding: the current
+--        or the previous one). Reply: 1 when given back, 0 otherwise. The
+--        key keeps its expiry (KEEPTTL).
 -- Time source: one reading of the server's TIME for the whole call when
 -- ARGV[1] is empty, else ARGV[1].
 -- Writes: SET with PXAT (server time) or PX (client time) when allowed and
@@ -35,7 +45,8 @@
 -- (L + 1) * W < 2^53, so doubles hold it exactly.
 
 local now_s, now_lo, client = clock()
-local sliding = ARGV[3] == 'sliding'
+local kind, mode = string.match(ARGV[3], '^(%a+) ?(%a*)$')
+local sliding = kind == 'sliding'
 local L, W = tonumber(ARGV[4]), tonumber(ARGV[5])
 local g, per_s, Wg = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 
@@ -178,13 +189,62 @@ local function decide(key, cost)
   if corrupt then
     repaired = 1
   end
-  return { allowed, remaining, retry, reset, repaired }
+  local admitted = -1
+  if allowed == 1 and cost > 0 then
+    admitted = k
+  end
+  return { allowed, remaining, retry, reset, repaired, admitted }
 end
 
+-- Gives `cost` back off the count of window `k`: 1 when done, else 0.
+local function refund(key, cost, k)
+  local v = redis.pcall('GET', key)
+  if type(v) ~= 'string' or #v > 50 then
+    return 0
+  end
+  local sk, sc, sp
+  if sliding then
+    sk, sc, sp = string.match(v, '^(%d+):(%d+):(%d+)$')
+  else
+    sk, sc = string.match(v, '^(%d+):(%d+)$')
+    sp = '0'
+  end
+  if not sk or #sk > 16 or #sc > 16 or #sp > 16 or cost <= 0 then
+    return 0
+  end
+  sk, sc, sp = tonumber(sk), tonumber(sc), tonumber(sp)
+  if sliding then
+    if k + 1 < k_now then
+      return 0
+    end
+    if sk == k and sc >= cost then
+      sc = sc - cost
+    elseif sk == k + 1 and sp >= cost then
+      sp = sp - cost
+    else
+      return 0
+    end
+    redis.call('SET', key, string.format('%d:%d:%d', sk, sc, sp), 'KEEPTTL')
+  else
+    if sk ~= k or sk < k_now or sc < cost then
+      return 0
+    end
+    redis.call('SET', key, string.format('%d:%d', sk, sc - cost), 'KEEPTTL')
+  end
+  return 1
+end
+
+if mode == 'refund' then
+  return refund(KEYS[1], tonumber(ARGV[9]), tonumber(ARGV[10]))
+end
+local slots = 5
+if mode == 'receipt' then
+  slots = 6
+end
 local reply = {}
 for i = 1, #KEYS do
   local answer = decide(KEYS[i], tonumber(ARGV[8 + i]))
-  for j = 1, 5 do
+  for j = 1, slots do
     reply[#reply + 1] = answer[j]
   end
 end

@@ -15,6 +15,7 @@ mod limiter;
 mod observe;
 mod op;
 mod pool;
+mod receipt;
 mod reply;
 mod script;
 
@@ -38,6 +39,7 @@ pub use crate::pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT,
     MAX_CONNECTIONS_LIMIT, RedisPool, RedisPoolBuilder,
 };
+pub use crate::receipt::RedisReceipt;
 pub use crate::reply::KeyState;
 pub use ratelimit_core::{
     AllowResult, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Quota, Rate, Reason,

@@ -21,8 +21,9 @@ use crate::keyspace::{DEFAULT_MAX_KEY_LEN, DEFAULT_PREFIX, KeySpace, Secret};
 use crate::observe::{Health, Stats};
 use crate::op::{Engine, Op, Request, Settings, duration_ns};
 use crate::pool::RedisPool;
+use crate::receipt::RedisReceipt;
 use crate::reply::KeyState;
-use crate::script;
+use crate::script::{self, Now};
 
 /// A token bucket in Redis: bursts up to the capacity, refilled at the
 /// rate; `reserve` borrows from the future.
@@ -435,6 +436,65 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         key: &K,
     ) -> Result<AllowResult, RedisLimitError> {
         self.check(key).map(AllowResult::from)
+    }
+
+    /// `check_n` that can be undone: the decision, and when Redis
+    /// admitted a cost above zero a [`RedisReceipt`] to give it back with
+    /// [`refund`](Self::refund) (the work it paid for did not happen).
+    /// A failure policy's answer carries no receipt.
+    pub fn check_refundable<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
+        let e = self.engine();
+        self.check_refundable_now(key, cost, e.now(None))
+    }
+
+    /// `check_refundable` at the caller's time `now_ns` (client time).
+    pub fn check_refundable_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now_ns: u64,
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
+        let e = self.engine();
+        self.check_refundable_now(key, cost, e.now(Some(now_ns)))
+    }
+
+    fn check_refundable_now<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Now,
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
+        let e = self.engine();
+        let redis_key = e.keys.redis_key(key)?;
+        let (d, admitted) = self.run(e.check_receipt(redis_key.clone(), cost, now)?)?;
+        Ok((d, e.receipt(redis_key, cost, admitted)))
+    }
+
+    /// Gives back the cost of the admission `receipt` records, exactly or
+    /// not at all (see [`RedisReceipt`]): whether anything was given back.
+    /// A receipt of another limiter gives nothing back. Neither the
+    /// circuit breaker nor the failure policy apply: a failure is returned
+    /// (and the cost stays consumed, the safe side).
+    pub fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        let e = self.engine();
+        match e.refund(receipt, e.now(None))? {
+            Some(op) => self.run(op),
+            None => Ok(false),
+        }
+    }
+
+    /// `refund` at the caller's time `now_ns` (client time): which windows
+    /// still count, and a restored bucket's expiry.
+    pub fn refund_at(&self, receipt: RedisReceipt, now_ns: u64) -> Result<bool, RedisLimitError> {
+        let e = self.engine();
+        match e.refund(receipt, e.now(Some(now_ns)))? {
+            Some(op) => self.run(op),
+            None => Ok(false),
+        }
     }
 
     /// Decides many `(key, cost)` requests in one round trip (one per hash

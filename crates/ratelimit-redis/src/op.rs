@@ -29,11 +29,14 @@ use crate::fallback::{Fallback, SharedClock};
 use crate::key::RedisKey;
 use crate::keyspace::{self, KeySpace};
 use crate::observe::{Health, Observer, Stats};
+use crate::receipt::RedisReceipt;
 use crate::reply::{self, KeyState};
-use crate::script::{self, Call, Now, Params};
+use crate::script::{self, Admitted, Call, Now, Params};
 
 /// A limiter without its connection: settings, breaker, fallback, counters.
 pub(crate) struct Engine<A: Algorithm> {
+    /// This limiter's id, in its receipts.
+    pub(crate) id: u64,
     pub(crate) algorithm: A,
     /// How the scripts decide `check` under this algorithm.
     pub(crate) params: Params,
@@ -85,6 +88,7 @@ impl<A: Algorithm> Engine<A> {
     pub(crate) fn new(settings: Settings<A>, params: Params, cluster: bool) -> Self {
         let observer = Observer::new(settings.keys.prefix());
         Self {
+            id: crate::receipt::next_id(),
             algorithm: settings.algorithm,
             params,
             keys: settings.keys,
@@ -163,6 +167,69 @@ impl<A: Algorithm> Engine<A> {
             true,
             One::new(redis_key, CheckOne { cost }),
         ))
+    }
+
+    /// A refundable `check(key, cost)`: the decision, and a receipt when
+    /// Redis admitted a cost above zero.
+    /// The key is in its Redis form.
+    pub(crate) fn check_receipt(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+    ) -> Result<Op<'_, A, CheckReceipt>, RedisLimitError> {
+        self.capacity_ok(cost)?;
+        self.params.check_now(now)?;
+        let call = script::check_receipt_call(&self.params, &redis_key, cost, now);
+        Ok(Op::new(
+            self,
+            vec![call],
+            true,
+            One::new(redis_key, CheckReceiptOne { cost }),
+        ))
+    }
+
+    /// Gives back the admission `receipt` records; `None` when the receipt
+    /// is another limiter's (nothing to send). Neither the breaker nor the
+    /// policy apply.
+    pub(crate) fn refund(
+        &self,
+        receipt: RedisReceipt,
+        now: Now,
+    ) -> Result<Option<Op<'_, A, Cancel>>, RedisLimitError> {
+        if receipt.owner != self.id {
+            return Ok(None);
+        }
+        self.params.check_now(now)?;
+        let call = script::refund_call(
+            &self.params,
+            &receipt.redis_key,
+            receipt.admitted,
+            receipt.cost,
+            now,
+        );
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::cancel(v));
+        Ok(Some(Op::new(
+            self,
+            vec![call],
+            false,
+            One::new(receipt.redis_key, decode),
+        )))
+    }
+
+    /// The receipt of a refundable check's answer.
+    pub(crate) fn receipt(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        admitted: Option<Admitted>,
+    ) -> Option<RedisReceipt> {
+        admitted.map(|admitted| RedisReceipt {
+            owner: self.id,
+            redis_key,
+            cost,
+            admitted,
+        })
     }
 
     /// `check_batch`: one call on a single Redis, one per hash slot on a
@@ -591,6 +658,37 @@ impl<A: Algorithm> Single<A> for CheckOne {
         err: RedisLimitError,
     ) -> Result<Decision, RedisLimitError> {
         e.on_failure(err, 1, |e| e.policy_check(key, self.cost))
+    }
+}
+
+/// A refundable `check`.
+pub(crate) struct CheckReceiptOne {
+    cost: u64,
+}
+
+/// A refundable `check`: the decision and what the admission stored.
+pub(crate) type CheckReceipt = One<CheckReceiptOne, (Decision, Option<Admitted>)>;
+
+impl<A: Algorithm> Single<A> for CheckReceiptOne {
+    type Output = (Decision, Option<Admitted>);
+
+    fn decode(
+        &self,
+        e: &Engine<A>,
+        v: redis::Value,
+    ) -> Result<reply::Answer<Self::Output>, RedisLimitError> {
+        let window = matches!(e.params, Params::Window { .. });
+        reply::check_receipt(v, e.limit(), window)
+    }
+
+    fn policy(
+        &self,
+        e: &Engine<A>,
+        key: &[u8],
+        err: RedisLimitError,
+    ) -> Result<Self::Output, RedisLimitError> {
+        let d = e.on_failure(err, 1, |e| e.policy_check(key, self.cost))?;
+        Ok((d, None))
     }
 }
 

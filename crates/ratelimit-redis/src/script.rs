@@ -94,6 +94,27 @@ pub(crate) const MIN_WINDOW_UNIT_NS: u64 = 512;
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
+/// What a call of the check scripts does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `check`.
+    Check,
+    /// A refundable `check`: the reply carries the admission's receipt.
+    Receipt,
+    /// Gives an admission back (`cancel.lua` for the buckets).
+    Refund,
+}
+
+/// What a refundable admission stored, to give it back exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    /// A bucket's `tat` after the admission (`cancel.lua` undoes it while
+    /// the key still holds it).
+    Tat(u64),
+    /// The window index the admission counted in.
+    Window(u64),
+}
+
 /// How the scripts decide an algorithm's `check`: its kind and parameters,
 /// as they are sent (computed once, when the limiter is built).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,12 +224,19 @@ impl Params {
 
     /// A check of the keys `keys` (one: `check`, more: a batch), before
     /// the costs: the script and its arguments.
-    fn invocation<'k>(&self, keys: impl Iterator<Item = &'k [u8]>, one: bool, now: Now) -> Call {
+    fn invocation<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k [u8]>,
+        one: bool,
+        mode: Mode,
+        now: Now,
+    ) -> Call {
         let s = scripts();
-        let mut inv = match (*self, one) {
-            (Self::Bucket { .. }, true) => s.check.prepare_invoke(),
-            (Self::Bucket { .. }, false) => s.check_batch.prepare_invoke(),
-            (Self::Window { .. }, _) => s.window.prepare_invoke(),
+        let mut inv = match (*self, one, mode) {
+            (Self::Bucket { .. }, _, Mode::Refund) => s.cancel.prepare_invoke(),
+            (Self::Bucket { .. }, true, _) => s.check.prepare_invoke(),
+            (Self::Bucket { .. }, false, _) => s.check_batch.prepare_invoke(),
+            (Self::Window { .. }, _, _) => s.window.prepare_invoke(),
         };
         for key in keys {
             inv.key(key);
@@ -227,7 +255,13 @@ impl Params {
                 window_ns,
                 unit_ns,
             } => {
-                inv.arg(if sliding { "sliding" } else { "fixed" })
+                let kind = if sliding { "sliding" } else { "fixed" };
+                let kind = match mode {
+                    Mode::Check => kind.to_owned(),
+                    Mode::Receipt => format!("{kind} receipt"),
+                    Mode::Refund => format!("{kind} refund"),
+                };
+                inv.arg(kind)
                     .arg(limit)
                     .arg(window_ns)
                     .arg(unit_ns)
@@ -251,8 +285,37 @@ fn max_wait_arg(max_wait_ns: Option<u64>) -> String {
 /// `check(key, cost)` (the cost is in range): `check.lua` for both
 /// buckets, `window.lua` for the windows.
 pub(crate) fn check_call(params: &Params, redis_key: &[u8], cost: u64, now: Now) -> Call {
-    let mut inv = params.invocation(core::iter::once(redis_key), true, now);
+    let mut inv = params.invocation(core::iter::once(redis_key), true, Mode::Check, now);
     inv.arg(cost);
+    inv
+}
+
+/// A refundable `check(key, cost)`: its reply carries what the admission
+/// stored ([`Admitted`]).
+pub(crate) fn check_receipt_call(params: &Params, redis_key: &[u8], cost: u64, now: Now) -> Call {
+    let mut inv = params.invocation(core::iter::once(redis_key), true, Mode::Receipt, now);
+    inv.arg(cost);
+    if let Params::Bucket { .. } = params {
+        inv.arg("1");
+    }
+    inv
+}
+
+/// Gives back an admission of `cost` that stored `admitted`: `cancel.lua`
+/// for the buckets, `window.lua`'s refund for the windows. `now` sets a
+/// restored bucket's expiry and which windows still count.
+pub(crate) fn refund_call(
+    params: &Params,
+    redis_key: &[u8],
+    admitted: Admitted,
+    cost: u64,
+    now: Now,
+) -> Call {
+    let mut inv = params.invocation(core::iter::once(redis_key), true, Mode::Refund, now);
+    match admitted {
+        Admitted::Tat(tat) => inv.arg(tat).arg(cost),
+        Admitted::Window(k) => inv.arg(cost).arg(k),
+    };
     inv
 }
 
@@ -263,7 +326,7 @@ pub(crate) fn batch_call<'k>(
     requests: impl Iterator<Item = (&'k [u8], u64)> + Clone,
     now: Now,
 ) -> Call {
-    let mut inv = params.invocation(requests.clone().map(|(k, _)| k), false, now);
+    let mut inv = params.invocation(requests.clone().map(|(k, _)| k), false, Mode::Check, now);
     for (_, cost) in requests {
         inv.arg(cost);
     }
