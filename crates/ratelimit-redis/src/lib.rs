@@ -12,6 +12,7 @@ mod fallback;
 mod key;
 mod keyspace;
 mod limiter;
+mod multi;
 mod observe;
 mod op;
 mod pool;
@@ -34,6 +35,7 @@ pub use crate::limiter::{
     FixedWindowRedis, LeakyBucketRedis, RedisLimiter, RedisLimiterBuilder, SlidingWindowRedis,
     TokenBucketRedis, Transport,
 };
+pub use crate::multi::RedisLimit;
 pub use crate::observe::{Health, Stats};
 pub use crate::pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT,
@@ -45,3 +47,4 @@ pub use ratelimit_core::{
     AllowResult, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Quota, Rate, Reason,
     Reservation, SlidingWindow, TokenBucket, WindowState,
 };
+pub use ratelimit_memory::MultiDecision;

@@ -333,11 +333,6 @@ impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
         &self.inner.engine.algorithm
     }
 
-    /// The limit of every decision: a bucket's capacity, a window's `L`.
-    pub fn limit(&self) -> u64 {
-        self.inner.engine.limit()
-    }
-
     /// The key prefix (namespace).
     pub fn prefix(&self) -> &str {
         self.inner.engine.keys.prefix()

@@ -30,9 +30,11 @@ pub(crate) struct Scripts {
     pub(crate) cancel: redis::Script,
     pub(crate) inspect: redis::Script,
     pub(crate) window: redis::Script,
+    pub(crate) check_all: redis::Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
+const WINDOW_LIB: &str = include_str!("../lua/window_lib.lua");
 
 /// The scripts, built once per process.
 pub(crate) fn scripts() -> &'static Scripts {
@@ -45,7 +47,14 @@ pub(crate) fn scripts() -> &'static Scripts {
             reserve: with_common(include_str!("../lua/reserve.lua")),
             cancel: with_common(include_str!("../lua/cancel.lua")),
             inspect: redis::Script::new(include_str!("../lua/inspect.lua")),
-            window: with_common(include_str!("../lua/window.lua")),
+            window: with_common(&format!(
+                "{WINDOW_LIB}\n{}",
+                include_str!("../lua/window.lua")
+            )),
+            check_all: with_common(&format!(
+                "{WINDOW_LIB}\n{}",
+                include_str!("../lua/check_all.lua")
+            )),
         }
     })
 }
@@ -333,6 +342,49 @@ pub(crate) fn batch_call<'k>(
     inv
 }
 
+/// One request against several limits, all or nothing: `check_all.lua`,
+/// 7 ARGV per limit (its kind, 5 parameters, its cost).
+pub(crate) fn check_all_call<'k>(
+    limits: impl Iterator<Item = (&'k [u8], &'k Params, u64)> + Clone,
+    now: Now,
+) -> Call {
+    let mut inv = scripts().check_all.prepare_invoke();
+    for (key, _, _) in limits.clone() {
+        inv.key(key);
+    }
+    time_args(&mut inv, now);
+    for (_, params, cost) in limits {
+        match *params {
+            Params::Bucket {
+                interval_ns,
+                tolerance_ns,
+            } => {
+                inv.arg("bucket")
+                    .arg(interval_ns)
+                    .arg(tolerance_ns)
+                    .arg("")
+                    .arg("")
+                    .arg("");
+            }
+            Params::Window {
+                sliding,
+                limit,
+                window_ns,
+                unit_ns,
+            } => {
+                inv.arg(if sliding { "sliding" } else { "fixed" })
+                    .arg(limit)
+                    .arg(window_ns)
+                    .arg(unit_ns)
+                    .arg(NANOS_PER_SECOND / unit_ns)
+                    .arg(window_ns / unit_ns);
+            }
+        }
+        inv.arg(cost);
+    }
+    inv
+}
+
 /// `reserve(key, cost, max_wait)` (the cost is in range): `reserve.lua`,
 /// told which bucket shapes.
 pub(crate) fn reserve_call<A: Shaping>(
@@ -388,6 +440,7 @@ mod tests {
             s.reserve.get_hash(),
             s.cancel.get_hash(),
             s.window.get_hash(),
+            s.check_all.get_hash(),
         ] {
             assert_eq!(hash.len(), 40);
         }
@@ -398,6 +451,7 @@ mod tests {
             include_str!("../lua/cancel.lua"),
             include_str!("../lua/inspect.lua"),
             include_str!("../lua/window.lua"),
+            include_str!("../lua/check_all.lua"),
         ] {
             for word in ["KEYS", "ARGV", "Reply", "Time source"] {
                 assert!(body.contains(word), "script header lacks {word}");

@@ -57,6 +57,35 @@ fn cluster_end_to_end() {
         cluster.node_of("c|{tenant9}:upload")
     );
 
+    // Several limits, all or nothing: one slot (a hash tag) or a clear
+    // error before anything is sent.
+    let window = RedisLimiter::builder(ratelimit_core::FixedWindow::per_hour(1).unwrap())
+        .prefix("w")
+        .build(pool.clone())
+        .unwrap();
+    let d = pool
+        .check_all([
+            limiter.limit("{tenant9}:all", 1).unwrap(),
+            window.limit("{tenant9}:all", 1).unwrap(),
+        ])
+        .unwrap();
+    assert!(d.allowed());
+    let d = pool
+        .check_all([
+            limiter.limit("{tenant9}:all", 1).unwrap(),
+            window.limit("{tenant9}:all", 1).unwrap(),
+        ])
+        .unwrap();
+    assert_eq!(d.denied_by().collect::<Vec<_>>(), [1]);
+    assert_eq!(d.limits[0].remaining, 1, "the bucket was not charged");
+    match pool.check_all([
+        limiter.limit("user1", 1).unwrap(),
+        window.limit("user1", 1).unwrap(),
+    ]) {
+        Err(RedisLimitError::InvalidOption(m)) => assert!(m.contains("hash slot"), "{m}"),
+        other => panic!("wanted a slot error, got {other:?}"),
+    }
+
     // One node killed: its keys fail with a clear error, the others work.
     let victim = cluster.node_of("c|user0");
     cluster.nodes[victim].kill();
