@@ -853,3 +853,54 @@ fn redis_backend_refuses_windows_for_now() {
         For more information, try '--help'.
         ");
 }
+
+/// The policy-simulation example of the crate's README prints what the
+/// README says it prints.
+#[test]
+fn readme_example_is_true() {
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```text\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let input = blocks
+        .iter()
+        .find(|b| b.contains("\"op\": \"reconfigure\""))
+        .expect("the README's plans.jsonl");
+    let expected = blocks
+        .iter()
+        .find(|b| b.starts_with("{\"allowed\""))
+        .expect("the README's output");
+    let out = ratelimit(&replay_args("token-bucket", "10", "1"), input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), *expected);
+    // The window example: 55 s to 64 s, one request a second.
+    let edge: String = (55..65u64)
+        .map(|s| {
+            format!(
+                "{{\"t_ns\": {}, \"key\": \"alice\", \"op\": \"check\"}}\n",
+                s * 1_000_000_000
+            )
+        })
+        .collect();
+    for (algorithm, row) in [
+        ("fixed-window", "alice          10           0      0.0%"),
+        ("sliding-window", "alice           5           5     50.0%"),
+    ] {
+        let args = [
+            "replay",
+            "--algorithm",
+            algorithm,
+            "--capacity",
+            "5",
+            "--window",
+            "1m",
+            "--summary",
+        ];
+        let out = ratelimit(&args, &edge);
+        assert!(out.status.success());
+        assert_eq!(text(&out.stderr).lines().nth(1), Some(row), "{algorithm}");
+        assert!(readme.contains(&format!("{row}        ({algorithm})")));
+    }
+}
