@@ -810,11 +810,12 @@ fn replay_help() {
         "#);
 }
 
-/// Until the Redis limiter runs the window algorithms, `--backend redis`
-/// refuses them as a usage error, before contacting Redis.
+/// The Redis backend runs the window algorithms' `check`; a `reserve`
+/// under one is refused naming its line before anything is sent to Redis
+/// (here, to no Redis at all).
 #[test]
-fn redis_backend_refuses_windows_for_now() {
-    let cases: [&[&str]; 2] = [
+fn redis_backend_refuses_reserve_under_a_window() {
+    let out = ratelimit(
         &[
             "replay",
             "--algorithm",
@@ -828,30 +829,11 @@ fn redis_backend_refuses_windows_for_now() {
             "--redis-url",
             "redis://127.0.0.1:1/",
         ],
-        &[
-            "inspect",
-            "--redis-url",
-            "redis://127.0.0.1:1/",
-            "--algorithm",
-            "sliding-window",
-            "k",
-        ],
-    ];
-    insta::assert_snapshot!(transcript(&cases, "", 2), @r"
-        $ ratelimit replay --algorithm fixed-window --capacity 5 --window 1s --backend redis --redis-url redis://127.0.0.1:1/
-        error: --backend redis does not run fixed-window yet (the Redis limiter runs the buckets); use --backend memory
-
-        Usage: ratelimit replay [OPTIONS] --algorithm <ALGORITHM> --capacity <C> <--rate <R>|--window <W>>
-
-        For more information, try '--help'.
-
-        $ ratelimit inspect --redis-url redis://127.0.0.1:1/ --algorithm sliding-window k
-        error: inspect reads bucket keys; the Redis limiter does not keep sliding-window keys yet
-
-        Usage: ratelimit inspect [OPTIONS] --redis-url <URL> <KEY>
-
-        For more information, try '--help'.
-        ");
+        "{\"t_ns\": 1, \"key\": \"a\", \"op\": \"reserve\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    insta::assert_snapshot!(text(&out.stderr), @r"error: line 1: reserve is not available under fixed-window: a window algorithm only polices (check); shaping needs token-bucket or leaky-bucket");
 }
 
 /// The policy-simulation example of the crate's README prints what the

@@ -8,8 +8,8 @@ mod common;
 
 use std::net::TcpListener;
 
-use common::{ratelimit, text};
-use ratelimit_replay::{BUCKET_FILES, load_scenarios};
+use common::{every_scenario_through_the_binary, ratelimit, text};
+use ratelimit_replay::{BUCKET_FILES, WINDOW_FILES, load_scenarios};
 use ratelimit_testkit::RedisServer;
 
 #[test]
@@ -17,7 +17,7 @@ fn replay_redis_prints_what_memory_prints() {
     let server = RedisServer::start();
     let url = server.url();
     let mut compared = 0;
-    for file in BUCKET_FILES {
+    for file in BUCKET_FILES.into_iter().chain(WINDOW_FILES) {
         // Every fourth scenario keeps the run short; the crate's own parity
         // test runs them all.
         for s in load_scenarios(file).unwrap().iter().step_by(4) {
@@ -52,7 +52,20 @@ fn replay_redis_prints_what_memory_prints() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 45);
+    assert_eq!(compared, 90);
+}
+
+/// Both window files, every scenario, through the binary on Redis, field
+/// for field.
+#[test]
+fn replay_redis_passes_every_window_scenario() {
+    let server = RedisServer::start();
+    let url = server.url();
+    every_scenario_through_the_binary(
+        &WINDOW_FILES,
+        180,
+        &["--backend", "redis", "--redis-url", &url],
+    );
 }
 
 /// A URL where no Redis listens (a port just freed).
