@@ -325,13 +325,17 @@ fn every_subcommand_has_help() {
         Options:
               --redis-url <URL>        The Redis the limiter uses, e.g. redis://127.0.0.1:6379/0
               --prefix <P>             The limiter's key prefix [default: ratelimit]
-              --algorithm <ALGORITHM>  The limiter's algorithm (to show tokens or level) [default: token-bucket] [possible values: token-bucket, leaky-bucket, fixed-window, sliding-window]
-              --capacity <C>           The limiter's capacity (with --rate: shows tokens or level)
-              --rate <R>               The limiter's rate in units per second (with --capacity)
+              --algorithm <ALGORITHM>  The limiter's algorithm (to read its keys and show what is left) [default: token-bucket] [possible values: token-bucket, leaky-bucket, fixed-window, sliding-window]
+              --capacity <C>           The limiter's capacity (a bucket's with --rate: shows tokens or level; a window's limit: shows what is left)
+              --rate <R>               A bucket's rate in units per second (with --capacity)
+              --window <W>             A window algorithm's window (250ns, 10us, 1500ms, 60s, 5m, 1h): needed to read a window's key
           -h, --help                   Print help
 
-        Prints the stored tat, the server's time, the TTL, the time until reset and,
-        given the limit, the tokens (token bucket) or level (leaky bucket) now, on
+        A bucket's key: prints the stored tat, the server's time, the TTL, the
+        time until reset and, given --capacity and --rate, the tokens (token
+        bucket) or level (leaky bucket) now. A window's key (--window W, the
+        limiter's window): prints the stored window index and counts instead of
+        tat, and, given --capacity, what is left of the limit now. Times are on
         the server's clock. Put -- before a KEY that starts with -.
 
         Exit status: 0 when the state was printed; 1 when Redis could not be
