@@ -699,6 +699,24 @@ fn reconfigure_and_own_quotas_replay() {
         {"reconfigured": true}
         {"allowed": true, "wait_ns": 0}
         "#);
+    // The summary counts requests only: 4 for free, 2 for vip, none of
+    // the reconfigurations.
+    let mut args = replay_args("token-bucket", "10", "1");
+    args.push("--summary");
+    let out = ratelimit(&args, input);
+    assert!(out.status.success());
+    let summary = text(&out.stderr);
+    let rows: Vec<&str> = summary.lines().take(5).collect();
+    assert_eq!(
+        rows,
+        [
+            "key       allowed      denied   denied%",
+            "free            4           0      0.0%",
+            "vip             2           0      0.0%",
+            "---------------------------------------",
+            "total           6           0      0.0%",
+        ]
+    );
 }
 
 /// A `reconfigure` or quota that is not valid stops the replay with an
