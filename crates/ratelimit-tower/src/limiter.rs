@@ -12,6 +12,8 @@ use std::sync::Arc;
 use ratelimit_core::{Algorithm, AnyAlgorithm, Clock, Decision, InsufficientCapacity};
 use ratelimit_memory::{KeyBytes, KeyedLimiter, Word};
 
+use crate::answer::Answer;
+
 /// A boxed, sendable future: the natural [`Limiter::Future`] of an async
 /// backend.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -132,7 +134,16 @@ impl From<InsufficientCapacity> for LimitError {
 /// ```
 pub trait Limiter<K>: Send + Sync + 'static {
     /// The answer, as a future. It MUST NOT block the thread that polls it.
-    type Future: Future<Output = Result<Decision, LimitError>> + Send + 'static;
+    ///
+    /// Its output is an [`Answer`]: `Result<Decision, LimitError>` for a
+    /// limiter with one limit (the layer describes it with
+    /// [`algorithm`](Self::algorithm), under the layer's name), as every
+    /// backend here and any of your own answers;
+    /// [`Checked`](crate::Checked) for one limit that reports the quota
+    /// that decided ([`PerKeyQuota`](crate::PerKeyQuota));
+    /// [`Verdicts`](crate::Verdicts) for several named limits
+    /// ([`AllOf`](crate::AllOf)).
+    type Future: Future<Output: Answer> + Send + 'static;
 
     /// Allows or denies a request of `cost` units for `key` now.
     fn check(&self, key: K, cost: u64) -> Self::Future;

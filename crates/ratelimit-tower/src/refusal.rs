@@ -83,6 +83,8 @@ pub struct Refusal {
     status: StatusCode,
     headers: HeaderMap,
     policy: Arc<str>,
+    /// The limits of an [`AllOf`](crate::AllOf) that refused.
+    limits: Vec<Arc<str>>,
     detail: Detail,
 }
 
@@ -162,8 +164,15 @@ impl Refusal {
             status,
             headers,
             policy: Arc::clone(policy),
+            limits: Vec::new(),
             detail,
         }
+    }
+
+    /// The refusal, naming the limits (of several) that refused.
+    pub(crate) fn with_limits(mut self, limits: Vec<Arc<str>>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Which kind of refusal.
@@ -190,6 +199,14 @@ impl Refusal {
     #[must_use]
     pub fn policy(&self) -> &str {
         &self.policy
+    }
+
+    /// For a layer over several limits ([`AllOf`](crate::AllOf)), the
+    /// names of those that refused the request: the limits that denied it
+    /// (for a denial) or the one whose capacity the cost exceeds. Empty
+    /// for a layer over one limit, which [`policy`](Self::policy) names.
+    pub fn refused_by(&self) -> impl Iterator<Item = &str> + '_ {
+        self.limits.iter().map(|l| &**l)
     }
 
     /// The limiter's decision, for a denial.
@@ -242,6 +259,15 @@ impl Refusal {
     pub fn message(&self) -> String {
         let mut out = String::new();
         let policy = &self.policy;
+        // `"api"`, or `"api", limit "per-day"` for limits of an AllOf.
+        let mut named = format!("\"{policy}\"");
+        for (i, limit) in self.limits.iter().enumerate() {
+            let _ = match (i, self.limits.len()) {
+                (0, 1) => write!(named, ", limit \"{limit}\""),
+                (0, _) => write!(named, ", limits \"{limit}\""),
+                _ => write!(named, ", \"{limit}\""),
+            };
+        }
         let _ = match &self.detail {
             Detail::Key(NoKey::Missing(source)) => {
                 write!(out, "no rate-limit key: the request has no {source}")
@@ -259,16 +285,16 @@ impl Refusal {
             ),
             Detail::Capacity(e) => write!(
                 out,
-                "request cost {} exceeds the capacity {} of rate-limit policy \"{policy}\": it can never be allowed",
+                "request cost {} exceeds the capacity {} of rate-limit policy {named}: it can never be allowed",
                 e.cost, e.capacity
             ),
             Detail::Decision(d) => match d.retry_after {
                 Some(wait) => write!(
                     out,
-                    "rate limit exceeded (policy \"{policy}\"): retry in {} s",
+                    "rate limit exceeded (policy {named}): retry in {} s",
                     ceil_secs(wait)
                 ),
-                None => write!(out, "rate limit exceeded (policy \"{policy}\")"),
+                None => write!(out, "rate limit exceeded (policy {named})"),
             },
             Detail::Error(_) => write!(
                 out,
