@@ -259,15 +259,23 @@ impl Refusal {
     pub fn message(&self) -> String {
         let mut out = String::new();
         let policy = &self.policy;
-        // `"api"`, or `"api", limit "per-day"` for limits of an AllOf.
-        let mut named = format!("\"{policy}\"");
+        // For limits of an AllOf: `limit "per-day"`, `limits "a", "b"`.
+        let mut limits = String::new();
         for (i, limit) in self.limits.iter().enumerate() {
             let _ = match (i, self.limits.len()) {
-                (0, 1) => write!(named, ", limit \"{limit}\""),
-                (0, _) => write!(named, ", limits \"{limit}\""),
-                _ => write!(named, ", \"{limit}\""),
+                (0, 1) => write!(limits, "limit \"{limit}\""),
+                (0, _) => write!(limits, "limits \"{limit}\""),
+                _ => write!(limits, ", \"{limit}\""),
             };
         }
+        let (denied, over) = if limits.is_empty() {
+            (format!("\"{policy}\""), format!("\"{policy}\""))
+        } else {
+            (
+                format!("\"{policy}\", {limits}"),
+                format!("\"{policy}\" ({limits})"),
+            )
+        };
         let _ = match &self.detail {
             Detail::Key(NoKey::Missing(source)) => {
                 write!(out, "no rate-limit key: the request has no {source}")
@@ -285,16 +293,16 @@ impl Refusal {
             ),
             Detail::Capacity(e) => write!(
                 out,
-                "request cost {} exceeds the capacity {} of rate-limit policy {named}: it can never be allowed",
+                "request cost {} exceeds the capacity {} of rate-limit policy {over}: it can never be allowed",
                 e.cost, e.capacity
             ),
             Detail::Decision(d) => match d.retry_after {
                 Some(wait) => write!(
                     out,
-                    "rate limit exceeded (policy {named}): retry in {} s",
+                    "rate limit exceeded (policy {denied}): retry in {} s",
                     ceil_secs(wait)
                 ),
-                None => write!(out, "rate limit exceeded (policy {named})"),
+                None => write!(out, "rate limit exceeded (policy {denied})"),
             },
             Detail::Error(_) => write!(
                 out,
