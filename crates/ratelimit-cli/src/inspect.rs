@@ -19,6 +19,12 @@ fn failure(e: RedisLimitError) -> Failure {
 
 /// The JSON line for `args`.
 pub(crate) fn run(args: &InspectArgs) -> Result<String, Failure> {
+    if !args.algorithm.is_bucket() {
+        return Err(Failure::Usage(format!(
+            "inspect reads bucket keys; the Redis limiter does not keep {} keys yet",
+            args.algorithm
+        )));
+    }
     let limit = args.limit().map_err(Failure::Usage)?;
     // Without a limit, any quota reads tat, TTL and reset alike.
     let quota = limit
@@ -48,8 +54,8 @@ pub(crate) fn run(args: &InspectArgs) -> Result<String, Failure> {
         state.reset_after.as_nanos(),
     );
     if let Some(q) = limit {
-        // `--algorithm` accepts the buckets only (see `args`): a leaky
-        // bucket shows its level, a token bucket its tokens.
+        // A bucket (checked above): a leaky bucket shows its level, a
+        // token bucket its tokens.
         if args.algorithm == AlgorithmKind::LeakyBucket {
             line += &format!(r#", "level": {}"#, q.capacity() - state.remaining);
         } else {

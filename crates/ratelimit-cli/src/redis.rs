@@ -5,7 +5,7 @@
 use core::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ratelimit_core::{Decision, InsufficientCapacity, Reservation, Shaping};
+use ratelimit_core::{AlgorithmKind, Decision, InsufficientCapacity, Reservation, Shaping};
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
 use ratelimit_replay::Backend;
 
@@ -83,5 +83,9 @@ impl<A: Shaping> Backend for RedisReplay<A> {
         max_wait_ns: Option<u64>,
     ) -> Result<Result<Reservation, InsufficientCapacity>, RedisLimitError> {
         split(self.0.reserve_at(key, cost, max_wait_ns, now_ns))
+    }
+
+    fn algorithm(&self) -> Option<AlgorithmKind> {
+        Some(self.0.algorithm().kind())
     }
 }

@@ -31,8 +31,8 @@
 use core::time::Duration;
 
 use ratelimit_core::{
-    AllowResult, Decision, InsufficientCapacity, LeakyBucket, Reason, Reservation, Shaping,
-    TokenBucket,
+    Algorithm, AllowResult, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Reason,
+    Reservation, Shaping, SlidingWindow, TokenBucket,
 };
 use tokio::task::JoinHandle;
 
@@ -56,11 +56,21 @@ pub type AsyncTokenBucketRedis = AsyncRedisLimiter<TokenBucket>;
 /// An async leaky bucket in Redis (see [`LeakyBucketRedis`](crate::LeakyBucketRedis)).
 pub type AsyncLeakyBucketRedis = AsyncRedisLimiter<LeakyBucket>;
 
+/// An async fixed window in Redis (see [`FixedWindowRedis`](crate::FixedWindowRedis)).
+pub type AsyncFixedWindowRedis = AsyncRedisLimiter<FixedWindow>;
+
+/// An async sliding window counter in Redis (see
+/// [`SlidingWindowRedis`](crate::SlidingWindowRedis)).
+pub type AsyncSlidingWindowRedis = AsyncRedisLimiter<SlidingWindow>;
+
 /// The `async` calls, on an [`AsyncRedisConnection`] (feature `tokio`):
-/// the same as the blocking ones, plus `acquire`.
-impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
+/// the same as the blocking ones; `reserve` and `acquire` for the buckets.
+impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     /// Sends an operation's calls.
-    async fn run<R: Request<A>>(&self, mut op: Op<'_, A, R>) -> Result<R::Output, RedisLimitError> {
+    pub(crate) async fn run<R: Request<A>>(
+        &self,
+        mut op: Op<'_, A, R>,
+    ) -> Result<R::Output, RedisLimitError> {
         while let Some(call) = op.next_call() {
             let reply = self.conn().run(call).await;
             op.take(reply);
@@ -103,33 +113,6 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         self.check(key).await.map(AllowResult::from)
     }
 
-    /// Shaping: admit a request of `cost` units to proceed after a wait of
-    /// at most `max_wait` (`None`: unbounded), or reject it. The caller
-    /// does the waiting; [`acquire`](Self::acquire) waits for it.
-    pub async fn reserve<K: RedisKey + ?Sized>(
-        &self,
-        key: &K,
-        cost: u64,
-        max_wait: Option<Duration>,
-    ) -> Result<Reservation, RedisLimitError> {
-        let e = self.engine();
-        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
-        self.run(op).await.map(|(r, _)| r)
-    }
-
-    /// `reserve` at the caller's time `now_ns` (client time).
-    pub async fn reserve_at<K: RedisKey + ?Sized>(
-        &self,
-        key: &K,
-        cost: u64,
-        max_wait_ns: Option<u64>,
-        now_ns: u64,
-    ) -> Result<Reservation, RedisLimitError> {
-        let e = self.engine();
-        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
-        self.run(op).await.map(|(r, _)| r)
-    }
-
     /// Decides many `(key, cost)` requests in one round trip, answering in
     /// order; see the blocking `check_batch`.
     pub async fn check_batch<K: RedisKey>(
@@ -156,6 +139,36 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
     ) -> Result<KeyState, RedisLimitError> {
         self.run(self.engine().inspect(key)?).await
+    }
+}
+
+/// Shaping, `async`: the buckets only.
+impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
+    /// Shaping: admit a request of `cost` units to proceed after a wait of
+    /// at most `max_wait` (`None`: unbounded), or reject it. The caller
+    /// does the waiting; [`acquire`](Self::acquire) waits for it.
+    pub async fn reserve<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Option<Duration>,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
+        self.run(op).await.map(|(r, _)| r)
+    }
+
+    /// `reserve` at the caller's time `now_ns` (client time).
+    pub async fn reserve_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
+        self.run(op).await.map(|(r, _)| r)
     }
 
     /// Waits until a request of `cost` units may proceed, then returns its

@@ -21,13 +21,17 @@ mod script;
 #[cfg(feature = "tokio")]
 pub use crate::async_connection::{AsyncRedisConnection, AsyncRedisConnectionBuilder};
 #[cfg(feature = "tokio")]
-pub use crate::async_limiter::{AsyncLeakyBucketRedis, AsyncRedisLimiter, AsyncTokenBucketRedis};
+pub use crate::async_limiter::{
+    AsyncFixedWindowRedis, AsyncLeakyBucketRedis, AsyncRedisLimiter, AsyncSlidingWindowRedis,
+    AsyncTokenBucketRedis,
+};
 pub use crate::config::{CircuitBreaker, DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
 pub use crate::error::RedisLimitError;
 pub use crate::key::RedisKey;
 pub use crate::keyspace::DEFAULT_MAX_KEY_LEN;
 pub use crate::limiter::{
-    LeakyBucketRedis, RedisLimiter, RedisLimiterBuilder, TokenBucketRedis, Transport,
+    FixedWindowRedis, LeakyBucketRedis, RedisLimiter, RedisLimiterBuilder, SlidingWindowRedis,
+    TokenBucketRedis, Transport,
 };
 pub use crate::observe::{Health, Stats};
 pub use crate::pool::{
@@ -36,6 +40,6 @@ pub use crate::pool::{
 };
 pub use crate::reply::KeyState;
 pub use ratelimit_core::{
-    AllowResult, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reason, Reservation,
-    TokenBucket,
+    AllowResult, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Quota, Rate, Reason,
+    Reservation, SlidingWindow, TokenBucket, WindowState,
 };

@@ -1,5 +1,5 @@
 //! Redis Cluster: a three-master cluster started by the test, keys spread
-//! over every node, the conformance scenarios, the batch call across
+//! over every node, the conformance scenarios (buckets and windows), the batch call across
 //! slots, hash tags, and a killed node failing only its own slots.
 
 #![allow(clippy::std_instead_of_core)]
@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use ratelimit_core::{Quota, Rate};
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TokenBucket};
-use ratelimit_replay::assert_every_scenario;
+use ratelimit_replay::{assert_every_scenario, assert_every_window_scenario};
 use ratelimit_testkit::RedisCluster;
 use support::run_one_on;
 
@@ -22,6 +22,7 @@ fn cluster_end_to_end() {
 
     // Parity: both scenario files, every field.
     assert_every_scenario(|file, s| run_one_on(&pool, file, s));
+    assert_every_window_scenario(|file, s| run_one_on(&pool, file, s));
 
     let limiter =
         RedisLimiter::builder(TokenBucket::new(Quota::new(2, Rate::per_hour(1)).unwrap()))
