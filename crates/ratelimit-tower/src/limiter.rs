@@ -192,7 +192,7 @@ where
 
 #[cfg(feature = "redis")]
 mod redis_impl {
-    use ratelimit_core::{AnyAlgorithm, Decision, Shaping};
+    use ratelimit_core::{Algorithm, AnyAlgorithm, Decision};
     use ratelimit_redis::{AsyncRedisLimiter, RedisKey, RedisLimitError, RedisLimiter};
 
     use super::{BoxFuture, LimitError, Limiter};
@@ -217,7 +217,7 @@ mod redis_impl {
     impl<K, A> Limiter<K> for RedisLimiter<A>
     where
         K: RedisKey + Send + 'static,
-        A: Shaping,
+        A: Algorithm,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
 
@@ -247,7 +247,7 @@ mod redis_impl {
     impl<K, A> Limiter<K> for AsyncRedisLimiter<A>
     where
         K: RedisKey + Send + Sync + 'static,
-        A: Shaping,
+        A: Algorithm,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
 
