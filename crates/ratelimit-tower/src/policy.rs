@@ -360,6 +360,33 @@ mod tests {
     }
 
     #[test]
+    fn several_limits_make_one_list_per_field() {
+        let (a, b) = (Policy::new("a").unwrap(), Policy::new("b").unwrap());
+        let (qa, qb) = (bucket(10, 2), bucket(100, 10));
+        let da = decision(true, 9, 500, None);
+        let db = Decision {
+            reason: Reason::FailOpen,
+            ..decision(true, 0, 0, None)
+        };
+        let mut headers = HeaderMap::new();
+        annotate_all(
+            &mut headers,
+            [(&a, Some(&da), &qa), (&b, Some(&db), &qb)].into_iter(),
+            false,
+        );
+        assert_eq!(
+            headers[&RATELIMIT_POLICY],
+            "\"a\";q=10;w=5, \"b\";q=100;w=10"
+        );
+        // A limit whose decision counted nothing has no RateLimit item.
+        assert_eq!(headers[&RATELIMIT], "\"a\";r=9;t=1");
+        let mut headers = HeaderMap::new();
+        annotate_all(&mut headers, [(&a, Some(&da), &qa)].into_iter(), true);
+        assert_eq!(headers[&RATELIMIT_POLICY], "\"a\";q=10;w=5");
+        assert!(headers.get(&RATELIMIT).is_none());
+    }
+
+    #[test]
     fn the_first_quota_is_cached_and_others_are_formatted() {
         let policy = Policy::new("p").unwrap();
         let a = bucket(10, 2);

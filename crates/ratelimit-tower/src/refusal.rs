@@ -478,4 +478,46 @@ mod tests {
             assert_eq!(refusal.message(), message);
         }
     }
+
+    #[test]
+    fn refusals_of_several_limits_name_them() {
+        let denial = |retry_ms| Decision {
+            allowed: false,
+            remaining: 0,
+            retry_after: Some(Duration::from_millis(retry_ms)),
+            reset_after: Duration::from_secs(1),
+            limit: 2,
+            reason: ratelimit_core::Reason::Quota,
+        };
+        let one = Refusal::for_denial(&policy(), denial(400), HeaderMap::new())
+            .with_limits(vec![Arc::from("per-second")]);
+        assert_eq!(one.refused_by().collect::<Vec<_>>(), ["per-second"]);
+        assert_eq!(
+            one.message(),
+            "rate limit exceeded (policy \"api\", limit \"per-second\"): retry in 1 s"
+        );
+        let two = Refusal::for_denial(&policy(), denial(2_500), HeaderMap::new())
+            .with_limits(vec![Arc::from("per-second"), Arc::from("per-day")]);
+        assert_eq!(
+            two.message(),
+            "rate limit exceeded (policy \"api\", limits \"per-second\", \"per-day\"): retry in 3 s"
+        );
+        let over = Refusal::for_error(
+            &policy(),
+            LimitError::InsufficientCapacity(InsufficientCapacity {
+                cost: 5,
+                capacity: 2,
+            }),
+            HeaderMap::new(),
+        )
+        .with_limits(vec![Arc::from("per-second")]);
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            over.message(),
+            "request cost 5 exceeds the capacity 2 of rate-limit policy \"api\" (limit \"per-second\"): it can never be allowed"
+        );
+        // One limit: the layer's name says it all.
+        let plain = Refusal::for_denial(&policy(), denial(400), HeaderMap::new());
+        assert_eq!(plain.refused_by().count(), 0);
+    }
 }

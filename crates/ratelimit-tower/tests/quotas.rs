@@ -471,3 +471,107 @@ async fn one_limit_of_several_changed_at_run_time() {
         "the global limit kept nothing"
     );
 }
+
+/// Requests racing a change of quota over real HTTP, 60 at once on many
+/// connections, for one key under two limits, the clock standing still:
+/// from 10 to 5 per minute (keep-consumed) while they run. Whatever the
+/// interleaving, the key admits at most 10 (all under the old quota) and
+/// at least 5 (all under the new), each request is decided under one quota
+/// or the other, and the global limit was charged exactly once per
+/// admitted request and never for a denied one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_a_change_of_quota_are_all_or_nothing() {
+    let clock = Arc::new(ManualClock::new(600 * S));
+    let per_key = Arc::new(keyed(bucket(10, Rate::per_minute(10)), &clock));
+    let global = Arc::new(Bucket::with_clock(
+        bucket(1000, Rate::per_minute(1000)),
+        Arc::clone(&clock),
+    ));
+    let handle = QuotaHandle::new(Arc::clone(&per_key));
+    let limits = AllOf::new((
+        Named::new("per-key", per_key),
+        Named::new("global", Arc::clone(&global)),
+    ))
+    .unwrap();
+    let server = Arc::new(
+        Server::serve(
+            Router::new()
+                .route("/api", get(|| async { "ok\n" }))
+                .layer(RateLimitLayer::new(limits, HeaderKey::api_key())),
+        )
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let server = Arc::clone(&server);
+        let handle = handle.clone();
+        tasks.push(tokio::spawn(async move {
+            if i == 20 {
+                handle.set(bucket(5, Rate::per_minute(5)), Strategy::KeepConsumed);
+            }
+            let a = server.get("alice").await;
+            (a.status, a.policy)
+        }));
+    }
+    let mut admitted = 0;
+    for task in tasks {
+        let (status, policy) = task.await.unwrap();
+        match status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+        assert!(
+            policy.starts_with(r#""per-key";q=10;w=60, "#)
+                || policy.starts_with(r#""per-key";q=5;w=60, "#),
+            "{policy}"
+        );
+    }
+    assert!((5..=10).contains(&admitted), "admitted {admitted}");
+    assert_eq!(global.peek().remaining, 1000 - admitted);
+    // Under the new quota now, whatever came first: nothing left.
+    assert_eq!(
+        server.get("alice").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// Names must tell the items apart, and be Structured Fields Strings.
+#[test]
+fn limit_names_are_checked() {
+    let clock = Arc::new(ManualClock::new(S));
+    let a = || keyed(bucket(1, Rate::per_second(1)), &clock);
+    let err = AllOf::new((Named::new("x", a()), Named::new("x", a()))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "two rate limits are named \"x\": each limit of a route needs a name of its own"
+    );
+    let err = AllOf::new((Named::new("x", a()), Named::new("caf\u{e9}", a()))).unwrap_err();
+    assert!(err.to_string().contains("printable ASCII"), "{err}");
+}
+
+/// A plan per account as one limit of several: the plan's item reports the
+/// account's own quota beside the global one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_per_account_beside_a_global_limit() {
+    let clock = Arc::new(ManualClock::new(600 * S));
+    let pro = bucket(5, Rate::per_minute(5));
+    let per_plan = PerKeyQuota::new(
+        keyed(bucket(2, Rate::per_minute(2)), &clock),
+        move |account: &String| (account == "bob").then_some(pro),
+    );
+    let global = Bucket::with_clock(bucket(100, Rate::per_minute(100)), Arc::clone(&clock));
+    let limits = AllOf::new((Named::new("plan", per_plan), Named::new("global", global))).unwrap();
+    let server = Server::serve(
+        Router::new()
+            .route("/api", get(|| async { "ok\n" }))
+            .layer(RateLimitLayer::new(limits, HeaderKey::api_key())),
+    )
+    .await;
+    let b = server.get("bob").await;
+    assert_eq!(b.policy, r#""plan";q=5;w=60, "global";q=100;w=60"#);
+    assert_eq!(b.ratelimit, r#""plan";r=4;t=12, "global";r=99;t=1"#);
+    let a = server.get("alice").await;
+    assert_eq!(a.policy, r#""plan";q=2;w=60, "global";q=100;w=60"#);
+    assert_eq!(a.ratelimit, r#""plan";r=1;t=30, "global";r=98;t=1"#);
+}
