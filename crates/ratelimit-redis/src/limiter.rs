@@ -59,7 +59,7 @@ impl sealed::Sealed for crate::AsyncRedisConnection {}
 #[cfg(feature = "tokio")]
 impl Transport for crate::AsyncRedisConnection {
     fn is_cluster_transport(&self) -> bool {
-        false
+        self.is_cluster()
     }
 }
 
