@@ -271,7 +271,7 @@ impl<A: Shaping> Engine<A> {
         &self,
         err: RedisLimitError,
         n: u64,
-        answer: impl FnOnce(&Self) -> Result<T, InsufficientCapacity>,
+        answer: impl FnOnce(&Self, Option<Reason>) -> Result<T, InsufficientCapacity>,
     ) -> Result<T, RedisLimitError> {
         let now = self.mono_ns();
         self.observer.failed(&err, now);
@@ -279,14 +279,23 @@ impl<A: Shaping> Engine<A> {
             return Err(err);
         }
         self.observer.policy_answered(self.policy, &err, n, now);
-        Ok(answer(self)?)
+        // Not sent at all: the reason says the breaker answered.
+        let reason =
+            matches!(err, RedisLimitError::CircuitOpen { .. }).then_some(Reason::CircuitOpen);
+        Ok(answer(self, reason)?)
     }
 
     /// The failure policy's answer to `check` (the policy is not
     /// `ReturnError`).
-    fn policy_check(&self, redis_key: &[u8], cost: u64) -> Result<Decision, InsufficientCapacity> {
+    /// `reason` replaces the policy's own (the breaker's `CircuitOpen`).
+    fn policy_check(
+        &self,
+        redis_key: &[u8],
+        cost: u64,
+        reason: Option<Reason>,
+    ) -> Result<Decision, InsufficientCapacity> {
         let limit = self.quota().capacity();
-        Ok(match self.policy {
+        let mut d = match self.policy {
             FailurePolicy::FailOpen => Decision {
                 allowed: true,
                 remaining: 0,
@@ -307,7 +316,11 @@ impl<A: Shaping> Engine<A> {
                 limit,
                 reason: Reason::FailClosed,
             },
-        })
+        };
+        if let Some(reason) = reason {
+            d.reason = reason;
+        }
+        Ok(d)
     }
 
     /// The failure policy's answer to `reserve`.
@@ -316,9 +329,10 @@ impl<A: Shaping> Engine<A> {
         redis_key: &[u8],
         cost: u64,
         max_wait_ns: Option<u64>,
+        reason: Option<Reason>,
     ) -> Result<Reservation, InsufficientCapacity> {
         let limit = self.quota().capacity();
-        Ok(match self.policy {
+        let mut r = match self.policy {
             FailurePolicy::FailOpen => Reservation::Admitted {
                 wait: Duration::ZERO,
                 reset_after: Duration::ZERO,
@@ -335,7 +349,15 @@ impl<A: Shaping> Engine<A> {
                 limit,
                 reason: Reason::FailClosed,
             },
-        })
+        };
+        if let Some(new) = reason {
+            match &mut r {
+                Reservation::Admitted { reason, .. } | Reservation::Rejected { reason, .. } => {
+                    *reason = new;
+                }
+            }
+        }
+        Ok(r)
     }
 
     /// The breaker's say on a call about to be sent.
@@ -568,7 +590,7 @@ impl<A: Shaping> Single<A> for CheckOne {
         key: &[u8],
         err: RedisLimitError,
     ) -> Result<Decision, RedisLimitError> {
-        e.on_failure(err, 1, |e| e.policy_check(key, self.cost))
+        e.on_failure(err, 1, |e, reason| e.policy_check(key, self.cost, reason))
     }
 }
 
@@ -598,8 +620,8 @@ impl<A: Shaping> Single<A> for ReserveOne {
         key: &[u8],
         err: RedisLimitError,
     ) -> Result<Self::Output, RedisLimitError> {
-        let r = e.on_failure(err, 1, |e| {
-            e.policy_reserve(key, self.cost, self.max_wait_ns)
+        let r = e.on_failure(err, 1, |e, reason| {
+            e.policy_reserve(key, self.cost, self.max_wait_ns, reason)
         })?;
         Ok((r, None))
     }
@@ -661,9 +683,9 @@ impl<A: Shaping> Request<A> for Batch {
             Err(err) => {
                 let n = u64::try_from(indices.len()).unwrap_or(u64::MAX);
                 let (keys, costs, answers) = (&self.keys, &self.costs, &mut self.answers);
-                e.on_failure(err, n, |e| {
+                e.on_failure(err, n, |e, reason| {
                     for &i in indices {
-                        answers[i] = Some(Ok(e.policy_check(&keys[i], costs[i])?));
+                        answers[i] = Some(Ok(e.policy_check(&keys[i], costs[i], reason)?));
                     }
                     Ok(())
                 })?;
