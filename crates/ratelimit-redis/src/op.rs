@@ -147,8 +147,17 @@ impl<A: Shaping> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, Check>, RedisLimitError> {
+        self.check_stored(self.keys.redis_key(key)?, cost, now)
+    }
+
+    /// `check` of a key already in its Redis form.
+    pub(crate) fn check_stored(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+    ) -> Result<Op<'_, A, Check>, RedisLimitError> {
         self.capacity_ok(cost)?;
-        let redis_key = self.keys.redis_key(key)?;
         let call = script::check_call(&self.algorithm, &redis_key, cost, now);
         Ok(Op::new(
             self,
