@@ -37,6 +37,7 @@ use ratelimit_core::{
 use tokio::task::JoinHandle;
 
 use crate::async_connection::AsyncRedisConnection;
+use crate::denied::Lookup;
 use crate::error::RedisLimitError;
 use crate::key::RedisKey;
 use crate::limiter::RedisLimiter;
@@ -91,6 +92,16 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
         let e = self.engine();
+        if let Some(cache) = self.denied() {
+            return match cache.check(e, key, cost)? {
+                Lookup::Hit(d) => Ok(d),
+                Lookup::Miss(op, sent) => {
+                    let d = self.run(op).await?;
+                    cache.learn(&sent, &d);
+                    Ok(d)
+                }
+            };
+        }
         self.run(e.check(key, cost, e.now(None))?).await
     }
 
@@ -332,6 +343,10 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         stored: u64,
         cost: u64,
     ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(redis_key);
+        }
         self.run(self.engine().cancel(redis_key, stored, cost))
             .await
     }

@@ -7,6 +7,7 @@ mod async_connection;
 mod async_limiter;
 mod breaker;
 mod config;
+mod denied;
 mod error;
 mod fallback;
 mod key;
