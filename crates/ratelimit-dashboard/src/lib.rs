@@ -20,10 +20,18 @@
 //! See `docs/operations.md` for the panels, the mounting and the costs.
 
 mod key;
+#[cfg(feature = "tower")]
+mod layer;
 mod recorder;
+#[cfg(feature = "tower")]
+mod service;
 mod sketch;
 mod snapshot;
 
 pub use crate::key::{INLINE_KEY_BYTES, KeySnap, RecordKey};
+#[cfg(feature = "tower")]
+pub use crate::layer::{Recorded, RecordedFuture};
 pub use crate::recorder::{Options, Outcome, Recorder};
+#[cfg(feature = "tower")]
+pub use crate::service::{Access, Dashboard, Source};
 pub use crate::snapshot::{Counts, QuotaInfo, RedisKeyInfo, RedisView, Second, Snapshot, TopKey};
