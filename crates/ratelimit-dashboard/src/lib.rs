@@ -23,6 +23,8 @@ mod key;
 #[cfg(feature = "tower")]
 mod layer;
 mod recorder;
+#[cfg(feature = "server")]
+mod server;
 #[cfg(feature = "tower")]
 mod service;
 mod sketch;
@@ -32,6 +34,8 @@ pub use crate::key::{INLINE_KEY_BYTES, KeySnap, RecordKey};
 #[cfg(feature = "tower")]
 pub use crate::layer::{Recorded, RecordedFuture};
 pub use crate::recorder::{Options, Outcome, Recorder};
+#[cfg(feature = "server")]
+pub use crate::server::serve;
 #[cfg(feature = "tower")]
 pub use crate::service::{Access, Dashboard, Source};
 pub use crate::snapshot::{Counts, QuotaInfo, RedisKeyInfo, RedisView, Second, Snapshot, TopKey};
