@@ -19,6 +19,8 @@
 //!
 //! See `docs/operations.md` for the panels, the mounting and the costs.
 
+#[cfg(feature = "redis")]
+mod fleet;
 mod key;
 #[cfg(feature = "tower")]
 mod layer;
@@ -30,6 +32,8 @@ mod service;
 mod sketch;
 mod snapshot;
 
+#[cfg(feature = "redis")]
+pub use crate::fleet::{Fleet, FleetError, Publisher, merge, publish, read};
 pub use crate::key::{INLINE_KEY_BYTES, KeySnap, RecordKey};
 #[cfg(feature = "tower")]
 pub use crate::layer::{Recorded, RecordedFuture};
