@@ -294,7 +294,6 @@ fn targets(rows: &[Row], memory: &[MemoryRow]) -> Vec<Target> {
     let bytes_u64 = bytes(Implementation::Ratelimit.name());
     let bytes_string = bytes(rss::STRING_NAMES[0]);
     let bytes_string_governor = bytes(rss::STRING_NAMES[1]);
-    let reconfigure = ours_row(Shape::Reconfigure1m).map(|r| r.p99_ns / 1e6);
     vec![
         ratio("single key, allowed", Shape::CheckOneKey, 1.0),
         ratio("single key, denied", Shape::CheckOneKeyDenied, 1.0),
@@ -378,14 +377,5 @@ fn targets(rows: &[Row], memory: &[MemoryRow]) -> Vec<Target> {
             Shape::Keyed1m,
             2.0,
         ),
-        Target {
-            name: format!(
-                "reconfigure call on 1 000 000 keys ({}), p99 of batch means, ms",
-                Shape::Reconfigure1m.id()
-            ),
-            value: reconfigure,
-            bound: "< 1.00".to_owned(),
-            met: reconfigure.map(|v| v < 1.0),
-        },
     ]
 }

@@ -76,9 +76,12 @@ pub enum Shape {
     /// a change of quota (the conversion included, and the reconfiguration
     /// call amortized over the pass).
     Keyed1mAfterReconfigure,
-    /// One `reconfigure` call on a limiter holding 1 000 000 keys (no
-    /// check in between: the history fills and the call brings idle shards
-    /// up to date every so often, as it must).
+    /// Back-to-back `reconfigure` calls on a limiter holding 1 000 000
+    /// live keys, no check in between: the worst case. The history fills,
+    /// so each call brings the most lagging shard up to date, and a shard
+    /// whose keys lag 254 changes converts them all, each through every
+    /// change: `O(keys × changes)` in all, amortized over the calls. A
+    /// single call is `O(shards)` (`examples/reconfigure.rs`).
     Reconfigure1m,
 }
 
@@ -146,7 +149,7 @@ impl Shape {
             Self::CheckAll2 => "memory/check_all_2_limits",
             Self::CheckAll3 => "memory/check_all_3_limits",
             Self::Keyed1mAfterReconfigure => "memory/keyed_1m_after_reconfigure",
-            Self::Reconfigure1m => "memory/reconfigure_call_1m",
+            Self::Reconfigure1m => "memory/reconfigure_storm_1m",
         }
     }
 
@@ -257,7 +260,8 @@ impl Shape {
                  check the key's first after a change of quota (reconfigure call amortized)"
             }
             Self::Reconfigure1m => {
-                "one reconfigure call (alternating two quotas) on a limiter holding 1 000 000 keys"
+                "back-to-back reconfigure calls (two quotas in turn) on 1 000 000 live keys, no \
+                 traffic: every key converted through up to 254 changes, amortized over the calls"
             }
         }
     }
