@@ -27,7 +27,45 @@ fn cluster_end_to_end() {
     let mut cluster = RedisCluster::start();
     let pool = RedisPool::cluster_builder(&cluster.urls()).build().unwrap();
     assert!(pool.is_cluster());
+    check_all_on_one_slot(&pool);
     end_to_end(&mut cluster, &pool);
+}
+
+/// Several limits, all or nothing, on the cluster (the sync pool's
+/// `check_all`): keys of one slot (a hash tag) or a clear error before
+/// anything is sent.
+fn check_all_on_one_slot(pool: &RedisPool) {
+    let limiter =
+        RedisLimiter::builder(TokenBucket::new(Quota::new(2, Rate::per_hour(1)).unwrap()))
+            .prefix("all")
+            .build(pool.clone())
+            .unwrap();
+    let window = RedisLimiter::builder(ratelimit_core::FixedWindow::per_hour(1).unwrap())
+        .prefix("w")
+        .build(pool.clone())
+        .unwrap();
+    let d = pool
+        .check_all([
+            limiter.limit("{tenant9}:all", 1).unwrap(),
+            window.limit("{tenant9}:all", 1).unwrap(),
+        ])
+        .unwrap();
+    assert!(d.allowed());
+    let d = pool
+        .check_all([
+            limiter.limit("{tenant9}:all", 1).unwrap(),
+            window.limit("{tenant9}:all", 1).unwrap(),
+        ])
+        .unwrap();
+    assert_eq!(d.denied_by().collect::<Vec<_>>(), [1]);
+    assert_eq!(d.limits[0].remaining, 1, "the bucket was not charged");
+    match pool.check_all([
+        limiter.limit("user1", 1).unwrap(),
+        window.limit("user1", 1).unwrap(),
+    ]) {
+        Err(RedisLimitError::InvalidOption(m)) => assert!(m.contains("hash slot"), "{m}"),
+        other => panic!("wanted a slot error, got {other:?}"),
+    }
 }
 
 #[test]
@@ -77,35 +115,6 @@ fn end_to_end<F: Factory>(cluster: &mut RedisCluster, factory: &F) {
         cluster.node_of("c|{tenant9}:login"),
         cluster.node_of("c|{tenant9}:upload")
     );
-
-    // Several limits, all or nothing: one slot (a hash tag) or a clear
-    // error before anything is sent.
-    let window = RedisLimiter::builder(ratelimit_core::FixedWindow::per_hour(1).unwrap())
-        .prefix("w")
-        .build(pool.clone())
-        .unwrap();
-    let d = pool
-        .check_all([
-            limiter.limit("{tenant9}:all", 1).unwrap(),
-            window.limit("{tenant9}:all", 1).unwrap(),
-        ])
-        .unwrap();
-    assert!(d.allowed());
-    let d = pool
-        .check_all([
-            limiter.limit("{tenant9}:all", 1).unwrap(),
-            window.limit("{tenant9}:all", 1).unwrap(),
-        ])
-        .unwrap();
-    assert_eq!(d.denied_by().collect::<Vec<_>>(), [1]);
-    assert_eq!(d.limits[0].remaining, 1, "the bucket was not charged");
-    match pool.check_all([
-        limiter.limit("user1", 1).unwrap(),
-        window.limit("user1", 1).unwrap(),
-    ]) {
-        Err(RedisLimitError::InvalidOption(m)) => assert!(m.contains("hash slot"), "{m}"),
-        other => panic!("wanted a slot error, got {other:?}"),
-    }
 
     // One node killed: its keys fail with a clear error, the others work.
     let victim = cluster.node_of("c|user0");
