@@ -157,6 +157,10 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     /// Gives back the cost of the admission `receipt` records, exactly or
     /// not at all; see the blocking `refund`.
     pub async fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(None))? {
             Some(op) => self.run(op).await,
@@ -170,6 +174,10 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         receipt: RedisReceipt,
         now_ns: u64,
     ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(Some(now_ns)))? {
             Some(op) => self.run(op).await,

@@ -513,6 +513,10 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     /// circuit breaker nor the failure policy apply: a failure is returned
     /// (and the cost stays consumed, the safe side).
     pub fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(None))? {
             Some(op) => self.run(op),
@@ -523,6 +527,10 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     /// `refund` at the caller's time `now_ns` (client time): which windows
     /// still count, and a restored bucket's expiry.
     pub fn refund_at(&self, receipt: RedisReceipt, now_ns: u64) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(Some(now_ns)))? {
             Some(op) => self.run(op),
