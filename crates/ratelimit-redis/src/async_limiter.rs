@@ -61,7 +61,10 @@ pub type AsyncLeakyBucketRedis = AsyncRedisLimiter<LeakyBucket>;
 /// the same as the blocking ones, plus `acquire`.
 impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
     /// Sends an operation's calls.
-    async fn run<R: Request<A>>(&self, mut op: Op<'_, A, R>) -> Result<R::Output, RedisLimitError> {
+    pub(crate) async fn run<R: Request<A>>(
+        &self,
+        mut op: Op<'_, A, R>,
+    ) -> Result<R::Output, RedisLimitError> {
         while let Some(call) = op.next_call() {
             let reply = self.conn().run(call).await;
             op.take(reply);
@@ -80,6 +83,9 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
+        if let Some(c) = self.coalescer() {
+            return self.check_coalesced(c, key, cost).await;
+        }
         let e = self.engine();
         if let Some(cache) = self.denied() {
             return match cache.check(e, key, cost)? {

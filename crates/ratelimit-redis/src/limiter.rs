@@ -113,6 +113,9 @@ struct Inner<A: Shaping, C> {
     conn: C,
     /// The denied-key cache, when turned on.
     denied: Option<DeniedCache>,
+    /// The queue of coalesced checks, when turned on (async only).
+    #[cfg(feature = "tokio")]
+    coalescer: Option<crate::coalesce::Coalescer>,
 }
 
 impl<A: Shaping, C: core::fmt::Debug> core::fmt::Debug for RedisLimiter<A, C> {
@@ -138,6 +141,8 @@ pub struct RedisLimiterBuilder<A, C = RedisPool> {
     secret: Option<Secret>,
     clock: Option<SharedClock>,
     denied_keys: usize,
+    /// Whether the async limiter coalesces its checks (`coalesce.rs`).
+    pub(crate) coalesce: bool,
     conn: PhantomData<fn() -> C>,
 }
 
@@ -266,6 +271,8 @@ impl<A: Shaping, C: Transport> RedisLimiterBuilder<A, C> {
                 engine: Engine::new(settings, conn.is_cluster_transport()),
                 conn,
                 denied: (self.denied_keys > 0).then(|| DeniedCache::new(self.denied_keys, clock)),
+                #[cfg(feature = "tokio")]
+                coalescer: self.coalesce.then(Default::default),
             }),
         })
     }
@@ -311,6 +318,7 @@ impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
             secret: None,
             clock: None,
             denied_keys: 0,
+            coalesce: false,
             conn: PhantomData,
         }
     }
@@ -377,6 +385,12 @@ impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
     /// The denied-key cache, when turned on.
     pub(crate) fn denied(&self) -> Option<&DeniedCache> {
         self.inner.denied.as_ref()
+    }
+
+    /// The queue of coalesced checks, when turned on.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn coalescer(&self) -> Option<&crate::coalesce::Coalescer> {
+        self.inner.coalescer.as_ref()
     }
 }
 

@@ -202,13 +202,25 @@ impl<A: Shaping> Engine<A> {
         requests: &[(K, u64)],
         now: Now,
     ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
-        let mut answers = vec![None; requests.len()];
         let keys = requests
             .iter()
             .map(|(k, _)| self.keys.redis_key(k))
             .collect::<Result<Vec<_>, _>>()?;
+        let costs = requests.iter().map(|(_, c)| *c).collect();
+        Ok(self.batch_stored(keys, costs, now))
+    }
+
+    /// `check_batch` of keys already in their Redis form, `costs[i]` for
+    /// `keys[i]`.
+    pub(crate) fn batch_stored(
+        &self,
+        keys: Vec<Vec<u8>>,
+        costs: Vec<u64>,
+        now: Now,
+    ) -> Op<'_, A, Batch> {
+        let mut answers = vec![None; keys.len()];
         let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        for (i, (_, cost)) in requests.iter().enumerate() {
+        for (i, cost) in costs.iter().enumerate() {
             if let Err(e) = self.capacity_ok(*cost) {
                 answers[i] = Some(Err(e));
             } else {
@@ -224,21 +236,21 @@ impl<A: Shaping> Engine<A> {
         let calls = groups
             .iter()
             .map(|g| {
-                let items = g.iter().map(|&i| (keys[i].as_slice(), requests[i].1));
+                let items = g.iter().map(|&i| (keys[i].as_slice(), costs[i]));
                 script::batch_call(&self.algorithm, items, now)
             })
             .collect();
-        Ok(Op::new(
+        Op::new(
             self,
             calls,
             true,
             Batch {
                 keys,
-                costs: requests.iter().map(|(_, c)| *c).collect(),
+                costs,
                 groups,
                 answers,
             },
-        ))
+        )
     }
 
     /// `inspect(key)`: neither the breaker nor the policy apply.
