@@ -15,6 +15,11 @@
 //!   per check with the denied-key cache and without it (`INFO
 //!   commandstats`), and the share of calls saved.
 //!
+//! - `redis/async_coalesce`: the async limiter on one connection and one
+//!   thread, 1 task, 64 tasks, and 64 tasks with coalescing: checks/s and
+//!   the server's CPU per check (targets: coalesced ≥ 5 × one task's
+//!   checks/s, ≤ 0.5 × the plain script's CPU per check).
+//!
 //! Without `redis-server` on PATH the rows are skipped with that reason.
 
 use core::time::Duration;
@@ -52,6 +57,9 @@ return {1, 0}
 /// Threads driving the server in the CPU rows (the machine has 2 cores,
 /// one of them the server's).
 const THREADS: usize = 2;
+
+/// The implementation name of the coalesced row.
+const COALESCED: &str = "ratelimit-redis (async, 64 tasks, coalesced)";
 
 /// The flood's pace and quota.
 const FLOOD_PER_S: u64 = 50_000;
@@ -249,6 +257,13 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
     for cache in [false, true] {
         out.push(flood(&server, &pool, duration, cache)?);
     }
+    out.extend(coalesce_rows(
+        &server,
+        &url,
+        duration,
+        &keys,
+        base.cpu_ns_per_check,
+    )?);
     drop(server);
     Ok(out)
 }
@@ -311,6 +326,92 @@ fn flood(
     })
 }
 
+/// `redis/async_coalesce`: 1 task, 64 tasks, and 64 tasks with
+/// coalescing, on one `AsyncRedisConnection` and a current-thread runtime:
+/// checks/s and the server's CPU per check.
+fn coalesce_rows(
+    server: &RedisServer,
+    url: &str,
+    duration: Duration,
+    keys: &[String],
+    plain_cpu_ns: f64,
+) -> Result<Vec<Row>, String> {
+    use ratelimit_redis::{AsyncRedisConnection, AsyncRedisLimiter};
+    use std::sync::Arc;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed("tokio runtime", &e))?;
+    let quota =
+        Quota::new(1 << 20, Rate::per_second(1_000_000)).map_err(|e| failed("quota", &e))?;
+    let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
+    let mut out = Vec::new();
+    let mut single = None;
+    for (tasks, coalesce) in [(1usize, false), (64, false), (64, true)] {
+        let (checks, wall, cpu_ns) = rt.block_on(async {
+            let conn = AsyncRedisConnection::open(url)
+                .await
+                .map_err(|e| failed("async connection", &e))?;
+            let limiter = AsyncRedisLimiter::builder(TokenBucket::new(quota))
+                .prefix(format!("scale-async-{tasks}-{coalesce}"))
+                .coalesce(coalesce)
+                .build(conn)
+                .map_err(|e| failed("async limiter", &e))?;
+            let _ = limiter.check("warm").await;
+            let before = server_cpu(server);
+            let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let limiter = limiter.clone();
+                    let keys = Arc::clone(&keys);
+                    tokio::spawn(async move {
+                        let mut i = t;
+                        let mut n = 0u64;
+                        while start.elapsed() < duration {
+                            let _ = limiter.check(&keys[i % 100]).await;
+                            i += 1;
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let mut checks = 0;
+            for h in handles {
+                checks += h.await.unwrap_or(0);
+            }
+            let wall = start.elapsed();
+            let cpu_ns = (server_cpu(server) - before) * 1e9 / checks.max(1) as f64;
+            Ok::<_, String>((checks, wall, cpu_ns))
+        })?;
+        let ops = checks as f64 / wall.as_secs_f64();
+        let base = *single.get_or_insert(ops);
+        out.push(Row {
+            shape: "redis/async_coalesce".to_owned(),
+            implementation: match (tasks, coalesce) {
+                (_, true) => COALESCED.to_owned(),
+                (1, false) => "ratelimit-redis (async, 1 task)".to_owned(),
+                _ => format!("ratelimit-redis (async, {tasks} tasks)"),
+            },
+            threads: tasks,
+            keys: 100,
+            mean_ns: wall.as_nanos() as f64 / checks.max(1) as f64,
+            p99_ns: f64::NAN,
+            ops_per_s: ops,
+            batch: 1,
+            vs_governor: None,
+            note: Some(format!(
+                "server CPU {:.2} us/check = {:.2} x plain; {:.2} x 1 task; {tasks} task(s), 1 connection, 1 thread",
+                cpu_ns / 1000.0,
+                cpu_ns / plain_cpu_ns,
+                ops / base
+            )),
+        });
+    }
+    Ok(out)
+}
+
 /// The goals, read off the rows.
 #[must_use]
 pub fn targets(rows: &[Row]) -> Vec<Target> {
@@ -340,7 +441,29 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
             .and_then(|(_, rest)| rest.split_once('%'))
             .and_then(|(v, _)| v.parse::<f64>().ok())
     };
+    let coalesced = find("redis/async_coalesce", COALESCED);
+    let ratio_after = |r: &Row, marker: &str| {
+        r.note
+            .as_deref()
+            .and_then(|n| n.split(marker).next())
+            .and_then(|n| n.rsplit(' ').find(|w| !w.is_empty()))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let speedup = coalesced.and_then(|r| ratio_after(r, " x 1 task"));
+    let vs_plain = coalesced.and_then(|r| ratio_after(r, " x plain"));
     vec![
+        Target {
+            name: "coalesced, 64 tasks on one connection: checks/s vs 1 task".to_owned(),
+            value: speedup,
+            bound: ">= 5.00".to_owned(),
+            met: speedup.map(|v| v >= 5.0),
+        },
+        Target {
+            name: "coalesced, 64 tasks: server CPU per check vs plain script".to_owned(),
+            value: vs_plain,
+            bound: "<= 0.50".to_owned(),
+            met: vs_plain.map(|v| v <= 0.5),
+        },
         Target {
             name: "Redis server CPU per check vs a plain float GCRA script".to_owned(),
             value,
