@@ -19,7 +19,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use ratelimit_core::{Decision, InsufficientCapacity, Shaping};
+use ratelimit_core::{Algorithm, Decision, InsufficientCapacity};
 use tokio::sync::oneshot;
 
 use crate::async_connection::AsyncRedisConnection;
@@ -64,7 +64,7 @@ impl Coalescer {
     }
 }
 
-impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
+impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     /// `check_n` through the coalescer `c`.
     pub(crate) async fn check_coalesced<K: RedisKey + ?Sized>(
         &self,
@@ -73,7 +73,7 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
         let redis_key = self.redis_key(key)?;
-        let capacity = self.quota().capacity();
+        let capacity = self.engine().limit();
         if cost > capacity {
             return Err(InsufficientCapacity { cost, capacity }.into());
         }
@@ -122,8 +122,11 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
                 replies.push(w.reply);
             }
             let e = self.engine();
-            let op = e.batch_stored(keys, costs, e.now(None));
-            match self.run(op).await {
+            let result = match e.batch_stored(keys, costs, e.now(None)) {
+                Ok(op) => self.run(op).await,
+                Err(err) => Err(err),
+            };
+            match result {
                 Ok(answers) => {
                     for (reply, a) in replies.into_iter().zip(answers) {
                         let _ = reply.send(a.map_err(RedisLimitError::from));
@@ -139,7 +142,7 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
     }
 }
 
-impl<A: Shaping> crate::RedisLimiterBuilder<A, AsyncRedisConnection> {
+impl<A: Algorithm> crate::RedisLimiterBuilder<A, AsyncRedisConnection> {
     /// Coalesces concurrent `check`/`check_n` calls into shared batch
     /// calls (default off): while one batch is in flight, the checks made
     /// meanwhile queue up and go together in the next one (up to

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::hash::RandomState;
 use std::sync::{Mutex, PoisonError};
 
-use ratelimit_core::{Decision, Reason, Shaping};
+use ratelimit_core::{Algorithm, Decision, Reason};
 
 use crate::error::RedisLimitError;
 use crate::fallback::SharedClock;
@@ -74,7 +74,7 @@ impl core::fmt::Debug for DeniedCache {
 }
 
 /// What the cache says about a check before it is sent.
-pub(crate) enum Lookup<'e, A: Shaping> {
+pub(crate) enum Lookup<'e, A: Algorithm> {
     /// Denied here: nothing to send.
     Hit(Decision),
     /// Send the operation; then give its answer and the [`Sent`] to
@@ -115,7 +115,7 @@ impl DeniedCache {
     /// cached denial covers it, else the operation to send. Errors (a cost
     /// above the capacity, a key too long) come first, as without the
     /// cache.
-    pub(crate) fn check<'e, A: Shaping, K: RedisKey + ?Sized>(
+    pub(crate) fn check<'e, A: Algorithm, K: RedisKey + ?Sized>(
         &self,
         engine: &'e Engine<A>,
         key: &K,

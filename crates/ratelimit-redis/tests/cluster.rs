@@ -1,9 +1,9 @@
 //! Redis Cluster: a three-master cluster started by the test, keys spread
-//! over every node, the conformance scenarios, the batch call across
-//! slots, hash tags, and a killed node failing only its own slots, then
-//! restarted (empty) and used again. Each body runs on the sync limiter
-//! (a pool of cluster connections) and on the async one (one async
-//! cluster connection).
+//! over every node, the conformance scenarios (buckets and windows), the
+//! batch call across slots, hash tags, and a killed node failing only its
+//! own slots, then restarted (empty) and used again. Each body runs on the
+//! sync limiter (a pool of cluster connections) and on the async one (one
+//! async cluster connection).
 
 #![allow(clippy::std_instead_of_core)]
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ratelimit_core::{Quota, Rate};
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TokenBucket};
-use ratelimit_replay::assert_every_scenario;
+use ratelimit_replay::{assert_every_scenario, assert_every_window_scenario};
 use ratelimit_testkit::RedisCluster;
 use support::{AsyncFactory, Factory, run_one_on};
 
@@ -27,7 +27,45 @@ fn cluster_end_to_end() {
     let mut cluster = RedisCluster::start();
     let pool = RedisPool::cluster_builder(&cluster.urls()).build().unwrap();
     assert!(pool.is_cluster());
+    check_all_on_one_slot(&pool);
     end_to_end(&mut cluster, &pool);
+}
+
+/// Several limits, all or nothing, on the cluster (the sync pool's
+/// `check_all`): keys of one slot (a hash tag) or a clear error before
+/// anything is sent.
+fn check_all_on_one_slot(pool: &RedisPool) {
+    let limiter =
+        RedisLimiter::builder(TokenBucket::new(Quota::new(2, Rate::per_hour(1)).unwrap()))
+            .prefix("all")
+            .build(pool.clone())
+            .unwrap();
+    let window = RedisLimiter::builder(ratelimit_core::FixedWindow::per_hour(1).unwrap())
+        .prefix("w")
+        .build(pool.clone())
+        .unwrap();
+    let d = pool
+        .check_all([
+            limiter.limit("{tenant9}:all", 1).unwrap(),
+            window.limit("{tenant9}:all", 1).unwrap(),
+        ])
+        .unwrap();
+    assert!(d.allowed());
+    let d = pool
+        .check_all([
+            limiter.limit("{tenant9}:all", 1).unwrap(),
+            window.limit("{tenant9}:all", 1).unwrap(),
+        ])
+        .unwrap();
+    assert_eq!(d.denied_by().collect::<Vec<_>>(), [1]);
+    assert_eq!(d.limits[0].remaining, 1, "the bucket was not charged");
+    match pool.check_all([
+        limiter.limit("user1", 1).unwrap(),
+        window.limit("user1", 1).unwrap(),
+    ]) {
+        Err(RedisLimitError::InvalidOption(m)) => assert!(m.contains("hash slot"), "{m}"),
+        other => panic!("wanted a slot error, got {other:?}"),
+    }
 }
 
 #[test]
@@ -40,6 +78,7 @@ fn cluster_end_to_end_async() {
 fn end_to_end<F: Factory>(cluster: &mut RedisCluster, factory: &F) {
     // Parity: both scenario files, every field.
     assert_every_scenario(|file, s| run_one_on(factory, file, s));
+    assert_every_window_scenario(|file, s| run_one_on(factory, file, s));
 
     let limiter = factory.limit(
         RedisLimiter::<_, F::Conn>::builder(TokenBucket::new(
