@@ -91,6 +91,9 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
+        if let Some(c) = self.coalescer() {
+            return self.check_coalesced(c, key, cost).await;
+        }
         let e = self.engine();
         if let Some(cache) = self.denied() {
             return match cache.check(e, key, cost)? {
