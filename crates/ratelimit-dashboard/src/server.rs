@@ -1,0 +1,39 @@
+//! [`serve`]: a [`Dashboard`] on a TCP listener, over HTTP/1.1 with hyper
+//! on tokio (feature `server`): what `ratelimit dashboard` runs. Each
+//! request carries its peer's `SocketAddr`, which [`Access`](crate::Access)
+//! checks.
+
+use core::convert::Infallible;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::service::{Dashboard, Source};
+
+/// Serves `dashboard` on `listener` until accepting fails.
+///
+/// # Errors
+/// The listener's error when accepting a connection fails.
+pub async fn serve<S: Source>(
+    listener: TcpListener,
+    dashboard: Dashboard<S>,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let dashboard = dashboard.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |mut request: http::Request<Incoming>| {
+                request.extensions_mut().insert(peer);
+                let response = dashboard.respond(&request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            // A connection that fails ends alone; the server goes on.
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
