@@ -87,6 +87,8 @@ impl From<InsufficientCapacity> for LimitError {
 ///   below.
 /// - `Arc<L>` for any `L: Limiter`, so a caller can keep a handle (to
 ///   inspect or reconfigure) while the layer uses it.
+/// - [`PerKeyQuota`](crate::PerKeyQuota) (memory, a quota per key) and
+///   [`AllOf`](crate::AllOf) (several memory limits, all or nothing).
 ///
 /// Implementations MUST return `Err(LimitError::InsufficientCapacity)` for
 /// a cost above the capacity, MUST apply their own failure policy before
