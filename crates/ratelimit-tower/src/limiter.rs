@@ -139,10 +139,11 @@ pub trait Limiter<K>: Send + Sync + 'static {
     ///
     /// Its output is an [`Answer`]: `Result<Decision, LimitError>` for a
     /// limiter with one limit (the layer describes it with
-    /// [`algorithm`](Self::algorithm), under the layer's name), as every
-    /// backend here and any of your own answers;
+    /// [`algorithm`](Self::algorithm), under the layer's name), as the
+    /// Redis limiters and any of your own answer;
     /// [`Checked`](crate::Checked) for one limit that reports the quota
-    /// that decided ([`PerKeyQuota`](crate::PerKeyQuota));
+    /// that decided (the memory `KeyedLimiter`,
+    /// [`PerKeyQuota`](crate::PerKeyQuota));
     /// [`Verdicts`](crate::Verdicts) for several named limits
     /// ([`AllOf`](crate::AllOf)).
     type Future: Future<Output: Answer> + Send + 'static;
