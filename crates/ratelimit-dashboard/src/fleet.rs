@@ -193,6 +193,15 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// [`start`](Self::start) with a client for `url`
+    /// (`redis://host:port/db`).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), and an invalid URL.
+    pub fn open(url: &str, prefix: &str) -> Result<Self, FleetError> {
+        Self::start(Client::open(url)?, prefix)
+    }
+
     /// Starts reading the fleet publishing under `prefix`.
     ///
     /// # Errors

@@ -39,7 +39,7 @@ pub use crate::key::{INLINE_KEY_BYTES, KeySnap, RecordKey};
 pub use crate::layer::{Recorded, RecordedFuture};
 pub use crate::recorder::{Options, Outcome, Recorder};
 #[cfg(feature = "server")]
-pub use crate::server::serve;
+pub use crate::server::{serve, serve_blocking};
 #[cfg(feature = "tower")]
 pub use crate::service::{Access, Dashboard, Source};
 pub use crate::snapshot::{Counts, QuotaInfo, RedisKeyInfo, RedisView, Second, Snapshot, TopKey};
