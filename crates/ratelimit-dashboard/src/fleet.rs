@@ -158,7 +158,7 @@ impl Publisher {
 }
 
 /// One publication: the recorder's snapshot (its last
-/// [`PUBLISHED_SECONDS`] seconds) as JSON, `SET key value PX ttl`, sent as
+/// 120 seconds) as JSON, `SET key value PX ttl`, sent as
 /// one pipeline.
 ///
 /// # Errors
