@@ -78,6 +78,9 @@ impl<K, L> Limiter<K> for Recorded<L>
 where
     K: RecordKey,
     L: Limiter<K>,
+    // One limit's answer (a decision or an error); an `AllOf`'s combined
+    // answer is recorded by wrapping each of its limits instead.
+    L::Future: Future<Output = Result<Decision, LimitError>>,
 {
     type Future = RecordedFuture<L::Future>;
 

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use ratelimit_core::{Algorithm, AnyAlgorithm, Clock, Decision, InsufficientCapacity};
 use ratelimit_memory::{KeyBytes, KeyedLimiter, Word};
 
+use crate::answer::Answer;
+
 /// A boxed, sendable future: the natural [`Limiter::Future`] of an async
 /// backend.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -132,7 +134,16 @@ impl From<InsufficientCapacity> for LimitError {
 /// ```
 pub trait Limiter<K>: Send + Sync + 'static {
     /// The answer, as a future. It MUST NOT block the thread that polls it.
-    type Future: Future<Output = Result<Decision, LimitError>> + Send + 'static;
+    ///
+    /// Its output is an [`Answer`]: `Result<Decision, LimitError>` for a
+    /// limiter with one limit (the layer describes it with
+    /// [`algorithm`](Self::algorithm), under the layer's name), as every
+    /// backend here and any of your own answers;
+    /// [`Checked`](crate::Checked) for one limit that reports the quota
+    /// that decided ([`PerKeyQuota`](crate::PerKeyQuota));
+    /// [`Verdicts`](crate::Verdicts) for several named limits
+    /// ([`AllOf`](crate::AllOf)).
+    type Future: Future<Output: Answer> + Send + 'static;
 
     /// Allows or denies a request of `cost` units for `key` now.
     fn check(&self, key: K, cost: u64) -> Self::Future;
@@ -181,7 +192,7 @@ where
 
 #[cfg(feature = "redis")]
 mod redis_impl {
-    use ratelimit_core::{AnyAlgorithm, Decision, Shaping};
+    use ratelimit_core::{Algorithm, AnyAlgorithm, Decision};
     use ratelimit_redis::{AsyncRedisLimiter, RedisKey, RedisLimitError, RedisLimiter};
 
     use super::{BoxFuture, LimitError, Limiter};
@@ -206,7 +217,7 @@ mod redis_impl {
     impl<K, A> Limiter<K> for RedisLimiter<A>
     where
         K: RedisKey + Send + 'static,
-        A: Shaping,
+        A: Algorithm,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
 
@@ -236,7 +247,7 @@ mod redis_impl {
     impl<K, A> Limiter<K> for AsyncRedisLimiter<A>
     where
         K: RedisKey + Send + Sync + 'static,
-        A: Shaping,
+        A: Algorithm,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
 

@@ -50,7 +50,7 @@ impl fmt::Display for InvalidName {
 /// A layer's policy: its name in three forms and the `RateLimit-Policy`
 /// value of the quota it saw first.
 #[derive(Debug)]
-pub(crate) struct Policy {
+pub struct Policy {
     /// As given.
     name: Arc<str>,
     /// As a Structured Fields String, quoted.
@@ -126,6 +126,45 @@ impl Policy {
         headers.append(&RATELIMIT_POLICY, self.policy_value(quota));
         if let Some(value) = ratelimit_value(&self.sf, decision, quota) {
             headers.append(&RATELIMIT, value);
+        }
+    }
+}
+
+/// Appends one `RateLimit-Policy` field and (unless `policy_only`) one
+/// `RateLimit` field that list an item per limit of `limits`, each under
+/// its own policy's name, in order: the fields of several limits on one
+/// request (draft-ietf-httpapi-ratelimit-headers-11 makes both fields
+/// Lists for this). A limit without a decision, or whose decision counted
+/// nothing, has no `RateLimit` item.
+pub(crate) fn annotate_all<'a>(
+    headers: &mut HeaderMap,
+    limits: impl Iterator<Item = (&'a Policy, Option<&'a Decision>, &'a AnyAlgorithm)>,
+    policy_only: bool,
+) {
+    let mut policies = String::new();
+    let mut ratelimits = String::new();
+    let push = |list: &mut String, value: &HeaderValue| {
+        if !list.is_empty() {
+            list.push_str(", ");
+        }
+        // Our own values: an SF String and integers, ASCII.
+        list.push_str(value.to_str().unwrap_or_default());
+    };
+    for (policy, decision, quota) in limits {
+        push(&mut policies, &policy.policy_value(quota));
+        if policy_only {
+            continue;
+        }
+        if let Some(value) = decision.and_then(|d| ratelimit_value(&policy.sf, d, quota)) {
+            push(&mut ratelimits, &value);
+        }
+    }
+    headers.reserve(2);
+    for (name, list) in [(&RATELIMIT_POLICY, policies), (&RATELIMIT, ratelimits)] {
+        if !list.is_empty() {
+            let value = HeaderValue::try_from(list)
+                .expect("SF Strings and integers are a valid header value");
+            headers.append(name, value);
         }
     }
 }
@@ -318,6 +357,33 @@ mod tests {
             ..decision(true, 3, 2_000, None)
         };
         assert_eq!(ratelimit_value("\"s\"", &d, &sliding).unwrap(), "\"s\";r=3");
+    }
+
+    #[test]
+    fn several_limits_make_one_list_per_field() {
+        let (a, b) = (Policy::new("a").unwrap(), Policy::new("b").unwrap());
+        let (qa, qb) = (bucket(10, 2), bucket(100, 10));
+        let da = decision(true, 9, 500, None);
+        let db = Decision {
+            reason: Reason::FailOpen,
+            ..decision(true, 0, 0, None)
+        };
+        let mut headers = HeaderMap::new();
+        annotate_all(
+            &mut headers,
+            [(&a, Some(&da), &qa), (&b, Some(&db), &qb)].into_iter(),
+            false,
+        );
+        assert_eq!(
+            headers[&RATELIMIT_POLICY],
+            "\"a\";q=10;w=5, \"b\";q=100;w=10"
+        );
+        // A limit whose decision counted nothing has no RateLimit item.
+        assert_eq!(headers[&RATELIMIT], "\"a\";r=9;t=1");
+        let mut headers = HeaderMap::new();
+        annotate_all(&mut headers, [(&a, Some(&da), &qa)].into_iter(), true);
+        assert_eq!(headers[&RATELIMIT_POLICY], "\"a\";q=10;w=5");
+        assert!(headers.get(&RATELIMIT).is_none());
     }
 
     #[test]
