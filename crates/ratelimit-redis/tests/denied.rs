@@ -141,9 +141,16 @@ fn a_refund_forgets_the_cached_denial() {
     let sent = evalsha_calls(&server);
     assert!(!l.check("k").unwrap().allowed, "the cache denies");
     assert_eq!(evalsha_calls(&server), sent, "from the cache");
-    assert!(l.refund(receipt.expect("an admission has a receipt")).unwrap());
+    assert!(
+        l.refund(receipt.expect("an admission has a receipt"))
+            .unwrap()
+    );
     let refunded = evalsha_calls(&server);
     let after = l.check("k").unwrap();
     assert!(after.allowed, "the refunded token is admitted: {after:?}");
-    assert_eq!(evalsha_calls(&server), refunded + 1, "the check went to Redis");
+    assert_eq!(
+        evalsha_calls(&server),
+        refunded + 1,
+        "the check went to Redis"
+    );
 }
