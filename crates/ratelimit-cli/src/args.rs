@@ -38,6 +38,8 @@ pub(crate) enum Command {
     Replay(ReplayArgs),
     /// Print one Redis key's rate-limit state as one JSON line
     Inspect(InspectArgs),
+    /// Serve the dashboard of every process publishing under a Redis prefix
+    Dashboard(crate::dashboard::DashboardArgs),
     /// Print a completion script for a shell
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {

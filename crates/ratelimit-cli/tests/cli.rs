@@ -288,6 +288,7 @@ fn every_subcommand_has_help() {
         &["help", "replay"],
         &["inspect", "--help"],
         &["inspect", "-h"],
+        &["dashboard", "--help"],
         &["completions", "--help"],
         &["help", "completions"],
     ] {
@@ -304,6 +305,7 @@ fn every_subcommand_has_help() {
         Commands:
           replay       Replay JSON Lines of events from stdin through a limiter and print each decision
           inspect      Print one Redis key's rate-limit state as one JSON line
+          dashboard    Serve the dashboard of every process publishing under a Redis prefix
           completions  Print a completion script for a shell
           help         Print this message or the help of the given subcommand(s)
 

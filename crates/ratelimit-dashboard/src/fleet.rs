@@ -158,7 +158,7 @@ impl Publisher {
 }
 
 /// One publication: the recorder's snapshot (its last
-/// [`PUBLISHED_SECONDS`] seconds) as JSON, `SET key value PX ttl`, sent as
+/// 120 seconds) as JSON, `SET key value PX ttl`, sent as
 /// one pipeline.
 ///
 /// # Errors
@@ -193,6 +193,15 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// [`start`](Self::start) with a client for `url`
+    /// (`redis://host:port/db`).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), and an invalid URL.
+    pub fn open(url: &str, prefix: &str) -> Result<Self, FleetError> {
+        Self::start(Client::open(url)?, prefix)
+    }
+
     /// Starts reading the fleet publishing under `prefix`.
     ///
     /// # Errors

@@ -6,15 +6,15 @@
 //!   outcome and the most denied keys over a sliding span (a Space-Saving
 //!   sketch). Feed it with [`Recorder::record`] after any limiter's
 //!   decision, or (feature `tower`) wrap the layer's limiter in
-//!   [`Recorded`].
-//! - [`Dashboard`] (feature `tower`): a tower service serving one HTML
+//!   `Recorded`.
+//! - `Dashboard` (feature `tower`): a tower service serving one HTML
 //!   page (its chart, tables and script embedded, no network needed) and
 //!   its JSON, to mount at e.g. `/ratelimit/`. Read-only; loopback peers
 //!   only unless a bearer token is set.
-//! - [`Publisher`] and [`Fleet`] (feature `redis`): processes publish
+//! - `Publisher` and `Fleet` (feature `redis`): processes publish
 //!   their numbers to Redis at a low fixed rate; the fleet view merges
 //!   them and samples the limiters' keys with `SCAN`.
-//! - [`serve`] (feature `server`): the page on a TCP listener (what
+//! - `serve` (feature `server`): the page on a TCP listener (what
 //!   `ratelimit dashboard` runs).
 //!
 //! See `docs/operations.md` for the panels, the mounting and the costs.
@@ -39,7 +39,7 @@ pub use crate::key::{INLINE_KEY_BYTES, KeySnap, RecordKey};
 pub use crate::layer::{Recorded, RecordedFuture};
 pub use crate::recorder::{Options, Outcome, Recorder};
 #[cfg(feature = "server")]
-pub use crate::server::serve;
+pub use crate::server::{serve, serve_blocking};
 #[cfg(feature = "tower")]
 pub use crate::service::{Access, Dashboard, Source};
 pub use crate::snapshot::{Counts, QuotaInfo, RedisKeyInfo, RedisView, Second, Snapshot, TopKey};

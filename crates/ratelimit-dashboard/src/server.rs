@@ -37,3 +37,21 @@ pub async fn serve<S: Source>(
         });
     }
 }
+
+/// [`serve`] on a tokio runtime of its own (one thread), for a program
+/// that has none: blocks until accepting fails.
+///
+/// # Errors
+/// Building the runtime, registering the listener, or accepting.
+pub fn serve_blocking<S: Source>(
+    listener: std::net::TcpListener,
+    dashboard: Dashboard<S>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    runtime.block_on(async move {
+        listener.set_nonblocking(true)?;
+        serve(TcpListener::from_std(listener)?, dashboard).await
+    })
+}

@@ -48,7 +48,7 @@ impl<S: Source + ?Sized> Source for Arc<S> {
 ///
 /// By default only loopback peers (`127.0.0.0/8`, `::1`, and IPv4-mapped
 /// loopback), known from the request's `SocketAddr` extension (what
-/// [`serve`](crate::serve) and hyper servers insert) or axum's
+/// `serve` and hyper servers insert) or axum's
 /// `ConnectInfo<SocketAddr>` (feature `axum`). A request whose peer is
 /// unknown is refused: serve with the peer address, or set a token.
 ///

@@ -43,6 +43,9 @@ pub(crate) struct SpaceSaving {
     /// The monitored keys' hashes, scanned first (contiguous, so the
     /// compiler can vectorise the scan).
     hashes: Box<[u64]>,
+    /// The monitored keys' counts, scanned for the smallest on a miss
+    /// (contiguous for the same reason); `entries[i].count` is kept equal.
+    counts: Box<[u64]>,
     entries: Box<[Entry]>,
     len: usize,
     /// The total weight offered.
@@ -61,6 +64,7 @@ impl SpaceSaving {
         };
         Self {
             hashes: vec![0; capacity].into_boxed_slice(),
+            counts: vec![0; capacity].into_boxed_slice(),
             entries: vec![blank; capacity].into_boxed_slice(),
             len: 0,
             total: 0,
@@ -87,7 +91,7 @@ impl SpaceSaving {
     /// key that is not monitored can have been offered.
     pub(crate) fn floor(&self) -> u64 {
         if self.is_full() {
-            self.entries.iter().map(|e| e.count).min().unwrap_or(0)
+            self.counts.iter().copied().min().unwrap_or(0)
         } else {
             0
         }
@@ -107,23 +111,25 @@ impl SpaceSaving {
             let entry = &mut self.entries[i];
             entry.count += weight;
             entry.state = state;
+            self.counts[i] = entry.count;
             return;
         }
         let (slot, floor) = if self.is_full() {
             // Replace the key with the smallest count: the newcomer may
             // have been offered up to that many times unseen.
-            let (i, min) = self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.count)
-                .map_or((0, 0), |(i, e)| (i, e.count));
-            (i, min)
+            let mut slot = 0;
+            for (i, &c) in self.counts.iter().enumerate() {
+                if c < self.counts[slot] {
+                    slot = i;
+                }
+            }
+            (slot, self.counts[slot])
         } else {
             self.len += 1;
             (self.len - 1, 0)
         };
         self.hashes[slot] = key.hash;
+        self.counts[slot] = floor + weight;
         self.entries[slot] = Entry {
             key: *key,
             count: floor + weight,
