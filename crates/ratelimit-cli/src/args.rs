@@ -4,7 +4,7 @@
 //!
 //! Checks that span several options (a valid quota or window for the
 //! algorithm, the Redis options only with the Redis backend) run after
-//! parsing, in [`ReplayArgs::validate`] and [`InspectArgs::limit`], and
+//! parsing, in [`ReplayArgs::validate`] and [`InspectArgs::read_as`], and
 //! are reported the same way.
 
 use core::time::Duration;

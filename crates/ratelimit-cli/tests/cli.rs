@@ -860,6 +860,36 @@ fn redis_backend_refuses_reserve_under_a_window() {
     insta::assert_snapshot!(text(&out.stderr), @r"error: line 1: reserve is not available under fixed-window: a window algorithm only polices (check); shaping needs token-bucket or leaky-bucket");
 }
 
+/// A window the Redis scripts cannot compute exactly (in doubles) is
+/// refused as a usage error before Redis is contacted, never approximated;
+/// the memory backend runs it.
+#[test]
+fn redis_backend_refuses_windows_it_cannot_run_exactly() {
+    let limit = [
+        "replay",
+        "--algorithm",
+        "sliding-window",
+        "--capacity",
+        "3000",
+        "--window",
+        "1h",
+    ];
+    let mut args = limit.to_vec();
+    args.extend(["--backend", "redis", "--redis-url", "redis://127.0.0.1:1/"]);
+    let input = "{\"t_ns\": 1, \"key\": \"a\", \"op\": \"check\"}\n";
+    let out = ratelimit(&args, input);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    insta::assert_snapshot!(text(&out.stderr), @r"
+        error: bad Redis limiter configuration: a sliding window of 3000 per 3600000000000 ns: the Redis scripts compute exactly in doubles and need (limit + 1) × window below 2^53 (e.g. up to 2 500 000 per second, 2 500 per hour)
+
+        Usage: ratelimit replay [OPTIONS] --algorithm <ALGORITHM> --capacity <C> <--rate <R>|--window <W>>
+
+        For more information, try '--help'.
+        ");
+    assert!(ratelimit(&limit, input).status.success());
+}
+
 /// The policy-simulation example of the crate's README prints what the
 /// README says it prints.
 #[test]

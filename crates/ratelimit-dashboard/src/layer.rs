@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use pin_project_lite::pin_project;
 use ratelimit_core::{AnyAlgorithm, Decision};
-use ratelimit_tower::{LimitError, Limiter};
+use ratelimit_tower::{Answer, Checked, LimitError, Limiter};
 
 use crate::key::{KeySnap, RecordKey};
 use crate::recorder::Recorder;
@@ -80,7 +80,7 @@ where
     L: Limiter<K>,
     // One limit's answer (a decision or an error); an `AllOf`'s combined
     // answer is recorded by wrapping each of its limits instead.
-    L::Future: Future<Output = Result<Decision, LimitError>>,
+    <L::Future as Future>::Output: OneLimit,
 {
     type Future = RecordedFuture<L::Future>;
 
@@ -127,17 +127,37 @@ impl<F> core::fmt::Debug for RecordedFuture<F> {
 
 impl<F> Future for RecordedFuture<F>
 where
-    F: Future<Output = Result<Decision, LimitError>>,
+    F: Future<Output: OneLimit>,
 {
-    type Output = Result<Decision, LimitError>;
+    type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.check.poll(cx));
-        match &result {
+        let answer = ready!(this.check.poll(cx));
+        match answer.decision() {
             Ok(decision) => this.recorder.record_snap(this.key, decision),
             Err(_) => this.recorder.record_error(),
         }
-        Poll::Ready(result)
+        Poll::Ready(answer)
+    }
+}
+
+/// A limiter's answer about one limit, which [`Recorded`] can record: the
+/// plain `Result<Decision, LimitError>` of the Redis limiters and the
+/// [`Checked`] of the memory ones.
+pub trait OneLimit: Answer {
+    /// The decision, or the error that took its place.
+    fn decision(&self) -> Result<&Decision, &LimitError>;
+}
+
+impl OneLimit for Result<Decision, LimitError> {
+    fn decision(&self) -> Result<&Decision, &LimitError> {
+        self.as_ref()
+    }
+}
+
+impl OneLimit for Checked {
+    fn decision(&self) -> Result<&Decision, &LimitError> {
+        self.result.as_ref()
     }
 }

@@ -36,7 +36,7 @@ mod snapshot;
 pub use crate::fleet::{Fleet, FleetError, Publisher, merge, publish, read};
 pub use crate::key::{INLINE_KEY_BYTES, KeySnap, RecordKey};
 #[cfg(feature = "tower")]
-pub use crate::layer::{Recorded, RecordedFuture};
+pub use crate::layer::{OneLimit, Recorded, RecordedFuture};
 pub use crate::recorder::{Options, Outcome, Recorder};
 #[cfg(feature = "server")]
 pub use crate::server::{serve, serve_blocking};

@@ -446,14 +446,27 @@ where
         if self.limiter.too_long(self.key) {
             return (false, refusal(Refusal::KeyTooLong, self.quota_limit()));
         }
-        // Brought to the limiter's latest quota first (see `charge`).
-        if let Err(refused) = self.hold() {
-            return (false, refused);
+        // A key held is first brought to the limiter's latest quota (see
+        // `charge`; it is held, so nothing is inserted); an absent key is
+        // evaluated in its initial state under the latest quota, and not
+        // inserted for a request that charges it nothing. Nothing can
+        // sweep the key in between: we hold the writer mutex.
+        let absent = self.with_slot(|slot, _, _| matches!(slot, Some(None)));
+        if !absent {
+            if let Err(refused) = self.hold() {
+                return (false, refused);
+            }
         }
         loop {
             let evaluated = self.with_slot(|slot, algorithm, now| match slot {
                 Some(Some(cell)) => Some(evaluate(algorithm, A::State::load(cell), now, self.cost)),
-                Some(None) => Some(evaluate(algorithm, A::State::default(), now, self.cost)),
+                Some(None) => {
+                    let latest = self
+                        .quota
+                        .copied()
+                        .unwrap_or_else(|| self.limiter.current());
+                    Some(evaluate(&latest, A::State::default(), now, self.cost))
+                }
                 None => None,
             });
             if let Some(evaluated) = evaluated {

@@ -157,11 +157,16 @@ fn check_all_decides_under_the_latest_quota() {
     limiter.reconfigure(token(3, 3), Strategy::KeepConsumed);
     let d = check_all([&limiter.limit(&"bob", 1), &global.limit(1)]);
     assert_eq!((d.limits[0].limit, d.limits[0].remaining), (3, 2));
-    // And a denied request reports every limit under the latest quota.
+    // And a denied request reports every limit under the latest quota,
+    // without holding a key it charged nothing.
     limiter.reconfigure(token(7, 7), Strategy::KeepConsumed);
     let d = check_all([&global.limit(1000), &limiter.limit(&"carol", 1)]);
     assert!(!d.allowed());
     assert_eq!((d.limits[1].limit, d.limits[1].remaining), (7, 7));
+    assert_eq!(limiter.len(), 2, "alice and bob only");
+    let d = check_all([&global.limit(1000), &limiter.limit(&"alice", 1)]);
+    // Her 5 units used stay used through both changes: 2 of 7 left.
+    assert_eq!((d.limits[1].limit, d.limits[1].remaining), (7, 2));
 }
 
 /// A tiny xorshift, one per thread.

@@ -91,6 +91,9 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
+        if let Some(c) = self.coalescer() {
+            return self.check_coalesced(c, key, cost).await;
+        }
         let e = self.engine();
         if let Some(cache) = self.denied() {
             return match cache.check(e, key, cost)? {
@@ -157,6 +160,10 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     /// Gives back the cost of the admission `receipt` records, exactly or
     /// not at all; see the blocking `refund`.
     pub async fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(None))? {
             Some(op) => self.run(op).await,
@@ -170,6 +177,10 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         receipt: RedisReceipt,
         now_ns: u64,
     ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(Some(now_ns)))? {
             Some(op) => self.run(op).await,

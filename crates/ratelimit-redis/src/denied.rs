@@ -10,7 +10,8 @@
 //! key's state moves back. The bucket scripts only move a state forward
 //! (admissions add to it, time passes); a larger cost needs at least as
 //! long. The exceptions are the calls that move a state back: this
-//! limiter's own undo of a dropped `acquire` forgets the key here; a
+//! limiter's own undo of a dropped `acquire` and its refunds forget the
+//! key here; a
 //! refund or a reset made by another process is not seen, which is why
 //! the cache is opt-in (see docs/redis.md, "Denied-key cache").
 //!

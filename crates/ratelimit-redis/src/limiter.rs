@@ -123,6 +123,9 @@ struct Inner<A: Algorithm, C> {
     conn: C,
     /// The denied-key cache, when turned on.
     denied: Option<DeniedCache>,
+    /// The queue of coalesced checks, when turned on (async only).
+    #[cfg(feature = "tokio")]
+    coalescer: Option<crate::coalesce::Coalescer>,
 }
 
 impl<A: Algorithm, C: core::fmt::Debug> core::fmt::Debug for RedisLimiter<A, C> {
@@ -148,6 +151,8 @@ pub struct RedisLimiterBuilder<A, C = RedisPool> {
     secret: Option<Secret>,
     clock: Option<SharedClock>,
     denied_keys: usize,
+    /// Whether the async limiter coalesces its checks (`coalesce.rs`).
+    pub(crate) coalesce: bool,
     conn: PhantomData<fn() -> C>,
 }
 
@@ -276,6 +281,8 @@ impl<A: Algorithm, C: Transport> RedisLimiterBuilder<A, C> {
                 engine: Engine::new(settings, params, conn.is_cluster_transport()),
                 conn,
                 denied: (self.denied_keys > 0).then(|| DeniedCache::new(self.denied_keys, clock)),
+                #[cfg(feature = "tokio")]
+                coalescer: self.coalesce.then(Default::default),
             }),
         })
     }
@@ -345,6 +352,7 @@ impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
             secret: None,
             clock: None,
             denied_keys: 0,
+            coalesce: false,
             conn: PhantomData,
         }
     }
@@ -406,6 +414,12 @@ impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
     /// The denied-key cache, when turned on.
     pub(crate) fn denied(&self) -> Option<&DeniedCache> {
         self.inner.denied.as_ref()
+    }
+
+    /// The queue of coalesced checks, when turned on.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn coalescer(&self) -> Option<&crate::coalesce::Coalescer> {
+        self.inner.coalescer.as_ref()
     }
 }
 
@@ -513,6 +527,10 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     /// circuit breaker nor the failure policy apply: a failure is returned
     /// (and the cost stays consumed, the safe side).
     pub fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(None))? {
             Some(op) => self.run(op),
@@ -523,6 +541,10 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     /// `refund` at the caller's time `now_ns` (client time): which windows
     /// still count, and a restored bucket's expiry.
     pub fn refund_at(&self, receipt: RedisReceipt, now_ns: u64) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(Some(now_ns)))? {
             Some(op) => self.run(op),

@@ -249,14 +249,26 @@ impl<A: Algorithm> Engine<A> {
         requests: &[(K, u64)],
         now: Now,
     ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
-        self.params.check_now(now)?;
-        let mut answers = vec![None; requests.len()];
         let keys = requests
             .iter()
             .map(|(k, _)| self.keys.redis_key(k))
             .collect::<Result<Vec<_>, _>>()?;
+        let costs = requests.iter().map(|(_, c)| *c).collect();
+        self.batch_stored(keys, costs, now)
+    }
+
+    /// `check_batch` of keys already in their Redis form, `costs[i]` for
+    /// `keys[i]`.
+    pub(crate) fn batch_stored(
+        &self,
+        keys: Vec<Vec<u8>>,
+        costs: Vec<u64>,
+        now: Now,
+    ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
+        self.params.check_now(now)?;
+        let mut answers = vec![None; keys.len()];
         let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        for (i, (_, cost)) in requests.iter().enumerate() {
+        for (i, cost) in costs.iter().enumerate() {
             if let Err(e) = self.capacity_ok(*cost) {
                 answers[i] = Some(Err(e));
             } else {
@@ -272,7 +284,7 @@ impl<A: Algorithm> Engine<A> {
         let calls = groups
             .iter()
             .map(|g| {
-                let items = g.iter().map(|&i| (keys[i].as_slice(), requests[i].1));
+                let items = g.iter().map(|&i| (keys[i].as_slice(), costs[i]));
                 script::batch_call(&self.params, items, now)
             })
             .collect();
@@ -282,7 +294,7 @@ impl<A: Algorithm> Engine<A> {
             true,
             Batch {
                 keys,
-                costs: requests.iter().map(|(_, c)| *c).collect(),
+                costs,
                 groups,
                 answers,
             },

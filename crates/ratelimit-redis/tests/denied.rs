@@ -123,3 +123,34 @@ fn off_by_default() {
     assert_eq!(evalsha_calls(&server), sent + 3);
     assert_eq!(l.stats().cached_denials, 0);
 }
+
+/// A refund through the limiter forgets the key's cached denial: the
+/// refunded cost is admitted at once, by Redis, not denied from the cache.
+#[test]
+fn a_refund_forgets_the_cached_denial() {
+    let server = RedisServer::start();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let l = RedisLimiter::builder(TokenBucket::new(Quota::new(1, Rate::per_hour(1)).unwrap()))
+        .cache_denials(1000)
+        .monotonic_clock(Arc::clone(&clock))
+        .build(RedisPool::open(&server.url()).unwrap())
+        .unwrap();
+    let (admitted, receipt) = l.check_refundable("k", 1).unwrap();
+    assert!(admitted.allowed);
+    assert!(!l.check("k").unwrap().allowed, "Redis denies");
+    let sent = evalsha_calls(&server);
+    assert!(!l.check("k").unwrap().allowed, "the cache denies");
+    assert_eq!(evalsha_calls(&server), sent, "from the cache");
+    assert!(
+        l.refund(receipt.expect("an admission has a receipt"))
+            .unwrap()
+    );
+    let refunded = evalsha_calls(&server);
+    let after = l.check("k").unwrap();
+    assert!(after.allowed, "the refunded token is admitted: {after:?}");
+    assert_eq!(
+        evalsha_calls(&server),
+        refunded + 1,
+        "the check went to Redis"
+    );
+}

@@ -567,7 +567,18 @@ macro_rules! all_of {
 
             fn check(&self, key: K, cost: u64) -> Self::Future {
                 let limits = &self.limits;
-                let (multi, quotas) = nest!(limits, key, cost; []; $($i $l $q),+);
+                let (multi, mut quotas) = nest!(limits, key, cost; []; $($i $l $q),+);
+                // Each quota was read just before the check: if a change
+                // raced it, the decision's limit says so, and the quota
+                // read now describes it (see `decided_under`).
+                $(
+                    if multi.limits[$i].limit != quotas[$i].limit() {
+                        let after = sealed_member::Member::quota(&limits.$i, &key);
+                        if after.limit() == multi.limits[$i].limit {
+                            quotas[$i] = after;
+                        }
+                    }
+                )+
                 ready(Verdicts::new(&self.policies, quotas, multi, cost))
             }
 

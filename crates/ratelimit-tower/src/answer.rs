@@ -4,9 +4,9 @@
 //! describe it.
 //!
 //! Three answers: `Result<Decision, LimitError>`, one limit under the
-//! quota [`Limiter::algorithm`](crate::Limiter::algorithm) reports (every
-//! limiter before per-key quotas and several limits); [`Checked`], one
-//! limit with the quota that decided (a per-key quota); and
+//! quota [`Limiter::algorithm`](crate::Limiter::algorithm) reports (the
+//! Redis limiters, limiters of your own); [`Checked`], one limit with the
+//! quota that decided (the memory limiters, a per-key quota); and
 //! [`Verdicts`](crate::Verdicts), several named limits
 //! ([`AllOf`](crate::AllOf)).
 
@@ -23,8 +23,9 @@ use crate::policy::Policy;
 /// [`Limiter::Future`](crate::Limiter::Future).
 ///
 /// Sealed: implemented by `Result<Decision, LimitError>` (one limit, its
-/// quota from [`Limiter::algorithm`](crate::Limiter::algorithm)), by
-/// [`Checked`] (one limit with the quota that decided) and by
+/// quota from [`Limiter::algorithm`](crate::Limiter::algorithm), read
+/// before the check), by [`Checked`] (one limit with the quota that
+/// decided) and by
 /// [`Verdicts`](crate::Verdicts) (several named limits, all or nothing).
 pub trait Answer: sealed::Answer {}
 
@@ -69,10 +70,10 @@ pub(crate) mod sealed {
     }
 }
 
-/// One limit's decision with the quota that made it: the answer of a
-/// limiter whose quota depends on the key
-/// ([`PerKeyQuota`](crate::PerKeyQuota)), so that the header fields
-/// describe the key's own quota, read once with the decision.
+/// One limit's decision with the quota that made it: the answer of the
+/// memory limiters (`KeyedLimiter`, [`PerKeyQuota`](crate::PerKeyQuota)),
+/// so that the header fields describe the quota that decided (a key's own,
+/// or the one a racing `reconfigure` put in place), read with the decision.
 #[derive(Debug)]
 pub struct Checked {
     /// The decision, or why there is none.

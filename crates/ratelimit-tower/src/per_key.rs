@@ -15,7 +15,7 @@ use ratelimit_core::{Algorithm, AnyAlgorithm, Clock, Strategy};
 use ratelimit_memory::{KeyBytes, KeyedLimiter, Word};
 
 use crate::answer::Checked;
-use crate::limiter::{LimitError, Limiter};
+use crate::limiter::{LimitError, Limiter, decided_under};
 
 /// A memory limiter whose quota depends on the key: `quota(&key)` gives
 /// the key's own quota (its plan's, an override), or `None` for the
@@ -123,14 +123,23 @@ where
 
     fn check(&self, key: K, cost: u64) -> Self::Future {
         let (result, quota) = match self.quota_of(&key) {
-            Some(quota) => (self.limiter.check_with_quota(&key, cost, &quota), quota),
-            None => (
-                self.limiter.check_n(&key, cost),
-                KeyedLimiter::algorithm(&self.limiter),
+            // Decided under exactly this quota.
+            Some(quota) => (
+                self.limiter
+                    .check_with_quota(&key, cost, &quota)
+                    .map_err(LimitError::from),
+                quota,
             ),
+            None => {
+                let before = KeyedLimiter::algorithm(&self.limiter);
+                let result = self.limiter.check_n(&key, cost).map_err(LimitError::from);
+                let quota =
+                    decided_under(&result, before, || KeyedLimiter::algorithm(&self.limiter));
+                (result, quota)
+            }
         };
         ready(Checked {
-            result: result.map_err(LimitError::from),
+            result,
             quota: quota.to_any(),
         })
     }

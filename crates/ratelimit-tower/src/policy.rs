@@ -141,22 +141,26 @@ pub(crate) fn annotate_all<'a>(
     limits: impl Iterator<Item = (&'a Policy, Option<&'a Decision>, &'a AnyAlgorithm)>,
     policy_only: bool,
 ) {
-    let mut policies = String::new();
-    let mut ratelimits = String::new();
-    let push = |list: &mut String, value: &HeaderValue| {
-        if !list.is_empty() {
-            list.push_str(", ");
-        }
-        // Our own values: an SF String and integers, ASCII.
-        list.push_str(value.to_str().unwrap_or_default());
-    };
+    let mut policies = String::with_capacity(64);
+    let mut ratelimits = String::with_capacity(64);
     for (policy, decision, quota) in limits {
-        push(&mut policies, &policy.policy_value(quota));
+        if !policies.is_empty() {
+            policies.push_str(", ");
+        }
+        // Our own value (an SF String and integers, ASCII), cached for the
+        // policy's first quota.
+        policies.push_str(policy.policy_value(quota).to_str().unwrap_or_default());
         if policy_only {
             continue;
         }
-        if let Some(value) = decision.and_then(|d| ratelimit_value(&policy.sf, d, quota)) {
-            push(&mut ratelimits, &value);
+        if let Some(decision) = decision {
+            let mark = ratelimits.len();
+            if mark > 0 {
+                ratelimits.push_str(", ");
+            }
+            if !write_ratelimit(&mut ratelimits, &policy.sf, decision, quota) {
+                ratelimits.truncate(mark);
+            }
         }
     }
     headers.reserve(2);
@@ -223,15 +227,28 @@ fn bucket_window(decision: &Decision, quota: &Quota) -> Option<u64> {
 /// The `RateLimit` value after `decision`, or `None` when the decision
 /// counted nothing (a backend failing open).
 fn ratelimit_value(name: &str, decision: &Decision, quota: &AnyAlgorithm) -> Option<HeaderValue> {
-    if decision.reason == Reason::FailOpen {
-        return None;
-    }
     let mut text = String::with_capacity(name.len() + 24);
-    let _ = write!(text, "{name};r={}", decision.remaining);
-    if let Some(t) = effective_window(decision, quota) {
-        let _ = write!(text, ";t={t}");
+    write_ratelimit(&mut text, name, decision, quota).then(|| {
+        HeaderValue::try_from(text).expect("an SF String and integers are a valid header value")
+    })
+}
+
+/// Writes the `RateLimit` item after `decision` to `out`, unless the
+/// decision counted nothing (a backend failing open): whether it wrote.
+fn write_ratelimit(
+    out: &mut String,
+    name: &str,
+    decision: &Decision,
+    quota: &AnyAlgorithm,
+) -> bool {
+    if decision.reason == Reason::FailOpen {
+        return false;
     }
-    Some(HeaderValue::try_from(text).expect("an SF String and integers are a valid header value"))
+    let _ = write!(out, "{name};r={}", decision.remaining);
+    if let Some(t) = effective_window(decision, quota) {
+        let _ = write!(out, ";t={t}");
+    }
+    true
 }
 
 #[cfg(test)]
