@@ -152,6 +152,7 @@ pub struct RedisLimiterBuilder<A, C = RedisPool> {
     clock: Option<SharedClock>,
     denied_keys: usize,
     /// Whether the async limiter coalesces its checks (`coalesce.rs`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) coalesce: bool,
     conn: PhantomData<fn() -> C>,
 }
