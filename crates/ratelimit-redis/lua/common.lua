@@ -143,7 +143,8 @@ local function settle(key, admitted, new, s, lo, corrupt, tau, now_s, now_lo, cl
 end
 
 -- check(key, cost): policing. Returns {allowed, remaining, retry_after,
--- reset_after, repaired}.
+-- reset_after, repaired, stored}: `stored` is the text of the state this
+-- call stored ('' when it stored none), the receipt of a refundable check.
 local function police(key, cost, T, tau, now_s, now_lo, client)
   local rel, corrupt = load_rel(key, now_s, now_lo, tau)
   local base = rel
@@ -164,7 +165,7 @@ local function police(key, cost, T, tau, now_s, now_lo, client)
       retry = -1
     end
   end
-  settle(key, allowed == 1 and cost > 0, state, s, lo, corrupt, tau, now_s, now_lo, client)
+  local stored = settle(key, allowed == 1 and cost > 0, state, s, lo, corrupt, tau, now_s, now_lo, client)
   local remaining = 0
   if state < tau then
     remaining = idiv(tau - state, T)
@@ -173,5 +174,5 @@ local function police(key, cost, T, tau, now_s, now_lo, client)
   if corrupt then
     repaired = 1
   end
-  return { allowed, remaining, retry, state, repaired }
+  return { allowed, remaining, retry, state, repaired, stored }
 end

@@ -37,10 +37,12 @@ use ratelimit_core::{
 use tokio::task::JoinHandle;
 
 use crate::async_connection::AsyncRedisConnection;
+use crate::denied::Lookup;
 use crate::error::RedisLimitError;
 use crate::key::RedisKey;
 use crate::limiter::RedisLimiter;
 use crate::op::{Op, Request, duration_ns};
+use crate::receipt::RedisReceipt;
 use crate::reply::KeyState;
 
 /// A [`RedisLimiter`] with `async` calls on one shared
@@ -89,7 +91,20 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
+        if let Some(c) = self.coalescer() {
+            return self.check_coalesced(c, key, cost).await;
+        }
         let e = self.engine();
+        if let Some(cache) = self.denied() {
+            return match cache.check(e, key, cost)? {
+                Lookup::Hit(d) => Ok(d),
+                Lookup::Miss(op, sent) => {
+                    let d = self.run(op).await?;
+                    cache.learn(&sent, &d);
+                    Ok(d)
+                }
+            };
+        }
         self.run(e.check(key, cost, e.now(None))?).await
     }
 
@@ -111,6 +126,66 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
     ) -> Result<AllowResult, RedisLimitError> {
         self.check(key).await.map(AllowResult::from)
+    }
+
+    /// `check_n` that can be undone: the decision, and when Redis
+    /// admitted a cost above zero a [`RedisReceipt`] for
+    /// [`refund`](Self::refund); see the blocking `check_refundable`.
+    pub async fn check_refundable<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
+        let e = self.engine();
+        let redis_key = e.keys.redis_key(key)?;
+        let op = e.check_receipt(redis_key.clone(), cost, e.now(None))?;
+        let (d, admitted) = self.run(op).await?;
+        Ok((d, e.receipt(redis_key, cost, admitted)))
+    }
+
+    /// `check_refundable` at the caller's time `now_ns` (client time).
+    pub async fn check_refundable_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now_ns: u64,
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
+        let e = self.engine();
+        let redis_key = e.keys.redis_key(key)?;
+        let op = e.check_receipt(redis_key.clone(), cost, e.now(Some(now_ns)))?;
+        let (d, admitted) = self.run(op).await?;
+        Ok((d, e.receipt(redis_key, cost, admitted)))
+    }
+
+    /// Gives back the cost of the admission `receipt` records, exactly or
+    /// not at all; see the blocking `refund`.
+    pub async fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
+        let e = self.engine();
+        match e.refund(receipt, e.now(None))? {
+            Some(op) => self.run(op).await,
+            None => Ok(false),
+        }
+    }
+
+    /// `refund` at the caller's time `now_ns` (client time).
+    pub async fn refund_at(
+        &self,
+        receipt: RedisReceipt,
+        now_ns: u64,
+    ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
+        let e = self.engine();
+        match e.refund(receipt, e.now(Some(now_ns)))? {
+            Some(op) => self.run(op).await,
+            None => Ok(false),
+        }
     }
 
     /// Decides many `(key, cost)` requests in one round trip, answering in
@@ -279,6 +354,10 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         stored: u64,
         cost: u64,
     ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(redis_key);
+        }
         self.run(self.engine().cancel(redis_key, stored, cost))
             .await
     }

@@ -6,15 +6,20 @@ mod async_connection;
 #[cfg(feature = "tokio")]
 mod async_limiter;
 mod breaker;
+#[cfg(feature = "tokio")]
+mod coalesce;
 mod config;
+mod denied;
 mod error;
 mod fallback;
 mod key;
 mod keyspace;
 mod limiter;
+mod multi;
 mod observe;
 mod op;
 mod pool;
+mod receipt;
 mod reply;
 mod script;
 
@@ -33,13 +38,16 @@ pub use crate::limiter::{
     FixedWindowRedis, LeakyBucketRedis, RedisLimiter, RedisLimiterBuilder, SlidingWindowRedis,
     TokenBucketRedis, Transport,
 };
+pub use crate::multi::RedisLimit;
 pub use crate::observe::{Health, Stats};
 pub use crate::pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT,
     MAX_CONNECTIONS_LIMIT, RedisPool, RedisPoolBuilder,
 };
+pub use crate::receipt::RedisReceipt;
 pub use crate::reply::KeyState;
 pub use ratelimit_core::{
     AllowResult, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Quota, Rate, Reason,
     Reservation, SlidingWindow, TokenBucket, WindowState,
 };
+pub use ratelimit_memory::MultiDecision;

@@ -13,7 +13,7 @@ use core::time::Duration;
 use ratelimit_core::{Algorithm, AnyAlgorithm, Decision, Reason, Reservation, WindowState};
 
 use crate::error::RedisLimitError;
-use crate::script::MAX_TOLERANCE_NS;
+use crate::script::{Admitted, MAX_TOLERANCE_NS};
 
 /// A decoded answer and whether the script repaired a corrupt state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,42 @@ fn decision(slots: &[i64], limit: u64) -> Result<Answer<Decision>, RedisLimitErr
 /// Decodes the reply of `check.lua`.
 pub(crate) fn check(value: redis::Value, limit: u64) -> Result<Answer<Decision>, RedisLimitError> {
     decision(&integers(value)?, limit)
+}
+
+/// Decodes the reply of a refundable check: the decision and what the
+/// admission stored (`None` when it stored nothing): a bucket's sixth slot
+/// is the state text, a window's the window index (-1: none).
+pub(crate) fn check_receipt(
+    value: redis::Value,
+    limit: u64,
+    window: bool,
+) -> Result<Answer<(Decision, Option<Admitted>)>, RedisLimitError> {
+    let redis::Value::Array(mut items) = value else {
+        return Err(unexpected(&value, "an array"));
+    };
+    if items.len() != 6 {
+        return Err(unexpected(&redis::Value::Array(items), "6 items"));
+    }
+    let admitted = match (items.pop(), window) {
+        (Some(redis::Value::Int(-1)), true) => None,
+        (Some(redis::Value::Int(k)), true) => Some(Admitted::Window(count(k, "window")?)),
+        (Some(redis::Value::BulkString(b)), false) if b.is_empty() => None,
+        (Some(redis::Value::BulkString(b)), false) => {
+            Some(Admitted::Tat(decimal(&b).ok_or_else(|| {
+                RedisLimitError::UnexpectedReply(format!(
+                    "wanted a decimal state, got {:?}",
+                    String::from_utf8_lossy(&b)
+                ))
+            })?))
+        }
+        (Some(other), _) => return Err(unexpected(&other, "a receipt")),
+        (None, _) => return Err(RedisLimitError::UnexpectedReply("an empty reply".into())),
+    };
+    let d = decision(&integers(redis::Value::Array(items))?, limit)?;
+    Ok(Answer {
+        value: (d.value, admitted),
+        repaired: d.repaired,
+    })
 }
 
 /// Decodes a batch reply: `n` decisions of 5 integers each.
@@ -488,6 +524,7 @@ mod tests {
                 reserve(v.clone(), limit).err(),
                 batch(v.clone(), n, limit).err(),
                 cancel(v.clone()).err(),
+                check_receipt(v.clone(), limit, n % 2 == 0).err(),
                 inspect(v.clone(), &q).err(),
             ].into_iter().flatten() {
                 prop_assert!(matches!(r, RedisLimitError::UnexpectedReply(_)), "{r}");

@@ -30,9 +30,11 @@ pub(crate) struct Scripts {
     pub(crate) cancel: redis::Script,
     pub(crate) inspect: redis::Script,
     pub(crate) window: redis::Script,
+    pub(crate) check_all: redis::Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
+const WINDOW_LIB: &str = include_str!("../lua/window_lib.lua");
 
 /// The scripts, built once per process.
 pub(crate) fn scripts() -> &'static Scripts {
@@ -45,7 +47,14 @@ pub(crate) fn scripts() -> &'static Scripts {
             reserve: with_common(include_str!("../lua/reserve.lua")),
             cancel: with_common(include_str!("../lua/cancel.lua")),
             inspect: redis::Script::new(include_str!("../lua/inspect.lua")),
-            window: with_common(include_str!("../lua/window.lua")),
+            window: with_common(&format!(
+                "{WINDOW_LIB}\n{}",
+                include_str!("../lua/window.lua")
+            )),
+            check_all: with_common(&format!(
+                "{WINDOW_LIB}\n{}",
+                include_str!("../lua/check_all.lua")
+            )),
         }
     })
 }
@@ -93,6 +102,27 @@ fn common_args(inv: &mut redis::ScriptInvocation<'_>, now: Now, quota: &Quota) {
 pub(crate) const MIN_WINDOW_UNIT_NS: u64 = 512;
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// What a call of the check scripts does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `check`.
+    Check,
+    /// A refundable `check`: the reply carries the admission's receipt.
+    Receipt,
+    /// Gives an admission back (`cancel.lua` for the buckets).
+    Refund,
+}
+
+/// What a refundable admission stored, to give it back exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    /// A bucket's `tat` after the admission (`cancel.lua` undoes it while
+    /// the key still holds it).
+    Tat(u64),
+    /// The window index the admission counted in.
+    Window(u64),
+}
 
 /// How the scripts decide an algorithm's `check`: its kind and parameters,
 /// as they are sent (computed once, when the limiter is built).
@@ -203,12 +233,19 @@ impl Params {
 
     /// A check of the keys `keys` (one: `check`, more: a batch), before
     /// the costs: the script and its arguments.
-    fn invocation<'k>(&self, keys: impl Iterator<Item = &'k [u8]>, one: bool, now: Now) -> Call {
+    fn invocation<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k [u8]>,
+        one: bool,
+        mode: Mode,
+        now: Now,
+    ) -> Call {
         let s = scripts();
-        let mut inv = match (*self, one) {
-            (Self::Bucket { .. }, true) => s.check.prepare_invoke(),
-            (Self::Bucket { .. }, false) => s.check_batch.prepare_invoke(),
-            (Self::Window { .. }, _) => s.window.prepare_invoke(),
+        let mut inv = match (*self, one, mode) {
+            (Self::Bucket { .. }, _, Mode::Refund) => s.cancel.prepare_invoke(),
+            (Self::Bucket { .. }, true, _) => s.check.prepare_invoke(),
+            (Self::Bucket { .. }, false, _) => s.check_batch.prepare_invoke(),
+            (Self::Window { .. }, _, _) => s.window.prepare_invoke(),
         };
         for key in keys {
             inv.key(key);
@@ -227,7 +264,13 @@ impl Params {
                 window_ns,
                 unit_ns,
             } => {
-                inv.arg(if sliding { "sliding" } else { "fixed" })
+                let kind = if sliding { "sliding" } else { "fixed" };
+                let kind = match mode {
+                    Mode::Check => kind.to_owned(),
+                    Mode::Receipt => format!("{kind} receipt"),
+                    Mode::Refund => format!("{kind} refund"),
+                };
+                inv.arg(kind)
                     .arg(limit)
                     .arg(window_ns)
                     .arg(unit_ns)
@@ -251,8 +294,37 @@ fn max_wait_arg(max_wait_ns: Option<u64>) -> String {
 /// `check(key, cost)` (the cost is in range): `check.lua` for both
 /// buckets, `window.lua` for the windows.
 pub(crate) fn check_call(params: &Params, redis_key: &[u8], cost: u64, now: Now) -> Call {
-    let mut inv = params.invocation(core::iter::once(redis_key), true, now);
+    let mut inv = params.invocation(core::iter::once(redis_key), true, Mode::Check, now);
     inv.arg(cost);
+    inv
+}
+
+/// A refundable `check(key, cost)`: its reply carries what the admission
+/// stored ([`Admitted`]).
+pub(crate) fn check_receipt_call(params: &Params, redis_key: &[u8], cost: u64, now: Now) -> Call {
+    let mut inv = params.invocation(core::iter::once(redis_key), true, Mode::Receipt, now);
+    inv.arg(cost);
+    if let Params::Bucket { .. } = params {
+        inv.arg("1");
+    }
+    inv
+}
+
+/// Gives back an admission of `cost` that stored `admitted`: `cancel.lua`
+/// for the buckets, `window.lua`'s refund for the windows. `now` sets a
+/// restored bucket's expiry and which windows still count.
+pub(crate) fn refund_call(
+    params: &Params,
+    redis_key: &[u8],
+    admitted: Admitted,
+    cost: u64,
+    now: Now,
+) -> Call {
+    let mut inv = params.invocation(core::iter::once(redis_key), true, Mode::Refund, now);
+    match admitted {
+        Admitted::Tat(tat) => inv.arg(tat).arg(cost),
+        Admitted::Window(k) => inv.arg(cost).arg(k),
+    };
     inv
 }
 
@@ -263,8 +335,51 @@ pub(crate) fn batch_call<'k>(
     requests: impl Iterator<Item = (&'k [u8], u64)> + Clone,
     now: Now,
 ) -> Call {
-    let mut inv = params.invocation(requests.clone().map(|(k, _)| k), false, now);
+    let mut inv = params.invocation(requests.clone().map(|(k, _)| k), false, Mode::Check, now);
     for (_, cost) in requests {
+        inv.arg(cost);
+    }
+    inv
+}
+
+/// One request against several limits, all or nothing: `check_all.lua`,
+/// 7 ARGV per limit (its kind, 5 parameters, its cost).
+pub(crate) fn check_all_call<'k>(
+    limits: impl Iterator<Item = (&'k [u8], &'k Params, u64)> + Clone,
+    now: Now,
+) -> Call {
+    let mut inv = scripts().check_all.prepare_invoke();
+    for (key, _, _) in limits.clone() {
+        inv.key(key);
+    }
+    time_args(&mut inv, now);
+    for (_, params, cost) in limits {
+        match *params {
+            Params::Bucket {
+                interval_ns,
+                tolerance_ns,
+            } => {
+                inv.arg("bucket")
+                    .arg(interval_ns)
+                    .arg(tolerance_ns)
+                    .arg("")
+                    .arg("")
+                    .arg("");
+            }
+            Params::Window {
+                sliding,
+                limit,
+                window_ns,
+                unit_ns,
+            } => {
+                inv.arg(if sliding { "sliding" } else { "fixed" })
+                    .arg(limit)
+                    .arg(window_ns)
+                    .arg(unit_ns)
+                    .arg(NANOS_PER_SECOND / unit_ns)
+                    .arg(window_ns / unit_ns);
+            }
+        }
         inv.arg(cost);
     }
     inv
@@ -325,6 +440,7 @@ mod tests {
             s.reserve.get_hash(),
             s.cancel.get_hash(),
             s.window.get_hash(),
+            s.check_all.get_hash(),
         ] {
             assert_eq!(hash.len(), 40);
         }
@@ -335,6 +451,7 @@ mod tests {
             include_str!("../lua/cancel.lua"),
             include_str!("../lua/inspect.lua"),
             include_str!("../lua/window.lua"),
+            include_str!("../lua/check_all.lua"),
         ] {
             for word in ["KEYS", "ARGV", "Reply", "Time source"] {
                 assert!(body.contains(word), "script header lacks {word}");

@@ -220,3 +220,30 @@ fn async_windows_decide_like_the_sync_ones() {
         assert_eq!(w.count, 2);
     });
 }
+
+#[test]
+fn any_algorithm_chosen_at_run_time_decides_like_the_typed_limiter() {
+    use ratelimit_core::AnyAlgorithm;
+
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let sliding = SlidingWindow::new(4, Duration::from_millis(10)).unwrap();
+    let typed = RedisLimiter::builder(sliding)
+        .prefix("typed")
+        .time_source(client_time())
+        .build(pool.clone())
+        .unwrap();
+    let any = RedisLimiter::builder(AnyAlgorithm::SlidingWindow(sliding))
+        .prefix("any")
+        .time_source(client_time())
+        .build(pool)
+        .unwrap();
+    for (i, now) in (0..40u64).map(|i| (i, 1_000_000_000 + i * 1_700_000)) {
+        let cost = i % 3;
+        assert_eq!(
+            any.check_at("k", cost, now).unwrap(),
+            typed.check_at("k", cost, now).unwrap(),
+            "request {i}"
+        );
+    }
+}

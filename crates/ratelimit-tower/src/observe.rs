@@ -177,6 +177,7 @@ fn record(policy: &Policy, result: Result<&Decision, &LimitError>, took: core::t
             Reason::FailOpen => "fail_open",
             Reason::FailClosed => "fail_closed",
             Reason::Fallback => "fallback",
+            Reason::CircuitOpen => "circuit_open",
             _ => "other",
         };
         metrics::counter!(FALLBACK, "limiter" => limiter, "reason" => reason).increment(1);
