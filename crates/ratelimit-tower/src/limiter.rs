@@ -173,7 +173,8 @@ impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
 
 /// Memory: the decision is made inline (a few tens of nanoseconds, no
 /// lock held across an await) and returned as a ready future, with the
-/// quota that made it (see [`decided_under`]).
+/// quota that made it (a `Checked`: the quota read before the check, or
+/// after it when a racing `reconfigure` shows in the decision's limit).
 impl<K, A, C, S> Limiter<K> for KeyedLimiter<K, A, C, S>
 where
     K: Hash + Eq + Clone + Borrow<K> + KeyBytes + Send + Sync + 'static,
