@@ -9,7 +9,7 @@ use crate::machine::Machine;
 use crate::measure::{self, Settings, Worker};
 use crate::report::{MemoryRow, Report, Row, Target};
 use crate::shapes::{Fixture, Shape};
-use crate::{http, redis, rss};
+use crate::{http, redis, redis_scale, rss};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -140,6 +140,16 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
         Ok(redis_rows) => rows.extend(redis_rows),
         Err(why) => skipped.push(("redis rows".to_owned(), why)),
     }
+    if config
+        .only
+        .as_deref()
+        .is_none_or(|only| "redis/".contains(only) || only.starts_with("redis/"))
+    {
+        match redis_scale::rows(&settings) {
+            Ok(scale_rows) => rows.extend(scale_rows),
+            Err(why) => skipped.push(("redis scale rows".to_owned(), why)),
+        }
+    }
     match http::rows(&config.settings, config.only.as_deref()) {
         Ok(http_rows) => rows.extend(http_rows),
         Err(why) => skipped.push(("http rows".to_owned(), why)),
@@ -147,11 +157,18 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
     log("measuring bytes per key in child processes");
     let memory: Vec<MemoryRow> = rss::MEASURED
         .iter()
+        .map(|&which| (rss::child_name(which), which.name()))
+        .chain(
+            rss::STRING_CHILDREN
+                .into_iter()
+                .map(Ok)
+                .zip(rss::STRING_NAMES),
+        )
         .filter(|_| config.memory_keys > 0)
-        .map(|&which| {
-            let result = rss::measure(exe, which, config.memory_keys);
+        .map(|(child, name)| {
+            let result = rss::measure(exe, child, name, config.memory_keys);
             MemoryRow {
-                implementation: which.name().to_owned(),
+                implementation: name.to_owned(),
                 keys: result.as_ref().map_or(config.memory_keys, |r| r.keys),
                 detail: result.as_ref().ok().and_then(|r| r.detail.clone()),
                 bytes_per_key: result.map(|r| r.bytes_per_key),
@@ -161,6 +178,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
     let mut targets = targets(&rows, &memory);
     targets.extend(http::targets(&rows));
     targets.extend(redis::targets(&rows));
+    targets.extend(redis_scale::targets(&rows));
     Report {
         machine: Machine::detect(),
         settings,
@@ -168,7 +186,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
         rows,
         memory,
         memory_method: format!(
-            "bytes per key at {} u64 keys: {}",
+            "bytes per key at {} u64 keys (String rows: 12-byte String keys): {}",
             config.memory_keys,
             rss::METHOD
         ),
@@ -240,11 +258,11 @@ fn add_ratios(rows: &mut [Row]) {
 
 /// The targets, read off the rows.
 fn targets(rows: &[Row], memory: &[MemoryRow]) -> Vec<Target> {
-    let ours = |shape: Shape| {
+    let ours_row = |shape: Shape| {
         rows.iter()
             .find(|r| r.shape == shape.id() && r.implementation == Implementation::Ratelimit.name())
-            .and_then(|r| r.vs_governor)
     };
+    let ours = |shape: Shape| ours_row(shape).and_then(|r| r.vs_governor);
     let ratio = |name: &str, shape: Shape, bound: f64| {
         let value = ours(shape);
         Target {
@@ -254,30 +272,121 @@ fn targets(rows: &[Row], memory: &[MemoryRow]) -> Vec<Target> {
             met: value.map(|v| v <= bound),
         }
     };
-    let contention = ours(Shape::OneKeyTwoThreads).map(|x| 1.0 / x);
-    let bytes = memory
-        .iter()
-        .find(|m| m.implementation == Implementation::Ratelimit.name())
-        .and_then(|m| m.bytes_per_key.as_ref().ok().copied());
+    let ops = |name: &str, shape: Shape, bound: f64| {
+        let value = ours(shape).map(|x| 1.0 / x);
+        Target {
+            name: format!("{name} ({}), ops/s vs governor", shape.id()),
+            value,
+            bound: format!(">= {bound:.2}"),
+            met: value.map(|v| v >= bound),
+        }
+    };
+    // Ours against ours: a shape's mean time over a reference shape's.
+    let own = |name: &str, shape: Shape, reference: Shape, bound: f64| {
+        let value = match (ours_row(shape), ours_row(reference)) {
+            (Some(a), Some(b)) if a.mean_ns.is_finite() && b.mean_ns > 0.0 => {
+                Some(a.mean_ns / b.mean_ns)
+            }
+            _ => None,
+        };
+        Target {
+            name: format!("{name} ({} / {})", shape.id(), reference.id()),
+            value,
+            bound: format!("<= {bound:.2}"),
+            met: value.map(|v| v <= bound),
+        }
+    };
+    let bytes = |name: &str| {
+        memory
+            .iter()
+            .find(|m| m.implementation == name)
+            .and_then(|m| m.bytes_per_key.as_ref().ok().copied())
+    };
+    let bytes_u64 = bytes(Implementation::Ratelimit.name());
+    let bytes_string = bytes(rss::STRING_NAMES[0]);
+    let bytes_string_governor = bytes(rss::STRING_NAMES[1]);
     vec![
         ratio("single key, allowed", Shape::CheckOneKey, 1.0),
         ratio("single key, denied", Shape::CheckOneKeyDenied, 1.0),
+        ratio("single key, cost 4", Shape::CheckNOneKey, 1.0),
         ratio("keyed, 10 000 keys", Shape::Keyed10k, 0.5),
         ratio("keyed, 1 000 000 keys", Shape::Keyed1m, 0.5),
-        Target {
-            name: format!(
-                "2 threads, one key ({}), ops/s vs governor",
-                Shape::OneKeyTwoThreads.id()
-            ),
-            value: contention,
-            bound: ">= 1.00".to_owned(),
-            met: contention.map(|v| v >= 1.0),
-        },
+        ratio(
+            "returning, 10 000 String keys",
+            Shape::ReturningStrings10k,
+            0.5,
+        ),
+        ratio(
+            "returning, 1 000 000 String keys",
+            Shape::ReturningStrings1m,
+            0.5,
+        ),
+        ratio("returning, 1 000 000 u64 keys", Shape::Returning1m, 0.5),
+        ops("2 threads, one key", Shape::OneKeyTwoThreads, 1.0),
+        ops(
+            "2 threads, distinct keys",
+            Shape::DistinctKeysTwoThreads,
+            1.5,
+        ),
         Target {
             name: "bytes per key at 1 000 000 u64 keys".to_owned(),
-            value: bytes,
-            bound: "<= 32".to_owned(),
-            met: bytes.map(|b| b <= 32.0),
+            value: bytes_u64,
+            bound: "<= 24".to_owned(),
+            met: bytes_u64.map(|b| b <= 24.0),
         },
+        Target {
+            name: "bytes per key at 1 000 000 String keys (12 bytes of text), vs governor's"
+                .to_owned(),
+            value: bytes_string,
+            bound: bytes_string_governor.map_or_else(
+                || "<= governor's (not measured)".to_owned(),
+                |g| format!("<= {g:.1}"),
+            ),
+            met: bytes_string.zip(bytes_string_governor).map(|(b, g)| b <= g),
+        },
+        own(
+            "fixed window, one key",
+            Shape::FixedWindowOneKey,
+            Shape::CheckOneKey,
+            1.2,
+        ),
+        own(
+            "sliding window, one key",
+            Shape::SlidingWindowOneKey,
+            Shape::CheckOneKey,
+            1.2,
+        ),
+        own(
+            "fixed window, 10 000 keys",
+            Shape::FixedWindowKeyed10k,
+            Shape::Keyed10k,
+            1.2,
+        ),
+        own(
+            "sliding window, 10 000 keys",
+            Shape::SlidingWindowKeyed10k,
+            Shape::Keyed10k,
+            1.2,
+        ),
+        own(
+            "fixed window, 1 000 000 keys",
+            Shape::FixedWindowKeyed1m,
+            Shape::Keyed1m,
+            1.2,
+        ),
+        own(
+            "sliding window, 1 000 000 keys",
+            Shape::SlidingWindowKeyed1m,
+            Shape::Keyed1m,
+            1.2,
+        ),
+        own("2 limits", Shape::CheckAll2, Shape::CheckOneKey, 2.0),
+        own("3 limits", Shape::CheckAll3, Shape::CheckOneKey, 3.0),
+        own(
+            "first check after reconfiguring 1 000 000 keys",
+            Shape::Keyed1mAfterReconfigure,
+            Shape::Keyed1m,
+            2.0,
+        ),
     ]
 }

@@ -47,6 +47,34 @@ pub fn random_order(keys: &[u64], len: usize, seed: u64) -> Vec<u64> {
         .collect()
 }
 
+/// The `i`-th string key: 12 bytes of text, `u` and 11 hex digits of `i`
+/// times an odd constant modulo 2^44 (a bijection there, so keys are
+/// distinct for distinct `i` below 2^44, and their digits look random).
+#[must_use]
+pub fn string_key(i: u64) -> String {
+    const MASK: u64 = (1 << 44) - 1;
+    format!("u{:011x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & MASK)
+}
+
+/// `count` distinct string keys, as [`string_key`] numbers them.
+#[must_use]
+pub fn strings(count: usize) -> Vec<String> {
+    (0..count as u64).map(string_key).collect()
+}
+
+/// A random permutation of `0..n` (Fisher–Yates, seeded).
+#[must_use]
+pub fn permutation(n: usize, seed: u64) -> Vec<u32> {
+    let mut p: Vec<u32> = (0..n as u32).collect();
+    let mut state = seed;
+    for i in (1..n).rev() {
+        state = state.wrapping_add(1);
+        let j = ((u128::from(splitmix64(state)) * (i as u128 + 1)) >> 64) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +85,23 @@ mod tests {
         k.sort_unstable();
         k.dedup();
         assert_eq!(k.len(), 100_000);
+    }
+
+    #[test]
+    fn string_keys_are_distinct_and_12_bytes() {
+        let mut k = strings(1_000_000);
+        assert!(k.iter().all(|s| s.len() == 12));
+        k.sort_unstable();
+        k.dedup();
+        assert_eq!(k.len(), 1_000_000);
+    }
+
+    #[test]
+    fn permutation_visits_each_once_per_pass() {
+        let mut p = permutation(1000, 3);
+        assert_ne!(p[..10], (0..10).collect::<Vec<_>>());
+        p.sort_unstable();
+        assert_eq!(p, (0..1000).collect::<Vec<_>>());
     }
 
     #[test]

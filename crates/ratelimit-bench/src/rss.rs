@@ -16,7 +16,7 @@ use ratelimit_core::{Rate, TokenBucket};
 use ratelimit_memory::KeyedLimiter;
 
 use crate::contenders::Implementation;
-use crate::keys::key;
+use crate::keys::{key, string_key};
 use crate::naive::NaiveTokenBucket;
 use crate::shapes::{HUGE_CAPACITY, HUGE_RATE_PER_S, PREFILL_COST};
 
@@ -30,6 +30,12 @@ pub const MEASURED: [Implementation; 3] = [
     Implementation::Naive,
 ];
 
+/// The children measuring `String` keys (12 bytes of text each), and the
+/// names of their rows.
+pub const STRING_CHILDREN: [&str; 2] = ["ratelimit-string", "governor-string"];
+/// The rows of [`STRING_CHILDREN`].
+pub const STRING_NAMES: [&str; 2] = ["ratelimit (String keys)", "governor (String keys)"];
+
 /// One bytes-per-key figure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
@@ -42,20 +48,27 @@ pub struct Measured {
 }
 
 /// Bytes per key and keys held, measured in a child process running
-/// `exe --rss-child <name> <keys>`.
+/// `exe --rss-child <child> <keys>` (`child` from [`child_name`] or
+/// [`STRING_CHILDREN`], `Err` passed through); `name` names it in errors.
 ///
 /// # Errors
 /// When the child cannot start, fails, or prints something unexpected.
-pub fn measure(exe: &Path, which: Implementation, keys: usize) -> Result<Measured, String> {
+pub fn measure(
+    exe: &Path,
+    child: Result<&str, String>,
+    name: &str,
+    keys: usize,
+) -> Result<Measured, String> {
+    let which = name;
     let out = Command::new(exe)
-        .args(["--rss-child", child_name(which)?, &keys.to_string()])
+        .args(["--rss-child", child?, &keys.to_string()])
         .output()
         .map_err(|e| format!("could not start {}: {e}", exe.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
             "the rss child for {} failed ({}): {}",
-            which.name(),
+            which,
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ));
@@ -80,7 +93,11 @@ pub fn measure(exe: &Path, which: Implementation, keys: usize) -> Result<Measure
     })
 }
 
-fn child_name(which: Implementation) -> Result<&'static str, String> {
+/// The `--rss-child` name of an implementation's `u64` measurement.
+///
+/// # Errors
+/// For an implementation without one.
+pub fn child_name(which: Implementation) -> Result<&'static str, String> {
     match which {
         Implementation::Ratelimit => Ok("ratelimit"),
         Implementation::Governor => Ok("governor"),
@@ -124,6 +141,37 @@ pub fn child(name: &str, keys: usize) -> Result<String, String> {
             grow(|| {
                 for i in 0..keys as u64 {
                     let _ = limiter.check_key(&key(i));
+                }
+                limiter.len()
+            })
+        }
+        "ratelimit-string" => {
+            let algorithm =
+                TokenBucket::with_rate(HUGE_CAPACITY, Rate::per_second(HUGE_RATE_PER_S))
+                    .map_err(|e| e.to_string())?;
+            let limiter = KeyedLimiter::<String, _>::builder(algorithm)
+                .max_keys(keys * 2)
+                .build();
+            let line = grow(|| {
+                for i in 0..keys as u64 {
+                    let _ = limiter.check_n(string_key(i).as_str(), PREFILL_COST);
+                }
+                limiter.len()
+            })?;
+            Ok(format!(
+                "{line} {} {}",
+                limiter.capacity(),
+                limiter.shards()
+            ))
+        }
+        "governor-string" => {
+            let quota = governor::Quota::with_period(core::time::Duration::from_nanos(1))
+                .ok_or("1 ns period")?
+                .allow_burst(core::num::NonZeroU32::MAX);
+            let limiter = governor::DefaultKeyedRateLimiter::<String>::keyed(quota);
+            grow(|| {
+                for i in 0..keys as u64 {
+                    let _ = limiter.check_key(&string_key(i));
                 }
                 limiter.len()
             })

@@ -4,7 +4,7 @@
 //!
 //! Checks that span several options (a valid quota or window for the
 //! algorithm, the Redis options only with the Redis backend) run after
-//! parsing, in [`ReplayArgs::validate`] and [`InspectArgs::limit`], and
+//! parsing, in [`ReplayArgs::validate`] and [`InspectArgs::read_as`], and
 //! are reported the same way.
 
 use core::time::Duration;
@@ -38,6 +38,8 @@ pub(crate) enum Command {
     Replay(ReplayArgs),
     /// Print one Redis key's rate-limit state as one JSON line
     Inspect(InspectArgs),
+    /// Serve the dashboard of every process publishing under a Redis prefix
+    Dashboard(crate::dashboard::DashboardArgs),
     /// Print a completion script for a shell
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -220,8 +222,11 @@ impl ReplayArgs {
 /// The options of `ratelimit inspect`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Prints the stored tat, the server's time, the TTL, the time until reset and,
-given the limit, the tokens (token bucket) or level (leaky bucket) now, on
+A bucket's key: prints the stored tat, the server's time, the TTL, the
+time until reset and, given --capacity and --rate, the tokens (token
+bucket) or level (leaky bucket) now. A window's key (--window W, the
+limiter's window): prints the stored window index and counts instead of
+tat, and, given --capacity, what is left of the limit now. Times are on
 the server's clock. Put -- before a KEY that starts with -.
 
 Exit status: 0 when the state was printed; 1 when Redis could not be
@@ -233,29 +238,65 @@ pub(crate) struct InspectArgs {
     /// The limiter's key prefix
     #[arg(long, value_name = "P", default_value = "ratelimit")]
     pub(crate) prefix: String,
-    /// The limiter's algorithm (to show tokens or level)
+    /// The limiter's algorithm (to read its keys and show what is left)
     #[arg(long, value_name = "ALGORITHM", value_parser = algorithm_parser(), default_value = "token-bucket")]
     pub(crate) algorithm: AlgorithmKind,
-    /// The limiter's capacity (with --rate: shows tokens or level)
-    #[arg(long, value_name = "C", requires = "rate", allow_negative_numbers = true, value_parser = parse_capacity)]
+    /// The limiter's capacity (a bucket's with --rate: shows tokens or
+    /// level; a window's limit: shows what is left)
+    #[arg(long, value_name = "C", allow_negative_numbers = true, value_parser = parse_capacity)]
     pub(crate) capacity: Option<u64>,
-    /// The limiter's rate in units per second (with --capacity)
-    #[arg(long, value_name = "R", requires = "capacity", allow_negative_numbers = true, value_parser = parse_rate)]
+    /// A bucket's rate in units per second (with --capacity)
+    #[arg(long, value_name = "R", requires = "capacity", conflicts_with = "window", allow_negative_numbers = true, value_parser = parse_rate)]
     pub(crate) rate: Option<Rate>,
+    /// A window algorithm's window (250ns, 10us, 1500ms, 60s, 5m, 1h):
+    /// needed to read a window's key
+    #[arg(long, value_name = "W", allow_hyphen_values = true, value_parser = parse_window)]
+    pub(crate) window: Option<Duration>,
     /// The key, as the application passes it to the limiter (without the
     /// prefix)
     pub(crate) key: String,
 }
 
+/// What `ratelimit inspect` reads a key as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InspectAs {
+    /// A bucket's key, with the quota when given (`--capacity`, `--rate`).
+    Bucket(Option<Quota>),
+    /// A window algorithm's key, of `window`, with the limit when given.
+    Window {
+        /// The algorithm, its window and its limit (1 when not given: the
+        /// limit changes only what is left, never the stored counts).
+        algorithm: AnyAlgorithm,
+        /// Whether `--capacity` gave the limit.
+        limit_given: bool,
+    },
+}
+
 impl InspectArgs {
-    /// The limit given with `--capacity` and `--rate`, if any.
-    pub(crate) fn limit(&self) -> Result<Option<Quota>, String> {
-        match (self.capacity, self.rate) {
-            (Some(c), Some(r)) => Quota::new(c, r)
-                .map(Some)
-                .map_err(|e| format!("invalid limit: {e}")),
-            _ => Ok(None),
+    /// How to read the key, from `--algorithm` and the limit options.
+    pub(crate) fn read_as(&self) -> Result<InspectAs, String> {
+        let kind = self.algorithm;
+        if kind.is_bucket() {
+            if self.window.is_some() {
+                return Err(format!("{kind} takes --capacity and --rate, not --window"));
+            }
+            return match (self.capacity, self.rate) {
+                (Some(c), Some(r)) => Quota::new(c, r)
+                    .map(|q| InspectAs::Bucket(Some(q)))
+                    .map_err(|e| format!("invalid limit: {e}")),
+                (Some(_), None) => Err(format!("--capacity needs --rate for {kind}")),
+                _ => Ok(InspectAs::Bucket(None)),
+            };
         }
+        let window = self
+            .window
+            .ok_or_else(|| format!("a {kind} key is read with the limiter's --window W"))?;
+        AnyAlgorithm::with_window(kind, self.capacity.unwrap_or(1), window)
+            .map(|algorithm| InspectAs::Window {
+                algorithm,
+                limit_given: self.capacity.is_some(),
+            })
+            .map_err(|e| format!("invalid limit: {e}"))
     }
 }
 

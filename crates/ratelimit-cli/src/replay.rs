@@ -3,12 +3,12 @@
 
 use std::io::{self, BufWriter, Write};
 
-use ratelimit_core::{Algorithm, AnyAlgorithm, Shaping};
+use ratelimit_core::AnyAlgorithm;
 use ratelimit_replay::{Backend, Memory, Replayable, Summary, Visit, visit};
 
 use crate::Failure;
 use crate::args::Replay;
-use crate::redis::RedisReplay;
+use crate::redis::{RedisReplay, RedisReplayable};
 
 /// The output buffers: large enough that writing costs a system call per
 /// 64 KiB, not per line.
@@ -23,13 +23,8 @@ pub(crate) fn run(options: &Replay<'_>) -> Result<(), Failure> {
         Some((url, prefix)) => match options.algorithm {
             AnyAlgorithm::TokenBucket(a) => on_redis(a, url, prefix, options.summary),
             AnyAlgorithm::LeakyBucket(a) => on_redis(a, url, prefix, options.summary),
-            AnyAlgorithm::FixedWindow(_) | AnyAlgorithm::SlidingWindow(_) => {
-                Err(Failure::Usage(format!(
-                    "--backend redis does not run {} yet (the Redis limiter runs the buckets); \
-                     use --backend memory",
-                    options.algorithm.kind()
-                )))
-            }
+            AnyAlgorithm::FixedWindow(a) => on_redis(a, url, prefix, options.summary),
+            AnyAlgorithm::SlidingWindow(a) => on_redis(a, url, prefix, options.summary),
         },
     }
 }
@@ -45,7 +40,7 @@ impl Visit for InMemory {
     }
 }
 
-fn on_redis<A: Shaping>(
+fn on_redis<A: RedisReplayable>(
     algorithm: A,
     url: &str,
     prefix: Option<&str>,

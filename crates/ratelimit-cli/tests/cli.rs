@@ -288,6 +288,7 @@ fn every_subcommand_has_help() {
         &["help", "replay"],
         &["inspect", "--help"],
         &["inspect", "-h"],
+        &["dashboard", "--help"],
         &["completions", "--help"],
         &["help", "completions"],
     ] {
@@ -304,6 +305,7 @@ fn every_subcommand_has_help() {
         Commands:
           replay       Replay JSON Lines of events from stdin through a limiter and print each decision
           inspect      Print one Redis key's rate-limit state as one JSON line
+          dashboard    Serve the dashboard of every process publishing under a Redis prefix
           completions  Print a completion script for a shell
           help         Print this message or the help of the given subcommand(s)
 
@@ -325,13 +327,17 @@ fn every_subcommand_has_help() {
         Options:
               --redis-url <URL>        The Redis the limiter uses, e.g. redis://127.0.0.1:6379/0
               --prefix <P>             The limiter's key prefix [default: ratelimit]
-              --algorithm <ALGORITHM>  The limiter's algorithm (to show tokens or level) [default: token-bucket] [possible values: token-bucket, leaky-bucket, fixed-window, sliding-window]
-              --capacity <C>           The limiter's capacity (with --rate: shows tokens or level)
-              --rate <R>               The limiter's rate in units per second (with --capacity)
+              --algorithm <ALGORITHM>  The limiter's algorithm (to read its keys and show what is left) [default: token-bucket] [possible values: token-bucket, leaky-bucket, fixed-window, sliding-window]
+              --capacity <C>           The limiter's capacity (a bucket's with --rate: shows tokens or level; a window's limit: shows what is left)
+              --rate <R>               A bucket's rate in units per second (with --capacity)
+              --window <W>             A window algorithm's window (250ns, 10us, 1500ms, 60s, 5m, 1h): needed to read a window's key
           -h, --help                   Print help
 
-        Prints the stored tat, the server's time, the TTL, the time until reset and,
-        given the limit, the tokens (token bucket) or level (leaky bucket) now, on
+        A bucket's key: prints the stored tat, the server's time, the TTL, the
+        time until reset and, given --capacity and --rate, the tokens (token
+        bucket) or level (leaky bucket) now. A window's key (--window W, the
+        limiter's window): prints the stored window index and counts instead of
+        tat, and, given --capacity, what is left of the limit now. Times are on
         the server's clock. Put -- before a KEY that starts with -.
 
         Exit status: 0 when the state was printed; 1 when Redis could not be
@@ -695,6 +701,24 @@ fn reconfigure_and_own_quotas_replay() {
         {"reconfigured": true}
         {"allowed": true, "wait_ns": 0}
         "#);
+    // The summary counts requests only: 4 for free, 2 for vip, none of
+    // the reconfigurations.
+    let mut args = replay_args("token-bucket", "10", "1");
+    args.push("--summary");
+    let out = ratelimit(&args, input);
+    assert!(out.status.success());
+    let summary = text(&out.stderr);
+    let rows: Vec<&str> = summary.lines().take(5).collect();
+    assert_eq!(
+        rows,
+        [
+            "key       allowed      denied   denied%",
+            "free            4           0      0.0%",
+            "vip             2           0      0.0%",
+            "---------------------------------------",
+            "total           6           0      0.0%",
+        ]
+    );
 }
 
 /// A `reconfigure` or quota that is not valid stops the replay with an
@@ -810,11 +834,12 @@ fn replay_help() {
         "#);
 }
 
-/// Until the Redis limiter runs the window algorithms, `--backend redis`
-/// refuses them as a usage error, before contacting Redis.
+/// The Redis backend runs the window algorithms' `check`; a `reserve`
+/// under one is refused naming its line before anything is sent to Redis
+/// (here, to no Redis at all).
 #[test]
-fn redis_backend_refuses_windows_for_now() {
-    let cases: [&[&str]; 2] = [
+fn redis_backend_refuses_reserve_under_a_window() {
+    let out = ratelimit(
         &[
             "replay",
             "--algorithm",
@@ -828,30 +853,41 @@ fn redis_backend_refuses_windows_for_now() {
             "--redis-url",
             "redis://127.0.0.1:1/",
         ],
-        &[
-            "inspect",
-            "--redis-url",
-            "redis://127.0.0.1:1/",
-            "--algorithm",
-            "sliding-window",
-            "k",
-        ],
+        "{\"t_ns\": 1, \"key\": \"a\", \"op\": \"reserve\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    insta::assert_snapshot!(text(&out.stderr), @r"error: line 1: reserve is not available under fixed-window: a window algorithm only polices (check); shaping needs token-bucket or leaky-bucket");
+}
+
+/// A window the Redis scripts cannot compute exactly (in doubles) is
+/// refused as a usage error before Redis is contacted, never approximated;
+/// the memory backend runs it.
+#[test]
+fn redis_backend_refuses_windows_it_cannot_run_exactly() {
+    let limit = [
+        "replay",
+        "--algorithm",
+        "sliding-window",
+        "--capacity",
+        "3000",
+        "--window",
+        "1h",
     ];
-    insta::assert_snapshot!(transcript(&cases, "", 2), @r"
-        $ ratelimit replay --algorithm fixed-window --capacity 5 --window 1s --backend redis --redis-url redis://127.0.0.1:1/
-        error: --backend redis does not run fixed-window yet (the Redis limiter runs the buckets); use --backend memory
+    let mut args = limit.to_vec();
+    args.extend(["--backend", "redis", "--redis-url", "redis://127.0.0.1:1/"]);
+    let input = "{\"t_ns\": 1, \"key\": \"a\", \"op\": \"check\"}\n";
+    let out = ratelimit(&args, input);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    insta::assert_snapshot!(text(&out.stderr), @r"
+        error: bad Redis limiter configuration: a sliding window of 3000 per 3600000000000 ns: the Redis scripts compute exactly in doubles and need (limit + 1) × window below 2^53 (e.g. up to 2 500 000 per second, 2 500 per hour)
 
         Usage: ratelimit replay [OPTIONS] --algorithm <ALGORITHM> --capacity <C> <--rate <R>|--window <W>>
 
         For more information, try '--help'.
-
-        $ ratelimit inspect --redis-url redis://127.0.0.1:1/ --algorithm sliding-window k
-        error: inspect reads bucket keys; the Redis limiter does not keep sliding-window keys yet
-
-        Usage: ratelimit inspect [OPTIONS] --redis-url <URL> <KEY>
-
-        For more information, try '--help'.
         ");
+    assert!(ratelimit(&limit, input).status.success());
 }
 
 /// The policy-simulation example of the crate's README prints what the

@@ -86,8 +86,9 @@ const MIN_KEYS_PER_SHARD: usize = 64;
 /// [`BUSY`]).
 const MAX_PENDING: u64 = 254;
 
-/// The most changes the limiter keeps for shards that have not seen them;
-/// past it, `reconfigure` brings the idle shards up to date.
+/// Past half of this many changes kept for shards that have not seen them,
+/// each `reconfigure` brings the shard that lags most up to date (one per
+/// call), so at most `MAX_HISTORY / 2 + shards` are kept.
 const MAX_HISTORY: usize = 64;
 
 /// A rate limit per key: any `K: Hash + Eq` (strings, integers, tuples,
@@ -703,15 +704,20 @@ where
     /// [`AnyAlgorithm`]: ratelimit_core::AnyAlgorithm
     pub fn reconfigure(&self, algorithm: A, strategy: Strategy) {
         let (epoch, _) = self.config.push(algorithm, strategy, self.clock.now_ns());
-        if self.config.kept() > MAX_HISTORY {
-            // Bring the shards nobody has touched for a while up to date,
-            // so that the history can be pruned.
-            for lock in &*self.shards {
-                if lock.seen.load(Ordering::Relaxed) + (MAX_HISTORY as u64) / 2 < epoch {
-                    let _writer = sync::lock(&lock.writer);
-                    let mut shard = sync::write(&lock.table);
-                    self.catch_up(lock, &mut shard);
-                }
+        if self.config.kept() > MAX_HISTORY / 2 {
+            // Bring the shard that has gone longest without an access up
+            // to date, so that the history can be pruned: one shard per
+            // call, never all at once, so the call stays short. Under a
+            // storm of changes the shards so take turns, and the history
+            // holds at most `MAX_HISTORY / 2 + shards` changes.
+            let laggard = self
+                .shards
+                .iter()
+                .min_by_key(|lock| lock.seen.load(Ordering::Relaxed));
+            if let Some(lock) = laggard.filter(|l| l.seen.load(Ordering::Relaxed) < epoch) {
+                let _writer = sync::lock(&lock.writer);
+                let mut shard = sync::write(&lock.table);
+                self.catch_up(lock, &mut shard);
             }
         }
         // Relaxed: a stale copy is older, which only prunes less.

@@ -37,6 +37,7 @@ use ratelimit_core::{
 use tokio::task::JoinHandle;
 
 use crate::async_connection::AsyncRedisConnection;
+use crate::denied::Lookup;
 use crate::error::RedisLimitError;
 use crate::key::RedisKey;
 use crate::limiter::RedisLimiter;
@@ -90,7 +91,20 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
+        if let Some(c) = self.coalescer() {
+            return self.check_coalesced(c, key, cost).await;
+        }
         let e = self.engine();
+        if let Some(cache) = self.denied() {
+            return match cache.check(e, key, cost)? {
+                Lookup::Hit(d) => Ok(d),
+                Lookup::Miss(op, sent) => {
+                    let d = self.run(op).await?;
+                    cache.learn(&sent, &d);
+                    Ok(d)
+                }
+            };
+        }
         self.run(e.check(key, cost, e.now(None))?).await
     }
 
@@ -146,6 +160,10 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     /// Gives back the cost of the admission `receipt` records, exactly or
     /// not at all; see the blocking `refund`.
     pub async fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(None))? {
             Some(op) => self.run(op).await,
@@ -159,6 +177,10 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         receipt: RedisReceipt,
         now_ns: u64,
     ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(Some(now_ns)))? {
             Some(op) => self.run(op).await,
@@ -332,6 +354,10 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         stored: u64,
         cost: u64,
     ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(redis_key);
+        }
         self.run(self.engine().cancel(redis_key, stored, cost))
             .await
     }

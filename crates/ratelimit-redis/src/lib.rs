@@ -6,7 +6,10 @@ mod async_connection;
 #[cfg(feature = "tokio")]
 mod async_limiter;
 mod breaker;
+#[cfg(feature = "tokio")]
+mod coalesce;
 mod config;
+mod denied;
 mod error;
 mod fallback;
 mod key;

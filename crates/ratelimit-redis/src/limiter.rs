@@ -14,6 +14,7 @@ use ratelimit_core::{
 use ratelimit_memory::MonotonicClock;
 
 use crate::config::{CircuitBreaker, FailurePolicy, TimeSource};
+use crate::denied::{DeniedCache, Lookup};
 use crate::error::RedisLimitError;
 use crate::fallback::SharedClock;
 use crate::key::RedisKey;
@@ -69,7 +70,7 @@ impl sealed::Sealed for crate::AsyncRedisConnection {}
 #[cfg(feature = "tokio")]
 impl Transport for crate::AsyncRedisConnection {
     fn is_cluster_transport(&self) -> bool {
-        false
+        self.is_cluster()
     }
 }
 
@@ -120,6 +121,11 @@ impl<A: Algorithm, C> Clone for RedisLimiter<A, C> {
 struct Inner<A: Algorithm, C> {
     engine: Engine<A>,
     conn: C,
+    /// The denied-key cache, when turned on.
+    denied: Option<DeniedCache>,
+    /// The queue of coalesced checks, when turned on (async only).
+    #[cfg(feature = "tokio")]
+    coalescer: Option<crate::coalesce::Coalescer>,
 }
 
 impl<A: Algorithm, C: core::fmt::Debug> core::fmt::Debug for RedisLimiter<A, C> {
@@ -144,6 +150,9 @@ pub struct RedisLimiterBuilder<A, C = RedisPool> {
     max_key_len: usize,
     secret: Option<Secret>,
     clock: Option<SharedClock>,
+    denied_keys: usize,
+    /// Whether the async limiter coalesces its checks (`coalesce.rs`).
+    pub(crate) coalesce: bool,
     conn: PhantomData<fn() -> C>,
 }
 
@@ -228,6 +237,20 @@ impl<A: Algorithm, C: Transport> RedisLimiterBuilder<A, C> {
         self
     }
 
+    /// Caches Redis's denials locally for up to `max_keys` keys (default
+    /// 0: off). After Redis denies a check of a key with cost `c` and
+    /// `retry_after` `d`, checks of that key with a cost of at least `c`
+    /// are denied without a round trip until `d` has passed since the
+    /// denied request was sent (on the [`monotonic_clock`](Self::monotonic_clock)).
+    /// Exact as long as only this limiter's own calls move a key's state
+    /// back: a refund or a reset by another process is not seen (see
+    /// docs/redis.md, "Denied-key cache"). `stats().cached_denials`
+    /// counts the checks it answered.
+    pub fn cache_denials(mut self, max_keys: usize) -> Self {
+        self.denied_keys = max_keys;
+        self
+    }
+
     /// Builds the limiter on `conn`: a [`RedisPool`] for a limiter of
     /// blocking calls, an `AsyncRedisConnection` for `async` ones. Nothing
     /// is sent to Redis (the pool or connection checked the configuration
@@ -242,20 +265,24 @@ impl<A: Algorithm, C: Transport> RedisLimiterBuilder<A, C> {
                 ));
             }
         }
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
         let settings = Settings {
             keys: KeySpace::new(&self.prefix, self.max_key_len, self.secret.as_ref())?,
             algorithm: self.algorithm,
             time: self.time,
             policy: self.policy,
             breaker: self.breaker,
-            clock: self
-                .clock
-                .unwrap_or_else(|| Arc::new(MonotonicClock::new())),
+            clock: Arc::clone(&clock),
         };
         Ok(RedisLimiter {
             inner: Arc::new(Inner {
                 engine: Engine::new(settings, params, conn.is_cluster_transport()),
                 conn,
+                denied: (self.denied_keys > 0).then(|| DeniedCache::new(self.denied_keys, clock)),
+                #[cfg(feature = "tokio")]
+                coalescer: self.coalesce.then(Default::default),
             }),
         })
     }
@@ -324,6 +351,8 @@ impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
             max_key_len: DEFAULT_MAX_KEY_LEN,
             secret: None,
             clock: None,
+            denied_keys: 0,
+            coalesce: false,
             conn: PhantomData,
         }
     }
@@ -357,7 +386,9 @@ impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
     /// policy's answers, Redis failures, calls the open circuit kept from
     /// Redis, misconfigurations, corrupt states repaired.
     pub fn stats(&self) -> Stats {
-        self.inner.engine.stats()
+        let mut stats = self.inner.engine.stats();
+        stats.cached_denials = self.inner.denied.as_ref().map_or(0, DeniedCache::hits);
+        stats
     }
 
     /// Whether Redis is in use right now, and if not why: the circuit
@@ -378,6 +409,17 @@ impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
 
     pub(crate) fn conn(&self) -> &C {
         &self.inner.conn
+    }
+
+    /// The denied-key cache, when turned on.
+    pub(crate) fn denied(&self) -> Option<&DeniedCache> {
+        self.inner.denied.as_ref()
+    }
+
+    /// The queue of coalesced checks, when turned on.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn coalescer(&self) -> Option<&crate::coalesce::Coalescer> {
+        self.inner.coalescer.as_ref()
     }
 }
 
@@ -409,6 +451,16 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
         let e = self.engine();
+        if let Some(cache) = self.denied() {
+            return match cache.check(e, key, cost)? {
+                Lookup::Hit(d) => Ok(d),
+                Lookup::Miss(op, sent) => {
+                    let d = self.run(op)?;
+                    cache.learn(&sent, &d);
+                    Ok(d)
+                }
+            };
+        }
         self.run(e.check(key, cost, e.now(None))?)
     }
 
@@ -475,6 +527,10 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     /// circuit breaker nor the failure policy apply: a failure is returned
     /// (and the cost stays consumed, the safe side).
     pub fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(None))? {
             Some(op) => self.run(op),
@@ -485,6 +541,10 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     /// `refund` at the caller's time `now_ns` (client time): which windows
     /// still count, and a restored bucket's expiry.
     pub fn refund_at(&self, receipt: RedisReceipt, now_ns: u64) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
         let e = self.engine();
         match e.refund(receipt, e.now(Some(now_ns)))? {
             Some(op) => self.run(op),

@@ -157,9 +157,18 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, Check>, RedisLimitError> {
+        self.check_stored(self.keys.redis_key(key)?, cost, now)
+    }
+
+    /// `check` of a key already in its Redis form.
+    pub(crate) fn check_stored(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+    ) -> Result<Op<'_, A, Check>, RedisLimitError> {
         self.capacity_ok(cost)?;
         self.params.check_now(now)?;
-        let redis_key = self.keys.redis_key(key)?;
         let call = script::check_call(&self.params, &redis_key, cost, now);
         Ok(Op::new(
             self,
@@ -240,14 +249,26 @@ impl<A: Algorithm> Engine<A> {
         requests: &[(K, u64)],
         now: Now,
     ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
-        self.params.check_now(now)?;
-        let mut answers = vec![None; requests.len()];
         let keys = requests
             .iter()
             .map(|(k, _)| self.keys.redis_key(k))
             .collect::<Result<Vec<_>, _>>()?;
+        let costs = requests.iter().map(|(_, c)| *c).collect();
+        self.batch_stored(keys, costs, now)
+    }
+
+    /// `check_batch` of keys already in their Redis form, `costs[i]` for
+    /// `keys[i]`.
+    pub(crate) fn batch_stored(
+        &self,
+        keys: Vec<Vec<u8>>,
+        costs: Vec<u64>,
+        now: Now,
+    ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
+        self.params.check_now(now)?;
+        let mut answers = vec![None; keys.len()];
         let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        for (i, (_, cost)) in requests.iter().enumerate() {
+        for (i, cost) in costs.iter().enumerate() {
             if let Err(e) = self.capacity_ok(*cost) {
                 answers[i] = Some(Err(e));
             } else {
@@ -263,7 +284,7 @@ impl<A: Algorithm> Engine<A> {
         let calls = groups
             .iter()
             .map(|g| {
-                let items = g.iter().map(|&i| (keys[i].as_slice(), requests[i].1));
+                let items = g.iter().map(|&i| (keys[i].as_slice(), costs[i]));
                 script::batch_call(&self.params, items, now)
             })
             .collect();
@@ -273,7 +294,7 @@ impl<A: Algorithm> Engine<A> {
             true,
             Batch {
                 keys,
-                costs: requests.iter().map(|(_, c)| *c).collect(),
+                costs,
                 groups,
                 answers,
             },
@@ -305,7 +326,7 @@ impl<A: Algorithm> Engine<A> {
         &self,
         err: RedisLimitError,
         n: u64,
-        answer: impl FnOnce(&Self) -> Result<T, InsufficientCapacity>,
+        answer: impl FnOnce(&Self, Option<Reason>) -> Result<T, InsufficientCapacity>,
     ) -> Result<T, RedisLimitError> {
         let now = self.mono_ns();
         self.observer.failed(&err, now);
@@ -313,14 +334,23 @@ impl<A: Algorithm> Engine<A> {
             return Err(err);
         }
         self.observer.policy_answered(self.policy, &err, n, now);
-        Ok(answer(self)?)
+        // Not sent at all: the reason says the breaker answered.
+        let reason =
+            matches!(err, RedisLimitError::CircuitOpen { .. }).then_some(Reason::CircuitOpen);
+        Ok(answer(self, reason)?)
     }
 
     /// The failure policy's answer to `check` (the policy is not
     /// `ReturnError`).
-    fn policy_check(&self, redis_key: &[u8], cost: u64) -> Result<Decision, InsufficientCapacity> {
+    /// `reason` replaces the policy's own (the breaker's `CircuitOpen`).
+    fn policy_check(
+        &self,
+        redis_key: &[u8],
+        cost: u64,
+        reason: Option<Reason>,
+    ) -> Result<Decision, InsufficientCapacity> {
         let limit = self.limit();
-        Ok(match self.policy {
+        let mut d = match self.policy {
             FailurePolicy::FailOpen => Decision {
                 allowed: true,
                 remaining: 0,
@@ -341,7 +371,11 @@ impl<A: Algorithm> Engine<A> {
                 limit,
                 reason: Reason::FailClosed,
             },
-        })
+        };
+        if let Some(reason) = reason {
+            d.reason = reason;
+        }
+        Ok(d)
     }
 
     /// The failure policy's `retry_after` when it denies (`FailClosed`):
@@ -426,9 +460,10 @@ impl<A: Shaping> Engine<A> {
         redis_key: &[u8],
         cost: u64,
         max_wait_ns: Option<u64>,
+        reason: Option<Reason>,
     ) -> Result<Reservation, InsufficientCapacity> {
         let limit = self.limit();
-        Ok(match self.policy {
+        let mut r = match self.policy {
             FailurePolicy::FailOpen => Reservation::Admitted {
                 wait: Duration::ZERO,
                 reset_after: Duration::ZERO,
@@ -445,7 +480,15 @@ impl<A: Shaping> Engine<A> {
                 limit,
                 reason: Reason::FailClosed,
             },
-        })
+        };
+        if let Some(new) = reason {
+            match &mut r {
+                Reservation::Admitted { reason, .. } | Reservation::Rejected { reason, .. } => {
+                    *reason = new;
+                }
+            }
+        }
+        Ok(r)
     }
 }
 
@@ -657,7 +700,7 @@ impl<A: Algorithm> Single<A> for CheckOne {
         key: &[u8],
         err: RedisLimitError,
     ) -> Result<Decision, RedisLimitError> {
-        e.on_failure(err, 1, |e| e.policy_check(key, self.cost))
+        e.on_failure(err, 1, |e, reason| e.policy_check(key, self.cost, reason))
     }
 }
 
@@ -687,7 +730,7 @@ impl<A: Algorithm> Single<A> for CheckReceiptOne {
         key: &[u8],
         err: RedisLimitError,
     ) -> Result<Self::Output, RedisLimitError> {
-        let d = e.on_failure(err, 1, |e| e.policy_check(key, self.cost))?;
+        let d = e.on_failure(err, 1, |e, reason| e.policy_check(key, self.cost, reason))?;
         Ok((d, None))
     }
 }
@@ -718,8 +761,8 @@ impl<A: Shaping> Single<A> for ReserveOne {
         key: &[u8],
         err: RedisLimitError,
     ) -> Result<Self::Output, RedisLimitError> {
-        let r = e.on_failure(err, 1, |e| {
-            e.policy_reserve(key, self.cost, self.max_wait_ns)
+        let r = e.on_failure(err, 1, |e, reason| {
+            e.policy_reserve(key, self.cost, self.max_wait_ns, reason)
         })?;
         Ok((r, None))
     }
@@ -781,9 +824,9 @@ impl<A: Algorithm> Request<A> for Batch {
             Err(err) => {
                 let n = u64::try_from(indices.len()).unwrap_or(u64::MAX);
                 let (keys, costs, answers) = (&self.keys, &self.costs, &mut self.answers);
-                e.on_failure(err, n, |e| {
+                e.on_failure(err, n, |e, reason| {
                     for &i in indices {
-                        answers[i] = Some(Ok(e.policy_check(&keys[i], costs[i])?));
+                        answers[i] = Some(Ok(e.policy_check(&keys[i], costs[i], reason)?));
                     }
                     Ok(())
                 })?;

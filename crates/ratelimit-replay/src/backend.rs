@@ -539,6 +539,9 @@ impl<A: Replayable> Backend for Model<A> {
 pub struct Memory<A: Algorithm<State: Word>> {
     clock: Arc<ManualClock>,
     limiter: KeyedLimiter<String, A, Arc<ManualClock>>,
+    /// The limiter's algorithm's kind, which a change of quota keeps (read
+    /// once: the limiter's current algorithm is behind a lock).
+    kind: AlgorithmKind,
 }
 
 impl<A: Algorithm<State: Word>> Memory<A> {
@@ -561,7 +564,12 @@ impl<A: Algorithm<State: Word>> Memory<A> {
         clock: Arc<ManualClock>,
         limiter: KeyedLimiter<String, A, Arc<ManualClock>>,
     ) -> Self {
-        Self { clock, limiter }
+        let kind = limiter.algorithm().kind();
+        Self {
+            clock,
+            limiter,
+            kind,
+        }
     }
 }
 
@@ -602,11 +610,11 @@ impl<A: Replayable> Backend for Memory<A> {
             cost,
             max_wait_ns.map(Duration::from_nanos),
         )
-        .ok_or_else(|| NotShaping(self.limiter.algorithm().kind()).into())
+        .ok_or_else(|| NotShaping(self.kind).into())
     }
 
     fn algorithm(&self) -> Option<AlgorithmKind> {
-        Some(self.limiter.algorithm().kind())
+        Some(self.kind)
     }
 
     fn check_with_quota(

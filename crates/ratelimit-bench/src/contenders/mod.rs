@@ -93,6 +93,21 @@ impl Implementation {
             (Self::Governor, Shape::ReserveOneKey) => {
                 Some("governor has no synchronous reserve (until_ready is async)")
             }
+            (
+                Self::Governor,
+                Shape::FixedWindowOneKey
+                | Shape::SlidingWindowOneKey
+                | Shape::FixedWindowKeyed10k
+                | Shape::SlidingWindowKeyed10k
+                | Shape::FixedWindowKeyed1m
+                | Shape::SlidingWindowKeyed1m,
+            ) => Some("governor has no window algorithm (compare with the token-bucket row)"),
+            (Self::Governor, Shape::CheckAll2 | Shape::CheckAll3) => {
+                Some("governor has no all-or-nothing check of several limits")
+            }
+            (Self::Governor, Shape::Keyed1mAfterReconfigure | Shape::Reconfigure1m) => {
+                Some("governor cannot change a live limiter's quota")
+            }
             _ => None,
         }
     }

@@ -39,6 +39,10 @@ pub trait Limit {
         requests: &[(&str, u64)],
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
+    fn check_batch(
+        &self,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
     fn stats(&self) -> Stats;
     fn health(&self) -> Health;
 }
@@ -141,6 +145,12 @@ impl<A: Alg> Limit for RedisLimiter<A> {
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         RedisLimiter::<A>::check_batch_at(self, requests, now_ns)
     }
+    fn check_batch(
+        &self,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        RedisLimiter::<A>::check_batch(self, requests)
+    }
     fn stats(&self) -> Stats {
         RedisLimiter::stats(self)
     }
@@ -171,6 +181,12 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         (**self).check_batch_at(requests, now_ns)
+    }
+    fn check_batch(
+        &self,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        (**self).check_batch(requests)
     }
     fn stats(&self) -> Stats {
         (**self).stats()
@@ -221,6 +237,12 @@ impl<A: Alg> Limit for Blocking<A> {
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         self.rt
             .block_on(self.limiter.check_batch_at(requests, now_ns))
+    }
+    fn check_batch(
+        &self,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        self.rt.block_on(self.limiter.check_batch(requests))
     }
     fn stats(&self) -> Stats {
         self.limiter.stats()
@@ -316,6 +338,16 @@ impl AsyncFactory {
     pub fn open(url: &str) -> Self {
         let rt = runtime();
         let conn = rt.block_on(AsyncRedisConnection::open(url)).unwrap();
+        Self { conn, rt }
+    }
+
+    /// One async connection to the cluster reachable through `urls`.
+    pub fn cluster(urls: &[String]) -> Self {
+        let rt = runtime();
+        let conn = rt
+            .block_on(AsyncRedisConnection::open_cluster(urls))
+            .unwrap();
+        assert!(conn.is_cluster());
         Self { conn, rt }
     }
 }
