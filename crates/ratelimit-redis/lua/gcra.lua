@@ -2,6 +2,25 @@
 -- reserve, cancel, check_all), prepended after common.lua by script.rs; not
 -- a script on its own. The window scripts do without them (less to set up
 -- on every call).
+--
+-- Quota versions (docs/redis.md, "Changing quotas"): a state stored under a
+-- quota other than the limiter's first one carries a tag, `tat:tag`, where
+-- tag is `v<n>` (version n of the limiter's quota) or `q<C>x<T>` (a key's
+-- own quota of capacity C and interval T ns). `TAG` is the tag the caller
+-- decides under ('' = none: the limiter's first quota, the plain `tat`
+-- form). check.lua and reserve.lua set it from their ARGV and bring a state
+-- of another tag to it first (`adopt`); every other script leaves it ''
+-- and refuses a tagged state with an error rather than misread it.
+local TAG = ''
+
+-- A stored text as (tat text, tag): `tat:tag` or the plain `tat`.
+local function untag(v)
+  local i = string.find(v, ':', 1, true)
+  if i then
+    return string.sub(v, 1, i - 1), string.sub(v, i + 1)
+  end
+  return v, ''
+end
 
 -- The state under `key` as (tat - now, corrupt). tat - now is exact when
 -- below 2^53 in magnitude; a state 2^53 ns or more in the past is read as
@@ -14,6 +33,14 @@ local function load_rel(key, now_s, now_lo, tau)
   local v = redis.pcall('GET', key)
   if not v then
     return -LIMIT, false
+  end
+  if type(v) == 'string' then
+    local text, tag = untag(v)
+    if tag ~= TAG then
+      error('ratelimit: the state of this key was converted to another quota (' .. tag ..
+        '); this call runs under ' .. (TAG == '' and 'the first quota' or TAG))
+    end
+    v = text
   end
   local s, lo = split(v)
   if not s then
@@ -57,6 +84,9 @@ local function store(key, rel, s, lo, client)
     text = string.format('%d%09d', s, lo)
   else
     text = string.format('%d', lo)
+  end
+  if TAG ~= '' then
+    text = text .. ':' .. TAG
   end
   if client then
     redis.call('SET', key, text, 'PX', idiv(rel + 999999, 1000000) + tonumber(ARGV[2]))
@@ -118,4 +148,63 @@ local function police(key, cost, T, tau, now_s, now_lo, client)
     repaired = 1
   end
   return { allowed, remaining, retry, state, repaired, stored }
+end
+
+-- Brings the state under `key` to the caller's quota `TAG` (check.lua and
+-- reserve.lua): returns nil to go on deciding, or the reply
+-- {'convert', stored text, now} asking the caller to convert that state
+-- (the Rust side converts exactly, change by change, in u128) and to send
+-- the call again with `expected` = that text and `converted` = the
+-- result. The converted state is written only while the key still holds
+-- `expected` (compare and set), so a state changed in between is never
+-- overwritten: the caller is asked again. A missing key, or one that is
+-- not a string (corrupt: `load_rel` repairs it), needs no conversion.
+local function adopt(key, expected, converted, now_s, now_lo, client)
+  local v = redis.pcall('GET', key)
+  if type(v) ~= 'string' then
+    return nil
+  end
+  local _, tag = untag(v)
+  if tag == TAG then
+    return nil
+  end
+  if expected == nil or expected == '' or v ~= expected then
+    local now
+    if now_s > 0 then
+      now = string.format('%d%09d', now_s, now_lo)
+    else
+      now = string.format('%d', now_lo)
+    end
+    return { 'convert', v, now }
+  end
+  local text, new_tag = untag(converted or '')
+  local s, lo = split(text)
+  if not s or new_tag ~= TAG then
+    error('ratelimit: the converted state must be decimal nanoseconds tagged ' .. TAG)
+  end
+  local ds = s - now_s
+  if ds < -9007198 then
+    redis.call('DEL', key)
+    return nil
+  end
+  local rel = LIMIT + 1
+  if ds <= 9007199 then
+    rel = ds * NS + (lo - now_lo)
+  end
+  if rel <= 0 then
+    -- Back to the initial state: the same as a missing key.
+    redis.call('DEL', key)
+  elseif rel > LIMIT then
+    -- Beyond the horizon (2^53 ns, about 104 days, ahead): stored at the
+    -- horizon, refusing everything for as long as the scripts can count.
+    local rs, rlo = absolute(LIMIT, now_s, now_lo)
+    if rs then
+      store(key, LIMIT, rs, rlo, client)
+    else
+      redis.call('DEL', key)
+    end
+  else
+    store(key, rel, s, lo, client)
+  end
+  return nil
 end

@@ -6,12 +6,15 @@
 -- ARGV[6]  cost, 0 <= cost <= C
 -- ARGV[7]  max_wait in ns, '' for unbounded (the caller sends '' for any
 --          max_wait >= 2^53, which no wait here can reach)
+-- ARGV[8..10] optional: the quota tag, the stored text converted and its
+--          conversion, as ARGV[7..9] of check.lua
 --
 -- Reply: {allowed (0/1), wait_ns, retry_after_ns (-1: none), reset_after_ns,
 --         repaired (0/1), tat}: the last slot is the text of the state this
 --         call stored (the canonical decimal of the new tat in ns), '' when
 --         it stored nothing; `cancel.lua` takes it to undo exactly this
 --         reservation. `repaired` as in check.lua.
+-- Or {'convert', stored text, now}, as check.lua answers.
 -- Time source: the server's TIME when ARGV[1] is empty, else ARGV[1].
 -- Writes: SET with PXAT (server time) or PX (client time) when admitted and
 -- cost > 0, or when repairing a corrupt state; nothing otherwise.
@@ -25,6 +28,13 @@ if ARGV[7] ~= '' then
   max_wait = tonumber(ARGV[7])
 end
 local key = KEYS[1]
+TAG = ARGV[8] or ''
+if TAG ~= '' or ARGV[9] then
+  local ask = adopt(key, ARGV[9], ARGV[10], now_s, now_lo, client)
+  if ask then
+    return ask
+  end
+end
 
 local rel, corrupt = load_rel(key, now_s, now_lo, tau)
 local repaired = 0

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ratelimit_core::{
     Algorithm, AllowResult, Clock, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Quota,
-    Rate, Reservation, Shaping, SlidingWindow, TokenBucket,
+    Rate, Reservation, Shaping, SlidingWindow, Strategy, TokenBucket,
 };
 use ratelimit_memory::MonotonicClock;
 
@@ -304,9 +304,49 @@ impl<C: Transport> RedisLimiter<TokenBucket, C> {
 }
 
 impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
-    /// The quota (capacity and rate) this bucket enforces.
+    /// The quota (capacity and rate) this bucket was built with; after a
+    /// [`reconfigure`](RedisLimiter::reconfigure),
+    /// [`current_quota`](Self::current_quota) is the one it enforces.
     pub fn quota(&self) -> &Quota {
         self.inner.engine.algorithm.quota()
+    }
+
+    /// The quota this bucket enforces now (for keys without their own),
+    /// and its version: 0 as built, one more at each change.
+    pub fn current_quota(&self) -> (u64, Quota) {
+        let (version, quota) = self
+            .inner
+            .engine
+            .current()
+            .unwrap_or((0, *self.inner.engine.algorithm.quota()));
+        (u64::try_from(version).unwrap_or(u64::MAX), quota)
+    }
+
+    /// Replaces the quota of every key without one of its own with
+    /// `quota` from `at_ns` on (the time the scripts' `now` is counted
+    /// in: the server's, or the caller's), converting what each key has
+    /// consumed with `strategy` (docs/semantics.md, "Changing a quota while
+    /// it runs"). Sends nothing and returns at once: each key is converted
+    /// at its next call, exactly as converting it at `at_ns` would (several
+    /// changes compose, each at its own time). A time before the previous
+    /// change's counts as that change's.
+    ///
+    /// The change is this limiter's (and its clones'): another limiter
+    /// on the same prefix must make the same changes, in the same order;
+    /// one that meets a key already converted to a newer version than its
+    /// own refuses to decide it (`Misconfigured`) rather than decide with
+    /// its older quota. See docs/redis.md, "Changing quotas".
+    ///
+    /// # Errors
+    /// `InvalidOption` when the scripts cannot run `quota` exactly (τ of
+    /// 2^53 ns or more).
+    pub fn reconfigure_at(
+        &self,
+        quota: Quota,
+        strategy: Strategy,
+        at_ns: u64,
+    ) -> Result<(), RedisLimitError> {
+        self.inner.engine.reconfigure(quota, strategy, at_ns)
     }
 }
 
@@ -452,6 +492,12 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
         let e = self.engine();
+        if let Some(target) = e.target(None)? {
+            // Under a changed quota: no denied-key cache (its denials may
+            // be of the former quota).
+            let now = e.now(None);
+            return self.run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?);
+        }
         if let Some(cache) = self.denied() {
             return match cache.check(e, key, cost)? {
                 Lookup::Hit(d) => Ok(d),
@@ -474,6 +520,10 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         now_ns: u64,
     ) -> Result<Decision, RedisLimitError> {
         let e = self.engine();
+        if let Some(target) = e.target(None)? {
+            let now = e.now(Some(now_ns));
+            return self.run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?);
+        }
         self.run(e.check(key, cost, e.now(Some(now_ns)))?)
     }
 
@@ -518,7 +568,12 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
         let e = self.engine();
         let redis_key = e.keys.redis_key(key)?;
-        let (d, admitted) = self.run(e.check_receipt(redis_key.clone(), cost, now)?)?;
+        let (d, admitted) = match e.target(None)? {
+            Some(target) => {
+                self.run(e.check_receipt_tagged(redis_key.clone(), cost, now, target)?)?
+            }
+            None => self.run(e.check_receipt(redis_key.clone(), cost, now)?)?,
+        };
         Ok((d, e.receipt(redis_key, cost, admitted)))
     }
 
@@ -597,8 +652,7 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
         max_wait: Option<Duration>,
     ) -> Result<Reservation, RedisLimitError> {
         let e = self.engine();
-        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
-        self.run(op).map(|(r, _)| r)
+        self.reserve_under(key, cost, max_wait.map(duration_ns), e.now(None), None)
     }
 
     /// `reserve` at the caller's time `now_ns` (client time).
@@ -610,7 +664,114 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
         now_ns: u64,
     ) -> Result<Reservation, RedisLimitError> {
         let e = self.engine();
-        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
-        self.run(op).map(|(r, _)| r)
+        self.reserve_under(key, cost, max_wait_ns, e.now(Some(now_ns)), None)
+    }
+
+    fn reserve_under<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now: Now,
+        own: Option<&Quota>,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        match e.target(own)? {
+            Some(target) => {
+                let op =
+                    e.reserve_tagged(e.keys.redis_key(key)?, cost, max_wait_ns, now, target)?;
+                self.run(op).map(|(r, _)| r)
+            }
+            None => self
+                .run(e.reserve(key, cost, max_wait_ns, now)?)
+                .map(|(r, _)| r),
+        }
+    }
+
+    fn check_under<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Now,
+        own: &Quota,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        match e.target(Some(own))? {
+            Some(target) => self.run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?),
+            None => Err(RedisLimitError::UnexpectedReply(
+                "a key's own quota always has a target".to_owned(),
+            )),
+        }
+    }
+
+    /// [`reconfigure_at`](Self::reconfigure_at) now: the server's time
+    /// (one call to read it), or the caller's clock under client time.
+    pub fn reconfigure(&self, quota: Quota, strategy: Strategy) -> Result<(), RedisLimitError> {
+        let e = self.engine();
+        let at_ns = match e.now(None) {
+            Now::Server => self.run(e.server_time())?,
+            Now::Client { now_ns, .. } => now_ns,
+        };
+        self.reconfigure_at(quota, strategy, at_ns)
+    }
+
+    /// `check_n(key, cost)` under the key's own `quota` (a plan, an
+    /// override) instead of the limiter's. When the quota a key is
+    /// decided under changes (its own changes, or it gets or loses one),
+    /// its state is converted with keep-consumed at the call's time, in
+    /// the same call. A key on its own quota does not follow
+    /// [`reconfigure`](Self::reconfigure).
+    pub fn check_with_quota<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        quota: &Quota,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        self.check_under(key, cost, e.now(None), quota)
+    }
+
+    /// `check_with_quota` at the caller's time `now_ns` (client time).
+    pub fn check_with_quota_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        quota: &Quota,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        self.check_under(key, cost, e.now(Some(now_ns)), quota)
+    }
+
+    /// `reserve(key, cost, max_wait)` under the key's own `quota`, as
+    /// [`check_with_quota`](Self::check_with_quota).
+    pub fn reserve_with_quota<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Option<Duration>,
+        quota: &Quota,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        self.reserve_under(
+            key,
+            cost,
+            max_wait.map(duration_ns),
+            e.now(None),
+            Some(quota),
+        )
+    }
+
+    /// `reserve_with_quota` at the caller's time `now_ns` (client time).
+    pub fn reserve_with_quota_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        quota: &Quota,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        self.reserve_under(key, cost, max_wait_ns, e.now(Some(now_ns)), Some(quota))
     }
 }

@@ -14,12 +14,15 @@
 //! op.finish()
 //! ```
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::collections::BTreeMap;
+use std::sync::{PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ratelimit_core::{
-    Algorithm, AnyAlgorithm, Decision, InsufficientCapacity, Reason, Reservation, Shaping,
+    Algorithm, AlgorithmKind, AnyAlgorithm, Decision, InsufficientCapacity, Quota, Rate, Reason,
+    Reservation, Shaping, Strategy,
 };
 
 use crate::breaker::{Breaker, Permit};
@@ -49,6 +52,20 @@ pub(crate) struct Engine<A: Algorithm> {
     clock: SharedClock,
     /// Batches are split by hash slot (a cluster) or sent whole.
     cluster: bool,
+    /// The bucket quota's changes, oldest first: version `n` is the quota
+    /// of change `n` (version 0, the algorithm's own quota, has none).
+    changes: RwLock<Vec<Change>>,
+    /// Whether calls carry quota tags: set by the first change of quota
+    /// or the first call under a key's own quota, never cleared.
+    tagged: AtomicBool,
+}
+
+/// One change of a bucket limiter's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub(crate) quota: Quota,
+    pub(crate) strategy: Strategy,
+    pub(crate) at_ns: u64,
 }
 
 /// What an engine is built from (the builder's checked options).
@@ -99,6 +116,8 @@ impl<A: Algorithm> Engine<A> {
             fallback: Fallback::default(),
             clock: settings.clock,
             cluster,
+            changes: RwLock::new(Vec::new()),
+            tagged: AtomicBool::new(false),
         }
     }
 
@@ -526,6 +545,11 @@ pub(crate) trait Request<A: Algorithm> {
     ) -> Result<(), RedisLimitError>;
     /// The answer, once every call is settled.
     fn finish(self) -> Result<Self::Output, RedisLimitError>;
+    /// A call to send after those so far (a call sent again with a
+    /// conversion), taken once the last one is settled.
+    fn more(&mut self) -> Option<Call> {
+        None
+    }
 }
 
 impl<'e, A: Algorithm, R: Request<A>> Op<'e, A, R> {
@@ -596,6 +620,9 @@ impl<'e, A: Algorithm, R: Request<A>> Op<'e, A, R> {
         self.next += 1;
         if let Err(e) = self.request.settle(self.engine, i, result) {
             self.failed = Some(e);
+        } else if let Some(call) = self.request.more() {
+            // The script asked for a conversion: the call again, with it.
+            self.calls.push(call);
         }
     }
 
@@ -617,11 +644,13 @@ fn unanswered() -> RedisLimitError {
 pub(crate) trait Single<A: Algorithm> {
     /// The operation's answer.
     type Output;
-    /// Decodes the reply.
+    /// Decodes the reply; `limit` is the capacity (or limit) of the quota
+    /// the call ran under.
     fn decode(
         &self,
         e: &Engine<A>,
         v: redis::Value,
+        limit: u64,
     ) -> Result<reply::Answer<Self::Output>, RedisLimitError>;
     /// The failure policy's answer in place of Redis's, or the error.
     fn policy(
@@ -658,7 +687,8 @@ impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
         _: usize,
         result: Result<redis::Value, RedisLimitError>,
     ) -> Result<(), RedisLimitError> {
-        self.answer = Some(match result.and_then(|v| self.kind.decode(e, v)) {
+        let limit = e.limit();
+        self.answer = Some(match result.and_then(|v| self.kind.decode(e, v, limit)) {
             Ok(a) => {
                 if a.repaired {
                     e.observer.repaired(&self.redis_key, e.mono_ns());
@@ -690,8 +720,10 @@ impl<A: Algorithm> Single<A> for CheckOne {
         &self,
         e: &Engine<A>,
         v: redis::Value,
+        limit: u64,
     ) -> Result<reply::Answer<Decision>, RedisLimitError> {
-        reply::check(v, e.limit())
+        let _ = e;
+        reply::check(v, limit)
     }
 
     fn policy(
@@ -719,9 +751,10 @@ impl<A: Algorithm> Single<A> for CheckReceiptOne {
         &self,
         e: &Engine<A>,
         v: redis::Value,
+        limit: u64,
     ) -> Result<reply::Answer<Self::Output>, RedisLimitError> {
         let window = matches!(e.params, Params::Window { .. });
-        reply::check_receipt(v, e.limit(), window)
+        reply::check_receipt(v, limit, window)
     }
 
     fn policy(
@@ -751,8 +784,10 @@ impl<A: Shaping> Single<A> for ReserveOne {
         &self,
         e: &Engine<A>,
         v: redis::Value,
+        limit: u64,
     ) -> Result<reply::Answer<Self::Output>, RedisLimitError> {
-        reply::reserve(v, e.limit())
+        let _ = e;
+        reply::reserve(v, limit)
     }
 
     fn policy(
@@ -774,7 +809,12 @@ pub(crate) struct Plain<T>(fn(redis::Value, &AnyAlgorithm) -> Result<T, RedisLim
 impl<A: Algorithm, T> Single<A> for Plain<T> {
     type Output = T;
 
-    fn decode(&self, e: &Engine<A>, v: redis::Value) -> Result<reply::Answer<T>, RedisLimitError> {
+    fn decode(
+        &self,
+        e: &Engine<A>,
+        v: redis::Value,
+        _: u64,
+    ) -> Result<reply::Answer<T>, RedisLimitError> {
         Ok(reply::Answer {
             value: (self.0)(v, &e.algorithm.to_any())?,
             repaired: false,
@@ -840,5 +880,397 @@ impl<A: Algorithm> Request<A> for Batch {
             .into_iter()
             .map(|a| a.ok_or_else(unanswered))
             .collect()
+    }
+}
+
+// ---- changing quotas (docs/redis.md, "Changing quotas") ----
+
+/// How many times one call is sent again with a conversion before it
+/// gives up: each resend follows another process's write to the same key
+/// between the ask and the resend.
+const MAX_CONVERSIONS: u32 = 8;
+
+/// The quota a tagged call decides under: the limiter's at `version`, or
+/// a key's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// The limiter's quota version the caller is at.
+    version: usize,
+    /// The quota the call decides under.
+    quota: Quota,
+    /// The key's own quota, when it has one (then `quota` is it).
+    own: Option<Quota>,
+    /// The tag of `quota` (`lua/gcra.lua`).
+    tag: String,
+}
+
+/// Where a stored state's tag says it was converted to.
+enum Source {
+    Version(usize),
+    Own(Quota),
+}
+
+fn version_tag(version: usize) -> String {
+    if version == 0 {
+        String::new()
+    } else {
+        format!("v{version}")
+    }
+}
+
+fn own_tag(quota: &Quota) -> String {
+    format!("q{}x{}", quota.capacity(), quota.interval_ns())
+}
+
+/// A quota the scripts can run exactly (τ below 2^53 ns).
+fn scriptable(quota: &Quota) -> Result<(), RedisLimitError> {
+    if quota.tolerance_ns() >= script::MAX_TOLERANCE_NS {
+        return Err(RedisLimitError::InvalidOption(format!(
+            "capacity × interval is {} ns; the Redis scripts compute exactly in doubles and need it below 2^53 ns (about 104 days)",
+            quota.tolerance_ns()
+        )));
+    }
+    Ok(())
+}
+
+fn bad_state(stored: &str) -> RedisLimitError {
+    RedisLimitError::UnexpectedReply(format!(
+        "wanted a stored state `tat` or `tat:tag`, got {stored:?}"
+    ))
+}
+
+/// The tag of a stored state as where it was converted to.
+fn source(tag: &str) -> Result<Option<Source>, RedisLimitError> {
+    if tag.is_empty() {
+        return Ok(Some(Source::Version(0)));
+    }
+    if let Some(n) = tag.strip_prefix('v') {
+        return Ok(n.parse().ok().map(Source::Version));
+    }
+    let Some((c, t)) = tag.strip_prefix('q').and_then(|q| q.split_once('x')) else {
+        return Ok(None);
+    };
+    let (Ok(c), Ok(t)) = (c.parse::<u64>(), t.parse::<u64>()) else {
+        return Ok(None);
+    };
+    Ok(Quota::new(c, Rate::from_interval(Duration::from_nanos(t)))
+        .ok()
+        .map(Source::Own))
+}
+
+impl<A: Algorithm> Engine<A> {
+    /// The limiter's bucket quota at `version`.
+    fn quota_at(&self, version: usize, changes: &[Change]) -> Result<Quota, RedisLimitError> {
+        match version.checked_sub(1) {
+            None => self.algorithm.to_any().quota().copied().ok_or_else(|| {
+                RedisLimitError::InvalidOption(
+                    "a quota of capacity and rate needs token-bucket or leaky-bucket".to_owned(),
+                )
+            }),
+            Some(i) => changes.get(i).map(|c| c.quota).ok_or_else(|| {
+                RedisLimitError::UnexpectedReply(format!("no quota version {version}"))
+            }),
+        }
+    }
+
+    /// The limiter's current quota version and quota.
+    pub(crate) fn current(&self) -> Result<(usize, Quota), RedisLimitError> {
+        let changes = self.changes.read().unwrap_or_else(PoisonError::into_inner);
+        Ok((changes.len(), self.quota_at(changes.len(), &changes)?))
+    }
+
+    /// Replaces the limiter's quota with `quota` from `at_ns` on,
+    /// converting keys' states with `strategy` (lazily, at their next
+    /// call). A time before the last change's counts as that change's.
+    pub(crate) fn reconfigure(
+        &self,
+        quota: Quota,
+        strategy: Strategy,
+        at_ns: u64,
+    ) -> Result<(), RedisLimitError> {
+        scriptable(&quota)?;
+        self.current()?;
+        let mut changes = self.changes.write().unwrap_or_else(PoisonError::into_inner);
+        let at_ns = changes.last().map_or(at_ns, |c| c.at_ns.max(at_ns));
+        changes.push(Change {
+            quota,
+            strategy,
+            at_ns,
+        });
+        self.tagged.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The quota a call decides under: `own`, or the limiter's; `None`
+    /// when calls need no tag (no change yet, no key's own quota).
+    pub(crate) fn target(&self, own: Option<&Quota>) -> Result<Option<Target>, RedisLimitError> {
+        if let Some(q) = own {
+            scriptable(q)?;
+            self.tagged.store(true, Ordering::Release);
+        } else if !self.tagged.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let (version, current) = self.current()?;
+        Ok(Some(match own {
+            Some(q) => Target {
+                version,
+                quota: *q,
+                own: Some(*q),
+                tag: own_tag(q),
+            },
+            None => Target {
+                version,
+                quota: current,
+                own: None,
+                tag: version_tag(version),
+            },
+        }))
+    }
+
+    /// The text to store in place of `stored` for a call under `target`
+    /// at `now_ns`: the state converted change by change, each at its own
+    /// time, then (keep-consumed, at `now_ns`) from the limiter's quota to
+    /// the key's own or back. An error when `stored` is of a newer version
+    /// than `target`: this limiter has not seen that change, and must not
+    /// decide with its older quota.
+    pub(crate) fn convert_stored(
+        &self,
+        stored: &str,
+        target: &Target,
+        now_ns: u64,
+    ) -> Result<String, RedisLimitError> {
+        let (tat, tag) = stored.split_once(':').unwrap_or((stored, ""));
+        let mut tat: u64 = tat.parse().map_err(|_| bad_state(stored))?;
+        let changes = self.changes.read().unwrap_or_else(PoisonError::into_inner);
+        let limiter = self.quota_at(target.version, &changes)?;
+        let from = match source(tag)?.ok_or_else(|| bad_state(stored))? {
+            Source::Version(v) if v > target.version => {
+                return Err(RedisLimitError::Misconfigured {
+                    message: format!(
+                        "this key's state is at quota version {v}, and this limiter at version {}: \
+                         another limiter on the prefix `{}` changed the quota; change this one's too \
+                         (reconfigure) before deciding with it",
+                        target.version,
+                        self.keys.prefix()
+                    ),
+                    source: None,
+                });
+            }
+            Source::Version(v) => {
+                let mut quota = self.quota_at(v, &changes)?;
+                for c in changes.get(v..target.version).unwrap_or_default() {
+                    tat = quota.convert(tat, c.at_ns, &c.quota, c.strategy);
+                    quota = c.quota;
+                }
+                quota
+            }
+            Source::Own(q) => q,
+        };
+        let to = target.own.unwrap_or(limiter);
+        if from != to || target.own.is_some() != tag.starts_with('q') {
+            tat = from.convert(tat, now_ns, &to, Strategy::KeepConsumed);
+        }
+        Ok(if target.tag.is_empty() {
+            tat.to_string()
+        } else {
+            format!("{tat}:{}", target.tag)
+        })
+    }
+}
+
+/// What a tagged call is, to build it again with a conversion.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Check {
+        receipt: bool,
+    },
+    Reserve {
+        leaky: bool,
+        max_wait_ns: Option<u64>,
+    },
+}
+
+/// A [`Single`] bucket operation under a [`Target`] quota: sent with the
+/// quota's tag; when the script asks for a conversion, the state is
+/// converted here, exactly, and the call sent again with it.
+pub(crate) struct Versioned<S, T> {
+    one: One<S, T>,
+    target: Target,
+    shape: Shape,
+    cost: u64,
+    now: Now,
+    pending: Option<Call>,
+    conversions: u32,
+    /// The cost is above the quota's capacity: the call is sent with a
+    /// cost of 0, only to convert the key to its quota (the change happens
+    /// at this call all the same), and the answer is that error.
+    over: Option<InsufficientCapacity>,
+}
+
+impl<S, T> Versioned<S, T> {
+    fn call(&self, swap: Option<(&str, &str)>) -> Call {
+        let tagged = script::Tagged {
+            quota: &self.target.quota,
+            tag: &self.target.tag,
+            swap,
+        };
+        let key = &self.one.redis_key;
+        let cost = if self.over.is_some() { 0 } else { self.cost };
+        match self.shape {
+            Shape::Check { receipt } => {
+                script::check_tagged_call(key, cost, receipt, self.now, tagged)
+            }
+            Shape::Reserve { leaky, max_wait_ns } => {
+                script::reserve_tagged_call(leaky, key, cost, max_wait_ns, self.now, tagged)
+            }
+        }
+    }
+}
+
+impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for Versioned<S, T> {
+    type Output = T;
+
+    fn settle(
+        &mut self,
+        e: &Engine<A>,
+        _: usize,
+        result: Result<redis::Value, RedisLimitError>,
+    ) -> Result<(), RedisLimitError> {
+        if let Ok(v) = &result {
+            if let Some((stored, server_now)) = reply::convert_ask(v)? {
+                self.conversions += 1;
+                if self.conversions > MAX_CONVERSIONS {
+                    return Err(RedisLimitError::UnexpectedReply(format!(
+                        "the key's state changed under {MAX_CONVERSIONS} conversions in a row"
+                    )));
+                }
+                let now_ns = match self.now {
+                    Now::Client { now_ns, .. } => now_ns,
+                    Now::Server => server_now,
+                };
+                let converted = e.convert_stored(&stored, &self.target, now_ns)?;
+                self.pending = Some(self.call(Some((&stored, &converted))));
+                return Ok(());
+            }
+        }
+        let limit = self.target.quota.capacity();
+        let one = &mut self.one;
+        one.answer = Some(match result.and_then(|v| one.kind.decode(e, v, limit)) {
+            Ok(a) => {
+                if a.repaired {
+                    e.observer.repaired(&one.redis_key, e.mono_ns());
+                }
+                a.value
+            }
+            Err(err) => one.kind.policy(e, &one.redis_key, err)?,
+        });
+        Ok(())
+    }
+
+    fn finish(self) -> Result<T, RedisLimitError> {
+        if let Some(e) = self.over {
+            return Err(e.into());
+        }
+        self.one.answer.ok_or_else(unanswered)
+    }
+
+    fn more(&mut self) -> Option<Call> {
+        self.pending.take()
+    }
+}
+
+/// `check` under a [`Target`] quota.
+pub(crate) type CheckTagged = Versioned<CheckOne, Decision>;
+/// A refundable `check` under a [`Target`] quota.
+pub(crate) type CheckReceiptTagged = Versioned<CheckReceiptOne, (Decision, Option<Admitted>)>;
+/// `reserve` under a [`Target`] quota.
+pub(crate) type ReserveTagged = Versioned<ReserveOne, (Reservation, Option<u64>)>;
+
+impl<A: Algorithm> Engine<A> {
+    fn versioned<S: Single<A, Output = T>, T>(
+        &self,
+        redis_key: Vec<u8>,
+        kind: S,
+        target: Target,
+        shape: Shape,
+        cost: u64,
+        now: Now,
+    ) -> Result<Op<'_, A, Versioned<S, T>>, RedisLimitError> {
+        let capacity = target.quota.capacity();
+        let over = (cost > capacity).then_some(InsufficientCapacity { cost, capacity });
+        let v = Versioned {
+            one: One::new(redis_key, kind),
+            target,
+            shape,
+            cost,
+            now,
+            pending: None,
+            conversions: 0,
+            over,
+        };
+        let call = v.call(None);
+        Ok(Op::new(self, vec![call], true, v))
+    }
+
+    /// `check` under `target` (see [`Engine::target`]).
+    pub(crate) fn check_tagged(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+        target: Target,
+    ) -> Result<Op<'_, A, CheckTagged>, RedisLimitError> {
+        let shape = Shape::Check { receipt: false };
+        self.versioned(redis_key, CheckOne { cost }, target, shape, cost, now)
+    }
+
+    /// A refundable `check` under `target`.
+    pub(crate) fn check_receipt_tagged(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+        target: Target,
+    ) -> Result<Op<'_, A, CheckReceiptTagged>, RedisLimitError> {
+        let shape = Shape::Check { receipt: true };
+        self.versioned(
+            redis_key,
+            CheckReceiptOne { cost },
+            target,
+            shape,
+            cost,
+            now,
+        )
+    }
+}
+
+impl<A: Shaping> Engine<A> {
+    /// `reserve` under `target`.
+    pub(crate) fn reserve_tagged(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now: Now,
+        target: Target,
+    ) -> Result<Op<'_, A, ReserveTagged>, RedisLimitError> {
+        let shape = Shape::Reserve {
+            leaky: self.algorithm.kind() == AlgorithmKind::LeakyBucket,
+            max_wait_ns,
+        };
+        let kind = ReserveOne { cost, max_wait_ns };
+        self.versioned(redis_key, kind, target, shape, cost, now)
+    }
+
+    /// The server's time in ns (`time.lua`), for a change of quota under
+    /// the server's time.
+    pub(crate) fn server_time(&self) -> Op<'_, A, One<Plain<u64>, u64>> {
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::time(v));
+        Op::new(
+            self,
+            vec![script::time_call()],
+            false,
+            One::new(Vec::new(), decode),
+        )
     }
 }

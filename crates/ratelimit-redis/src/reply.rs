@@ -213,6 +213,11 @@ fn five(slots: &[i64]) -> Result<[i64; 5], RedisLimitError> {
 }
 
 fn decimal(bytes: &[u8]) -> Option<u64> {
+    // A state stored under a changed quota carries its tag, `tat:tag`.
+    let bytes = bytes
+        .iter()
+        .position(|&b| b == b':')
+        .map_or(bytes, |i| &bytes[..i]);
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -364,6 +369,47 @@ pub(crate) fn inspect(
         remaining: algorithm.remaining(state, now),
         corrupt,
     })
+}
+
+/// A request to convert a key's state (`adopt` in `lua/gcra.lua`):
+/// `{'convert', stored text, now}`, as (stored text, now in ns); `None`
+/// for any other reply (a decision).
+pub(crate) fn convert_ask(value: &redis::Value) -> Result<Option<(String, u64)>, RedisLimitError> {
+    let redis::Value::Array(items) = value else {
+        return Ok(None);
+    };
+    match items.as_slice() {
+        [redis::Value::BulkString(word), stored, now] if word.as_slice() == b"convert" => {
+            let (redis::Value::BulkString(stored), redis::Value::BulkString(now)) = (stored, now)
+            else {
+                return Err(unexpected(value, "a stored state and a time"));
+            };
+            let now = decimal(now).ok_or_else(|| unexpected(value, "a decimal time"))?;
+            let stored = String::from_utf8(stored.clone())
+                .map_err(|_| unexpected(value, "a stored state in ASCII"))?;
+            Ok(Some((stored, now)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Decodes `TIME` (`{seconds, microseconds}`) as nanoseconds.
+pub(crate) fn time(value: redis::Value) -> Result<u64, RedisLimitError> {
+    let redis::Value::Array(items) = &value else {
+        return Err(unexpected(&value, "TIME"));
+    };
+    let part = |i: usize| match items.get(i) {
+        Some(redis::Value::BulkString(b)) => decimal(b),
+        Some(redis::Value::Int(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    match (part(0), part(1)) {
+        (Some(s), Some(us)) if items.len() == 2 => s
+            .checked_mul(1_000_000_000)
+            .and_then(|ns| ns.checked_add(us.checked_mul(1000)?))
+            .ok_or_else(|| unexpected(&value, "a time in u64 ns")),
+        _ => Err(unexpected(&value, "TIME")),
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub(crate) struct Scripts {
     pub(crate) inspect: redis::Script,
     pub(crate) window: redis::Script,
     pub(crate) check_all: redis::Script,
+    pub(crate) time: redis::Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
@@ -55,6 +56,7 @@ pub(crate) fn scripts() -> &'static Scripts {
                 "{WINDOW_LIB}\n{}",
                 include_str!("../lua/check_all.lua")
             )),
+            time: redis::Script::new(include_str!("../lua/time.lua")),
         }
     })
 }
@@ -422,6 +424,64 @@ pub(crate) fn cancel_call<A: Shaping>(
     inv
 }
 
+/// A bucket call under a quota version or a key's own quota (docs/redis.md,
+/// "Changing quotas"): the quota it decides under, the tag of that quota,
+/// and, after the script asked for a conversion, the stored text converted
+/// and its conversion (written only while the key still holds the former).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tagged<'a> {
+    pub(crate) quota: &'a Quota,
+    pub(crate) tag: &'a str,
+    pub(crate) swap: Option<(&'a str, &'a str)>,
+}
+
+impl Tagged<'_> {
+    /// The tag and the swap, as the last ARGV of check.lua and reserve.lua.
+    fn args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        let (expected, converted) = self.swap.unwrap_or(("", ""));
+        inv.arg(self.tag).arg(expected).arg(converted);
+    }
+}
+
+/// `check` (`receipt`: refundable) of a bucket under a [`Tagged`] quota:
+/// `check.lua`.
+pub(crate) fn check_tagged_call(
+    redis_key: &[u8],
+    cost: u64,
+    receipt: bool,
+    now: Now,
+    tagged: Tagged<'_>,
+) -> Call {
+    let mut inv = scripts().check.key(redis_key);
+    common_args(&mut inv, now, tagged.quota);
+    inv.arg(cost).arg(if receipt { "1" } else { "" });
+    tagged.args(&mut inv);
+    inv
+}
+
+/// `reserve` of a bucket under a [`Tagged`] quota: `reserve.lua`.
+pub(crate) fn reserve_tagged_call(
+    leaky: bool,
+    redis_key: &[u8],
+    cost: u64,
+    max_wait_ns: Option<u64>,
+    now: Now,
+    tagged: Tagged<'_>,
+) -> Call {
+    let mut inv = scripts().reserve.key(redis_key);
+    common_args(&mut inv, now, tagged.quota);
+    inv.arg(if leaky { "leaky" } else { "token" })
+        .arg(cost)
+        .arg(max_wait_arg(max_wait_ns));
+    tagged.args(&mut inv);
+    inv
+}
+
+/// The server's time: `time.lua`.
+pub(crate) fn time_call() -> Call {
+    scripts().time.prepare_invoke()
+}
+
 /// Reads a key's state: `inspect.lua`.
 pub(crate) fn inspect_call(redis_key: &[u8]) -> Call {
     scripts().inspect.key(redis_key)
@@ -452,6 +512,7 @@ mod tests {
             include_str!("../lua/inspect.lua"),
             include_str!("../lua/window.lua"),
             include_str!("../lua/check_all.lua"),
+            include_str!("../lua/time.lua"),
         ] {
             for word in ["KEYS", "ARGV", "Reply", "Time source"] {
                 assert!(body.contains(word), "script header lacks {word}");

@@ -1,0 +1,224 @@
+//! The quota-change conformance scenarios (`policies-*.jsonl.gz`:
+//! `reconfigure` events and keys' own quotas, on both buckets) against
+//! real Redis with client time, field for field, through the sync
+//! limiter; and a stale limiter on the same prefix refusing to decide a
+//! key another limiter converted to a newer quota.
+
+#![allow(clippy::std_instead_of_core)]
+
+use std::time::Duration;
+
+use ratelimit_core::{
+    AnyAlgorithm, Decision, InsufficientCapacity, Quota, Rate, Reservation, Shaping, Strategy,
+    TokenBucket,
+};
+use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
+use ratelimit_replay::{Backend, Mismatch, Scenario, assert_every_policy_scenario, run_scenario};
+use ratelimit_testkit::RedisServer;
+
+fn split<T>(
+    r: Result<T, RedisLimitError>,
+) -> Result<Result<T, InsufficientCapacity>, RedisLimitError> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(RedisLimitError::InsufficientCapacity(e)) => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The sync bucket limiter as a replay backend, with reconfiguration and
+/// keys' own quotas.
+struct Sync<A: Shaping>(RedisLimiter<A>);
+
+impl<A: Shaping> Backend for Sync<A> {
+    type Error = RedisLimitError;
+
+    fn check(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+    ) -> Result<Result<Decision, InsufficientCapacity>, RedisLimitError> {
+        split(self.0.check_at(key, cost, now_ns))
+    }
+
+    fn reserve(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+    ) -> Result<Result<Reservation, InsufficientCapacity>, RedisLimitError> {
+        split(self.0.reserve_at(key, cost, max_wait_ns, now_ns))
+    }
+
+    fn check_with_quota(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        quota: &Quota,
+    ) -> Result<Option<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        split(self.0.check_with_quota_at(key, cost, quota, now_ns)).map(Some)
+    }
+
+    fn reserve_with_quota(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        quota: &Quota,
+    ) -> Result<Option<Result<Reservation, InsufficientCapacity>>, RedisLimitError> {
+        split(
+            self.0
+                .reserve_with_quota_at(key, cost, max_wait_ns, quota, now_ns),
+        )
+        .map(Some)
+    }
+
+    fn reconfigure(
+        &mut self,
+        now_ns: u64,
+        quota: &Quota,
+        strategy: Strategy,
+    ) -> Result<bool, RedisLimitError> {
+        self.0.reconfigure_at(*quota, strategy, now_ns)?;
+        Ok(true)
+    }
+}
+
+/// Replays keep state however long virtual time stands still.
+fn client_time() -> TimeSource {
+    TimeSource::Client {
+        ttl_margin: Duration::from_secs(3600),
+    }
+}
+
+fn run_sync(pool: &RedisPool, file: &str, s: &Scenario) -> Result<(), Box<Mismatch>> {
+    let prefix = format!("policies:{file}:{}", s.id);
+    match s.any_algorithm().expect("scenario algorithm is valid") {
+        AnyAlgorithm::TokenBucket(a) => {
+            let l = RedisLimiter::builder(a)
+                .prefix(prefix)
+                .time_source(client_time())
+                .build(pool.clone())
+                .unwrap();
+            run_scenario(s, &mut Sync(l))
+        }
+        AnyAlgorithm::LeakyBucket(a) => {
+            let l = RedisLimiter::builder(a)
+                .prefix(prefix)
+                .time_source(client_time())
+                .build(pool.clone())
+                .unwrap();
+            run_scenario(s, &mut Sync(l))
+        }
+        other => panic!("the policy files hold buckets only, not {other:?}"),
+    }
+}
+
+#[test]
+fn every_policy_scenario_matches_exactly() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    assert_every_policy_scenario(|file, s| run_sync(&pool, file, s));
+}
+
+fn bucket(capacity: u64, per_second: u64) -> Quota {
+    Quota::new(capacity, Rate::per_second(per_second)).unwrap()
+}
+
+fn limiter(pool: &RedisPool, prefix: &str) -> RedisLimiter<TokenBucket> {
+    RedisLimiter::builder(TokenBucket::new(bucket(10, 10)))
+        .prefix(prefix)
+        .time_source(client_time())
+        .build(pool.clone())
+        .unwrap()
+}
+
+const S: u64 = 1_000_000_000;
+
+#[test]
+fn a_key_untouched_across_changes_converts_as_if_at_each() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let l = limiter(&pool, "untouched");
+    let t0 = 1_000 * S;
+    // 8 of 10 used (T = 100 ms): tat = t0 + 800 ms.
+    assert!(l.check_at("k", 8, t0).unwrap().allowed);
+    // At t0 + 200 ms: 6 in use; keep-consumed to T = 200 ms: 6 × 200 ms.
+    l.reconfigure_at(bucket(20, 5), Strategy::KeepConsumed, t0 + S / 5)
+        .unwrap();
+    // At t0 + 400 ms: 1 000 ms left of 4 000 (τ' = 20 × 200 ms):
+    // proportional to τ'' = 10 × 100 ms: 250 ms.
+    l.reconfigure_at(bucket(10, 10), Strategy::Proportional, t0 + 2 * S / 5)
+        .unwrap();
+    assert_eq!(l.current_quota().0, 2);
+    // At t0 + 500 ms: 150 ms left: 2 in use (rounded up), 8 remaining.
+    let d = l.check_at("k", 0, t0 + S / 2).unwrap();
+    assert_eq!(d.remaining, 8);
+    assert_eq!(d.reset_after, Duration::from_millis(150));
+    assert_eq!(d.limit, 10);
+}
+
+#[test]
+fn a_stale_limiter_never_decides_a_key_converted_past_it() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let (a, b) = (limiter(&pool, "shared"), limiter(&pool, "shared"));
+    let t0 = 1_000 * S;
+    assert!(a.check_at("k", 5, t0).unwrap().allowed);
+    a.reconfigure_at(bucket(2, 1), Strategy::KeepConsumed, t0)
+        .unwrap();
+    // a converts k: 5 units of 100 ms become 5 of 1 s, above the new
+    // capacity of 2: refused.
+    assert!(!a.check_at("k", 1, t0).unwrap().allowed);
+    // b has not seen the change: it must not decide k with 10 per second.
+    let err = b.check_at("k", 1, t0).unwrap_err();
+    assert!(err.to_string().contains("another quota (v1)"), "{err}");
+    assert!(b.reserve_at("k", 1, None, t0).is_err());
+    // Nor may a limiter one change behind.
+    let c = limiter(&pool, "shared");
+    c.reconfigure_at(bucket(2, 1), Strategy::KeepConsumed, t0)
+        .unwrap();
+    a.reconfigure_at(bucket(3, 1), Strategy::KeepConsumed, t0)
+        .unwrap();
+    assert!(!a.check_at("k", 1, t0).unwrap().allowed);
+    let err = c.check_at("k", 1, t0).unwrap_err();
+    assert!(
+        matches!(err, RedisLimitError::Misconfigured { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("version 2"), "{err}");
+    // Once b makes the same changes, it decides as a does.
+    b.reconfigure_at(bucket(2, 1), Strategy::KeepConsumed, t0)
+        .unwrap();
+    b.reconfigure_at(bucket(3, 1), Strategy::KeepConsumed, t0)
+        .unwrap();
+    assert!(!b.check_at("k", 1, t0 + S).unwrap().allowed);
+    assert!(b.check_at("k", 1, t0 + 4 * S).unwrap().allowed);
+}
+
+#[test]
+fn a_key_moves_to_its_own_quota_and_back() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let l = limiter(&pool, "own");
+    let t0 = 1_000 * S;
+    assert!(l.check_at("alice", 4, t0).unwrap().allowed);
+    // An upgrade: her 4 units stay used, now of 40 at 40 per second.
+    let pro = bucket(40, 40);
+    let d = l.check_with_quota_at("alice", 1, &pro, t0).unwrap();
+    assert!(d.allowed);
+    assert_eq!((d.remaining, d.limit), (35, 40));
+    // Her quota does not follow the limiter's changes.
+    l.reconfigure_at(bucket(1, 1), Strategy::Reset, t0).unwrap();
+    let d = l.check_with_quota_at("alice", 0, &pro, t0).unwrap();
+    assert_eq!(d.remaining, 35);
+    // Back on the limiter's quota (1 per second): her 5 units in use stay
+    // in use, 5 s of it, above its capacity of 1.
+    let d = l.check_at("alice", 1, t0).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.limit, 1);
+}
