@@ -31,8 +31,8 @@
 use core::time::Duration;
 
 use ratelimit_core::{
-    Algorithm, AllowResult, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Reason,
-    Reservation, Shaping, SlidingWindow, TokenBucket,
+    Algorithm, AllowResult, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Quota,
+    Reason, Reservation, Shaping, SlidingWindow, Strategy, TokenBucket,
 };
 use tokio::task::JoinHandle;
 
@@ -44,6 +44,7 @@ use crate::limiter::RedisLimiter;
 use crate::op::{Op, Request, duration_ns};
 use crate::receipt::RedisReceipt;
 use crate::reply::KeyState;
+use crate::script::Now;
 
 /// A [`RedisLimiter`] with `async` calls on one shared
 /// [`AsyncRedisConnection`] (feature `tokio`): the same contract, method
@@ -91,6 +92,16 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        if let Some(target) = e.target(None)? {
+            // Under a changed quota: neither the coalescer nor the
+            // denied-key cache (their scripts and denials are of the
+            // first quota).
+            let now = e.now(None);
+            return self
+                .run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?)
+                .await;
+        }
         if let Some(c) = self.coalescer() {
             return self.check_coalesced(c, key, cost).await;
         }
@@ -116,6 +127,12 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         now_ns: u64,
     ) -> Result<Decision, RedisLimitError> {
         let e = self.engine();
+        if let Some(target) = e.target(None)? {
+            let now = e.now(Some(now_ns));
+            return self
+                .run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?)
+                .await;
+        }
         self.run(e.check(key, cost, e.now(Some(now_ns)))?).await
     }
 
@@ -138,8 +155,17 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
         let e = self.engine();
         let redis_key = e.keys.redis_key(key)?;
-        let op = e.check_receipt(redis_key.clone(), cost, e.now(None))?;
-        let (d, admitted) = self.run(op).await?;
+        let now = e.now(None);
+        let (d, admitted) = match e.target(None)? {
+            Some(t) => {
+                self.run(e.check_receipt_tagged(redis_key.clone(), cost, now, t)?)
+                    .await?
+            }
+            None => {
+                self.run(e.check_receipt(redis_key.clone(), cost, now)?)
+                    .await?
+            }
+        };
         Ok((d, e.receipt(redis_key, cost, admitted)))
     }
 
@@ -152,8 +178,17 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
         let e = self.engine();
         let redis_key = e.keys.redis_key(key)?;
-        let op = e.check_receipt(redis_key.clone(), cost, e.now(Some(now_ns)))?;
-        let (d, admitted) = self.run(op).await?;
+        let now = e.now(Some(now_ns));
+        let (d, admitted) = match e.target(None)? {
+            Some(t) => {
+                self.run(e.check_receipt_tagged(redis_key.clone(), cost, now, t)?)
+                    .await?
+            }
+            None => {
+                self.run(e.check_receipt(redis_key.clone(), cost, now)?)
+                    .await?
+            }
+        };
         Ok((d, e.receipt(redis_key, cost, admitted)))
     }
 
@@ -229,8 +264,8 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         max_wait: Option<Duration>,
     ) -> Result<Reservation, RedisLimitError> {
         let e = self.engine();
-        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
-        self.run(op).await.map(|(r, _)| r)
+        self.reserve_under(key, cost, max_wait.map(duration_ns), e.now(None), None)
+            .await
     }
 
     /// `reserve` at the caller's time `now_ns` (client time).
@@ -242,8 +277,138 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         now_ns: u64,
     ) -> Result<Reservation, RedisLimitError> {
         let e = self.engine();
-        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
-        self.run(op).await.map(|(r, _)| r)
+        self.reserve_under(key, cost, max_wait_ns, e.now(Some(now_ns)), None)
+            .await
+    }
+
+    async fn reserve_under<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now: Now,
+        own: Option<&Quota>,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        let redis_key = e.keys.redis_key(key)?;
+        self.reserve_key(redis_key, cost, max_wait_ns, now, own)
+            .await
+            .map(|(r, _)| r)
+    }
+
+    /// `reserve` of a key in its Redis form, under `own` or the limiter's
+    /// quota, with the state it stored.
+    async fn reserve_key(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now: Now,
+        own: Option<&Quota>,
+    ) -> Result<(Reservation, Option<u64>), RedisLimitError> {
+        let e = self.engine();
+        match e.target(own)? {
+            Some(t) => {
+                self.run(e.reserve_tagged(redis_key, cost, max_wait_ns, now, t)?)
+                    .await
+            }
+            None => {
+                self.run(e.reserve_stored(redis_key, cost, max_wait_ns, now)?)
+                    .await
+            }
+        }
+    }
+
+    /// [`reconfigure_at`](RedisLimiter::reconfigure_at) now: the server's
+    /// time (one call to read it), or the caller's clock under client
+    /// time; see the blocking `reconfigure`.
+    pub async fn reconfigure(
+        &self,
+        quota: Quota,
+        strategy: Strategy,
+    ) -> Result<(), RedisLimitError> {
+        let e = self.engine();
+        let at_ns = match e.now(None) {
+            Now::Server => self.run(e.server_time()).await?,
+            Now::Client { now_ns, .. } => now_ns,
+        };
+        self.reconfigure_at(quota, strategy, at_ns)
+    }
+
+    /// `check_n(key, cost)` under the key's own `quota`; see the blocking
+    /// `check_with_quota`.
+    pub async fn check_with_quota<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        quota: &Quota,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        self.check_under(key, cost, e.now(None), quota).await
+    }
+
+    /// `check_with_quota` at the caller's time `now_ns` (client time).
+    pub async fn check_with_quota_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        quota: &Quota,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        self.check_under(key, cost, e.now(Some(now_ns)), quota)
+            .await
+    }
+
+    async fn check_under<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Now,
+        own: &Quota,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        let redis_key = e.keys.redis_key(key)?;
+        match e.target(Some(own))? {
+            Some(t) => self.run(e.check_tagged(redis_key, cost, now, t)?).await,
+            None => Err(RedisLimitError::UnexpectedReply(
+                "a key's own quota always has a target".to_owned(),
+            )),
+        }
+    }
+
+    /// `reserve` under the key's own `quota`; see the blocking
+    /// `reserve_with_quota`.
+    pub async fn reserve_with_quota<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Option<Duration>,
+        quota: &Quota,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        self.reserve_under(
+            key,
+            cost,
+            max_wait.map(duration_ns),
+            e.now(None),
+            Some(quota),
+        )
+        .await
+    }
+
+    /// `reserve_with_quota` at the caller's time `now_ns` (client time).
+    pub async fn reserve_with_quota_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        quota: &Quota,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        self.reserve_under(key, cost, max_wait_ns, e.now(Some(now_ns)), Some(quota))
+            .await
     }
 
     /// Waits until a request of `cost` units may proceed, then returns its
@@ -312,8 +477,9 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
             let redis_key = redis_key.to_vec();
             tokio::spawn(async move {
                 let e = this.engine();
-                let op = e.reserve_stored(redis_key, cost, max_wait_ns, e.now(None))?;
-                this.run(op).await
+                let now = e.now(None);
+                this.reserve_key(redis_key, cost, max_wait_ns, now, None)
+                    .await
             })
         };
         let mut guard = Undo {

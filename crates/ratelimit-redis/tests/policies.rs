@@ -1,7 +1,7 @@
 //! The quota-change conformance scenarios (`policies-*.jsonl.gz`:
 //! `reconfigure` events and keys' own quotas, on both buckets) against
-//! real Redis with client time, field for field, through the sync
-//! limiter; and a stale limiter on the same prefix refusing to decide a
+//! real Redis with client time, field for field, through the sync and
+//! the async limiter; and a stale limiter on the same prefix refusing to decide a
 //! key another limiter converted to a newer quota.
 
 #![allow(clippy::std_instead_of_core)]
@@ -12,7 +12,11 @@ use ratelimit_core::{
     AnyAlgorithm, Decision, InsufficientCapacity, Quota, Rate, Reservation, Shaping, Strategy,
     TokenBucket,
 };
-use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
+use std::sync::Arc;
+
+use ratelimit_redis::{
+    AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisPool, TimeSource,
+};
 use ratelimit_replay::{Backend, Mismatch, Scenario, assert_every_policy_scenario, run_scenario};
 use ratelimit_testkit::RedisServer;
 
@@ -88,6 +92,70 @@ impl<A: Shaping> Backend for Sync<A> {
     }
 }
 
+/// The async bucket limiter as a replay backend, each call `block_on`.
+struct Async<A: Shaping>(AsyncRedisLimiter<A>, Arc<tokio::runtime::Runtime>);
+
+impl<A: Shaping> Backend for Async<A> {
+    type Error = RedisLimitError;
+
+    fn check(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+    ) -> Result<Result<Decision, InsufficientCapacity>, RedisLimitError> {
+        split(self.1.block_on(self.0.check_at(key, cost, now_ns)))
+    }
+
+    fn reserve(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+    ) -> Result<Result<Reservation, InsufficientCapacity>, RedisLimitError> {
+        split(
+            self.1
+                .block_on(self.0.reserve_at(key, cost, max_wait_ns, now_ns)),
+        )
+    }
+
+    fn check_with_quota(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        quota: &Quota,
+    ) -> Result<Option<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        let f = self.0.check_with_quota_at(key, cost, quota, now_ns);
+        split(self.1.block_on(f)).map(Some)
+    }
+
+    fn reserve_with_quota(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        quota: &Quota,
+    ) -> Result<Option<Result<Reservation, InsufficientCapacity>>, RedisLimitError> {
+        let f = self
+            .0
+            .reserve_with_quota_at(key, cost, max_wait_ns, quota, now_ns);
+        split(self.1.block_on(f)).map(Some)
+    }
+
+    fn reconfigure(
+        &mut self,
+        now_ns: u64,
+        quota: &Quota,
+        strategy: Strategy,
+    ) -> Result<bool, RedisLimitError> {
+        self.0.reconfigure_at(*quota, strategy, now_ns)?;
+        Ok(true)
+    }
+}
+
 /// Replays keep state however long virtual time stands still.
 fn client_time() -> TimeSource {
     TimeSource::Client {
@@ -116,6 +184,49 @@ fn run_sync(pool: &RedisPool, file: &str, s: &Scenario) -> Result<(), Box<Mismat
         }
         other => panic!("the policy files hold buckets only, not {other:?}"),
     }
+}
+
+fn run_async(
+    conn: &AsyncRedisConnection,
+    rt: &Arc<tokio::runtime::Runtime>,
+    file: &str,
+    s: &Scenario,
+) -> Result<(), Box<Mismatch>> {
+    let prefix = format!("policies-async:{file}:{}", s.id);
+    match s.any_algorithm().expect("scenario algorithm is valid") {
+        AnyAlgorithm::TokenBucket(a) => {
+            let l = RedisLimiter::builder(a)
+                .prefix(prefix)
+                .time_source(client_time())
+                .build(conn.clone())
+                .unwrap();
+            run_scenario(s, &mut Async(l, Arc::clone(rt)))
+        }
+        AnyAlgorithm::LeakyBucket(a) => {
+            let l = RedisLimiter::builder(a)
+                .prefix(prefix)
+                .time_source(client_time())
+                .build(conn.clone())
+                .unwrap();
+            run_scenario(s, &mut Async(l, Arc::clone(rt)))
+        }
+        other => panic!("the policy files hold buckets only, not {other:?}"),
+    }
+}
+
+#[test]
+fn every_policy_scenario_matches_exactly_async() {
+    let server = RedisServer::start();
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let conn = rt
+        .block_on(AsyncRedisConnection::open(&server.url()))
+        .unwrap();
+    assert_every_policy_scenario(|file, s| run_async(&conn, &rt, file, s));
 }
 
 #[test]
@@ -221,4 +332,61 @@ fn a_key_moves_to_its_own_quota_and_back() {
     let d = l.check_at("alice", 1, t0).unwrap();
     assert!(!d.allowed);
     assert_eq!(d.limit, 1);
+}
+
+#[test]
+fn reconfigure_under_the_servers_time_reads_it() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    // Server time (the default): the change is at the server's TIME.
+    let l = RedisLimiter::builder(TokenBucket::new(bucket(10, 1)))
+        .prefix("server-time")
+        .build(pool)
+        .unwrap();
+    assert!(l.check_n("k", 10).unwrap().allowed);
+    // Keep what is available (none) of 10 per second... at 1 per hour:
+    // nothing available, the next unit an hour away.
+    let hourly = Quota::new(10, Rate::per_hour(1)).unwrap();
+    l.reconfigure(hourly, Strategy::KeepAvailable).unwrap();
+    assert_eq!(l.current_quota(), (1, hourly));
+    let d = l.check("k").unwrap();
+    assert!(!d.allowed);
+    assert!(d.retry_after.unwrap() > Duration::from_secs(3000), "{d:?}");
+    // A reset gives the key a full bucket of the new quota.
+    l.reconfigure(hourly, Strategy::Reset).unwrap();
+    let d = l.check("k").unwrap();
+    assert!(d.allowed);
+    assert_eq!((d.remaining, d.limit), (9, 10));
+}
+
+#[test]
+fn the_async_limiter_converts_too() {
+    let server = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = AsyncRedisConnection::open(&server.url()).await.unwrap();
+        let l: AsyncRedisLimiter<TokenBucket> =
+            RedisLimiter::builder(TokenBucket::new(bucket(10, 1)))
+                .prefix("async")
+                .build(conn)
+                .unwrap();
+        assert!(l.check_n("k", 4).await.unwrap().allowed);
+        l.reconfigure(bucket(5, 1), Strategy::KeepConsumed)
+            .await
+            .unwrap();
+        // 4 used stay used, of 5: 1 left (none refills within the test's
+        // milliseconds at 1 per second... at most 1 more).
+        let d = l.check_n("k", 0).await.unwrap();
+        assert_eq!(d.limit, 5);
+        assert!(d.remaining <= 2, "{d:?}");
+        // acquire waits under the new quota and never errs on the tag.
+        let r = l
+            .acquire_with_max_wait("k", 1, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(r.is_admitted() || r.retry_after().is_some());
+    });
 }
