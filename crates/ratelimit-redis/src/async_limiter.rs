@@ -41,7 +41,7 @@ use crate::denied::Lookup;
 use crate::error::RedisLimitError;
 use crate::key::RedisKey;
 use crate::limiter::RedisLimiter;
-use crate::op::{Op, Request, duration_ns};
+use crate::op::{MAX_APPENDS, Op, Request, duration_ns};
 use crate::receipt::RedisReceipt;
 use crate::reply::KeyState;
 use crate::script::Now;
@@ -319,6 +319,46 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         }
     }
 
+    /// Replaces the quota of every key without one of its own from
+    /// `at_ns` on, appending the change to the prefix's quota record; see
+    /// the blocking `reconfigure_at`.
+    pub async fn reconfigure_at(
+        &self,
+        quota: Quota,
+        strategy: Strategy,
+        at_ns: u64,
+    ) -> Result<(), RedisLimitError> {
+        let e = self.engine();
+        for _ in 0..MAX_APPENDS {
+            let (version, change) = e.next_change(quota, strategy, at_ns)?;
+            match self.run(e.quota_record(version, &change.entry())).await? {
+                None => {
+                    if !e.push_change(version, change) {
+                        e.adopt(version, &[change.entry()])?;
+                    }
+                    return Ok(());
+                }
+                Some(entries) => e.adopt(version, &entries)?,
+            }
+        }
+        Err(RedisLimitError::UnexpectedReply(
+            "the quota record kept changing; the change was not made".to_owned(),
+        ))
+    }
+
+    /// Adopts the changes of quota other limiters on the prefix made; see
+    /// the blocking `refresh_quota`.
+    pub async fn refresh_quota(&self) -> Result<u64, RedisLimitError> {
+        let e = self.engine();
+        let (version, _) = e.current()?;
+        let entries = self
+            .run(e.quota_record(version, ""))
+            .await?
+            .unwrap_or_default();
+        e.adopt(version, &entries)?;
+        Ok(self.current_quota().0)
+    }
+
     /// [`reconfigure_at`](RedisLimiter::reconfigure_at) now: the server's
     /// time (one call to read it), or the caller's clock under client
     /// time; see the blocking `reconfigure`.
@@ -332,7 +372,7 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
             Now::Server => self.run(e.server_time()).await?,
             Now::Client { now_ns, .. } => now_ns,
         };
-        self.reconfigure_at(quota, strategy, at_ns)
+        self.reconfigure_at(quota, strategy, at_ns).await
     }
 
     /// `check_n(key, cost)` under the key's own `quota`; see the blocking

@@ -20,7 +20,7 @@ use crate::fallback::SharedClock;
 use crate::key::RedisKey;
 use crate::keyspace::{DEFAULT_MAX_KEY_LEN, DEFAULT_PREFIX, KeySpace, Secret};
 use crate::observe::{Health, Stats};
-use crate::op::{Engine, Op, Request, Settings, duration_ns};
+use crate::op::{Engine, MAX_APPENDS, Op, Request, Settings, converted_elsewhere, duration_ns};
 use crate::pool::RedisPool;
 use crate::receipt::RedisReceipt;
 use crate::reply::KeyState;
@@ -321,33 +321,6 @@ impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
             .unwrap_or((0, *self.inner.engine.algorithm.quota()));
         (u64::try_from(version).unwrap_or(u64::MAX), quota)
     }
-
-    /// Replaces the quota of every key without one of its own with
-    /// `quota` from `at_ns` on (the time the scripts' `now` is counted
-    /// in: the server's, or the caller's), converting what each key has
-    /// consumed with `strategy` (docs/semantics.md, "Changing a quota while
-    /// it runs"). Sends nothing and returns at once: each key is converted
-    /// at its next call, exactly as converting it at `at_ns` would (several
-    /// changes compose, each at its own time). A time before the previous
-    /// change's counts as that change's.
-    ///
-    /// The change is this limiter's (and its clones'): another limiter
-    /// on the same prefix must make the same changes, in the same order;
-    /// one that meets a key already converted to a newer version than its
-    /// own refuses to decide it (`Misconfigured`) rather than decide with
-    /// its older quota. See docs/redis.md, "Changing quotas".
-    ///
-    /// # Errors
-    /// `InvalidOption` when the scripts cannot run `quota` exactly (τ of
-    /// 2^53 ns or more).
-    pub fn reconfigure_at(
-        &self,
-        quota: Quota,
-        strategy: Strategy,
-        at_ns: u64,
-    ) -> Result<(), RedisLimitError> {
-        self.inner.engine.reconfigure(quota, strategy, at_ns)
-    }
 }
 
 impl<C: Transport> RedisLimiter<FixedWindow, C> {
@@ -502,13 +475,37 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
             return match cache.check(e, key, cost)? {
                 Lookup::Hit(d) => Ok(d),
                 Lookup::Miss(op, sent) => {
-                    let d = self.run(op)?;
+                    let r = self.run(op);
+                    if self.caught_up(&r)? {
+                        return self.check_n(key, cost);
+                    }
+                    let d = r?;
                     cache.learn(&sent, &d);
                     Ok(d)
                 }
             };
         }
-        self.run(e.check(key, cost, e.now(None))?)
+        let r = self.run(e.check(key, cost, e.now(None))?);
+        if self.caught_up(&r)? {
+            return self.check_n(key, cost);
+        }
+        r
+    }
+
+    /// After a call without quota tags met a key that another limiter on
+    /// the prefix converted to a changed quota: adopts the quota record,
+    /// and says whether to call again (now with tags).
+    fn caught_up<T>(&self, r: &Result<T, RedisLimitError>) -> Result<bool, RedisLimitError> {
+        match r {
+            Err(err) if converted_elsewhere(err) => {
+                let e = self.engine();
+                let (version, _) = e.current()?;
+                let entries = self.run(e.quota_record(version, ""))?.unwrap_or_default();
+                e.adopt(version, &entries)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// `check_n` at the caller's time `now_ns` (client time, whatever the
@@ -524,7 +521,11 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
             let now = e.now(Some(now_ns));
             return self.run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?);
         }
-        self.run(e.check(key, cost, e.now(Some(now_ns)))?)
+        let r = self.run(e.check(key, cost, e.now(Some(now_ns)))?);
+        if self.caught_up(&r)? {
+            return self.check_at(key, cost, now_ns);
+        }
+        r
     }
 
     /// The answer of the Python system this replaces: `check(key, 1)` with
@@ -702,6 +703,61 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
                 "a key's own quota always has a target".to_owned(),
             )),
         }
+    }
+
+    /// Replaces the quota of every key without one of its own with
+    /// `quota` from `at_ns` on (the time the scripts' `now` is counted
+    /// in: the server's, or the caller's), converting what each key has
+    /// consumed with `strategy` (docs/semantics.md, "Changing a quota while
+    /// it runs"). Returns after one call: each key is converted
+    /// at its next call, exactly as converting it at `at_ns` would (several
+    /// changes compose, each at its own time). A time before the previous
+    /// change's counts as that change's.
+    ///
+    /// The change is appended to the prefix's quota record
+    /// (`<prefix>#quota`, one call; after the changes of other limiters on
+    /// the prefix not seen yet, which this one adopts first). Another
+    /// limiter on the prefix adopts it when it meets a key converted to it
+    /// (it never decides such a key with its older quota), or at
+    /// [`refresh_quota`](Self::refresh_quota). See docs/redis.md,
+    /// "Changing quotas".
+    ///
+    /// # Errors
+    /// `InvalidOption` when the scripts cannot run `quota` exactly (τ of
+    /// 2^53 ns or more); a Redis failure (the change is then not made).
+    pub fn reconfigure_at(
+        &self,
+        quota: Quota,
+        strategy: Strategy,
+        at_ns: u64,
+    ) -> Result<(), RedisLimitError> {
+        let e = self.engine();
+        for _ in 0..MAX_APPENDS {
+            let (version, change) = e.next_change(quota, strategy, at_ns)?;
+            match self.run(e.quota_record(version, &change.entry()))? {
+                None => {
+                    if !e.push_change(version, change) {
+                        // A clone adopted it from the record first.
+                        e.adopt(version, &[change.entry()])?;
+                    }
+                    return Ok(());
+                }
+                Some(entries) => e.adopt(version, &entries)?,
+            }
+        }
+        Err(RedisLimitError::UnexpectedReply(
+            "the quota record kept changing; the change was not made".to_owned(),
+        ))
+    }
+
+    /// Adopts the changes of quota other limiters on the prefix made (one
+    /// call to the quota record): the version it is at afterwards.
+    pub fn refresh_quota(&self) -> Result<u64, RedisLimitError> {
+        let e = self.engine();
+        let (version, _) = e.current()?;
+        let entries = self.run(e.quota_record(version, ""))?.unwrap_or_default();
+        e.adopt(version, &entries)?;
+        Ok(self.current_quota().0)
     }
 
     /// [`reconfigure_at`](Self::reconfigure_at) now: the server's time

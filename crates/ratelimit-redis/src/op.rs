@@ -695,6 +695,9 @@ impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
                 }
                 a.value
             }
+            // Not a failure of Redis: the key is of a changed quota this
+            // limiter has not adopted yet (it adopts it and calls again).
+            Err(err) if converted_elsewhere(&err) => return Err(err),
             Err(err) => self.kind.policy(e, &self.redis_key, err)?,
         });
         Ok(())
@@ -933,6 +936,49 @@ fn scriptable(quota: &Quota) -> Result<(), RedisLimitError> {
     Ok(())
 }
 
+impl Change {
+    /// The change as the quota record holds it.
+    pub(crate) fn entry(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.quota.capacity(),
+            self.quota.interval_ns(),
+            self.strategy.name(),
+            self.at_ns
+        )
+    }
+}
+
+/// A change of the quota record.
+fn parse_change(entry: &str) -> Result<Change, RedisLimitError> {
+    let bad = || RedisLimitError::UnexpectedReply(format!("a quota record entry: {entry:?}"));
+    let mut parts = entry.split(' ');
+    let (Some(c), Some(t), Some(strategy), Some(at), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(bad());
+    };
+    let (Ok(c), Ok(t), Ok(strategy), Ok(at_ns)) = (
+        c.parse::<u64>(),
+        t.parse::<u64>(),
+        strategy.parse::<Strategy>(),
+        at.parse::<u64>(),
+    ) else {
+        return Err(bad());
+    };
+    let quota = Quota::new(c, Rate::from_interval(Duration::from_nanos(t))).map_err(|_| bad())?;
+    scriptable(&quota)?;
+    Ok(Change {
+        quota,
+        strategy,
+        at_ns,
+    })
+}
+
 fn bad_state(stored: &str) -> RedisLimitError {
     RedisLimitError::UnexpectedReply(format!(
         "wanted a stored state `tat` or `tat:tag`, got {stored:?}"
@@ -979,28 +1025,6 @@ impl<A: Algorithm> Engine<A> {
         Ok((changes.len(), self.quota_at(changes.len(), &changes)?))
     }
 
-    /// Replaces the limiter's quota with `quota` from `at_ns` on,
-    /// converting keys' states with `strategy` (lazily, at their next
-    /// call). A time before the last change's counts as that change's.
-    pub(crate) fn reconfigure(
-        &self,
-        quota: Quota,
-        strategy: Strategy,
-        at_ns: u64,
-    ) -> Result<(), RedisLimitError> {
-        scriptable(&quota)?;
-        self.current()?;
-        let mut changes = self.changes.write().unwrap_or_else(PoisonError::into_inner);
-        let at_ns = changes.last().map_or(at_ns, |c| c.at_ns.max(at_ns));
-        changes.push(Change {
-            quota,
-            strategy,
-            at_ns,
-        });
-        self.tagged.store(true, Ordering::Release);
-        Ok(())
-    }
-
     /// The quota a call decides under: `own`, or the limiter's; `None`
     /// when calls need no tag (no change yet, no key's own quota).
     pub(crate) fn target(&self, own: Option<&Quota>) -> Result<Option<Target>, RedisLimitError> {
@@ -1032,30 +1056,20 @@ impl<A: Algorithm> Engine<A> {
     /// time, then (keep-consumed, at `now_ns`) from the limiter's quota to
     /// the key's own or back. An error when `stored` is of a newer version
     /// than `target`: this limiter has not seen that change, and must not
-    /// decide with its older quota.
+    /// decide with its older quota: `Ok(Err(version))`, the state's newer
+    /// version.
     pub(crate) fn convert_stored(
         &self,
         stored: &str,
         target: &Target,
         now_ns: u64,
-    ) -> Result<String, RedisLimitError> {
+    ) -> Result<Result<String, usize>, RedisLimitError> {
         let (tat, tag) = stored.split_once(':').unwrap_or((stored, ""));
         let mut tat: u64 = tat.parse().map_err(|_| bad_state(stored))?;
         let changes = self.changes.read().unwrap_or_else(PoisonError::into_inner);
         let limiter = self.quota_at(target.version, &changes)?;
         let from = match source(tag)?.ok_or_else(|| bad_state(stored))? {
-            Source::Version(v) if v > target.version => {
-                return Err(RedisLimitError::Misconfigured {
-                    message: format!(
-                        "this key's state is at quota version {v}, and this limiter at version {}: \
-                         another limiter on the prefix `{}` changed the quota; change this one's too \
-                         (reconfigure) before deciding with it",
-                        target.version,
-                        self.keys.prefix()
-                    ),
-                    source: None,
-                });
-            }
+            Source::Version(v) if v > target.version => return Ok(Err(v)),
             Source::Version(v) => {
                 let mut quota = self.quota_at(v, &changes)?;
                 for c in changes.get(v..target.version).unwrap_or_default() {
@@ -1070,11 +1084,114 @@ impl<A: Algorithm> Engine<A> {
         if from != to || target.own.is_some() != tag.starts_with('q') {
             tat = from.convert(tat, now_ns, &to, Strategy::KeepConsumed);
         }
-        Ok(if target.tag.is_empty() {
+        Ok(Ok(if target.tag.is_empty() {
             tat.to_string()
         } else {
             format!("{tat}:{}", target.tag)
-        })
+        }))
+    }
+
+    /// The Redis key of this prefix's quota record (no state key has it:
+    /// state keys are `<prefix>|...`).
+    pub(crate) fn record_key(&self) -> Vec<u8> {
+        format!("{}#quota", self.keys.prefix()).into_bytes()
+    }
+
+    /// Reads the quota record from `version` on, appending `change` if
+    /// the record is at `version` (`""`: only read).
+    pub(crate) fn quota_record(&self, version: usize, change: &str) -> Op<'_, A, QuotaRecord> {
+        let call = script::quota_call(&self.record_key(), version, change);
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::quota_record(v));
+        Op::new(self, vec![call], false, One::new(self.record_key(), decode))
+    }
+
+    /// Adopts the record's changes from version `from + 1` on (`entries`,
+    /// as `quota.lua` answers them); those already known must match.
+    pub(crate) fn adopt(&self, from: usize, entries: &[String]) -> Result<(), RedisLimitError> {
+        let mut changes = self.changes.write().unwrap_or_else(PoisonError::into_inner);
+        for (i, entry) in entries.iter().enumerate() {
+            let change = parse_change(entry)?;
+            match changes.get(from + i) {
+                Some(known) if *known == change => {}
+                Some(_) => {
+                    return Err(RedisLimitError::Misconfigured {
+                        message: format!(
+                            "the quota record of the prefix `{}` disagrees with this limiter's change {}",
+                            self.keys.prefix(),
+                            from + i + 1
+                        ),
+                        source: None,
+                    });
+                }
+                None if changes.len() == from + i => changes.push(change),
+                None => return Err(unanswered()),
+            }
+        }
+        self.tagged.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Appends `change` as version `version + 1` locally, if this limiter
+    /// is still at `version`.
+    pub(crate) fn push_change(&self, version: usize, change: Change) -> bool {
+        let mut changes = self.changes.write().unwrap_or_else(PoisonError::into_inner);
+        if changes.len() != version {
+            return false;
+        }
+        changes.push(change);
+        self.tagged.store(true, Ordering::Release);
+        true
+    }
+
+    /// The change of quota to `quota` at `at_ns` as this limiter would
+    /// make it now: its version and the change (a time before the last
+    /// change's counts as that change's).
+    pub(crate) fn next_change(
+        &self,
+        quota: Quota,
+        strategy: Strategy,
+        at_ns: u64,
+    ) -> Result<(usize, Change), RedisLimitError> {
+        scriptable(&quota)?;
+        self.current()?;
+        let changes = self.changes.read().unwrap_or_else(PoisonError::into_inner);
+        let at_ns = changes.last().map_or(at_ns, |c| c.at_ns.max(at_ns));
+        Ok((
+            changes.len(),
+            Change {
+                quota,
+                strategy,
+                at_ns,
+            },
+        ))
+    }
+}
+
+/// Whether a call without quota tags failed on a key converted to a
+/// changed quota (`load_rel` in `lua/gcra.lua`): another limiter on the
+/// prefix changed it.
+pub(crate) fn converted_elsewhere(e: &RedisLimitError) -> bool {
+    matches!(e, RedisLimitError::Script(_)) && e.to_string().contains("converted to another quota")
+}
+
+/// A read of (or an append to) the quota record: `None` when appended,
+/// else the changes not seen yet.
+pub(crate) type QuotaRecord = One<Plain<Option<Vec<String>>>, Option<Vec<String>>>;
+
+/// How many times `reconfigure` tries to append its change to the quota
+/// record, adopting others' changes in between.
+pub(crate) const MAX_APPENDS: usize = 8;
+
+/// A state of a newer version than the record holds for this limiter.
+fn stale<A: Algorithm>(e: &Engine<A>, newer: usize, version: usize) -> RedisLimitError {
+    RedisLimitError::Misconfigured {
+        message: format!(
+            "this key's state is at quota version {newer}, and this limiter at version {version} \
+             after reading the quota record `{}#quota`: the record lost changes (deleted?); \
+             this limiter will not decide the key with an older quota",
+            e.keys.prefix()
+        ),
+        source: None,
     }
 }
 
@@ -1101,6 +1218,9 @@ pub(crate) struct Versioned<S, T> {
     now: Now,
     pending: Option<Call>,
     conversions: u32,
+    /// Whether the call in flight reads the quota record (the key was of
+    /// a newer version than this limiter's).
+    reloading: bool,
     /// The cost is above the quota's capacity: the call is sent with a
     /// cost of 0, only to convert the key to its quota (the change happens
     /// at this call all the same), and the answer is that error.
@@ -1136,6 +1256,17 @@ impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for Versioned<S, T> {
         _: usize,
         result: Result<redis::Value, RedisLimitError>,
     ) -> Result<(), RedisLimitError> {
+        if self.reloading {
+            // The quota record, read after meeting a newer version: adopt
+            // its changes, then send the call again under the newest.
+            self.reloading = false;
+            let entries = reply::quota_record(result?)?.unwrap_or_default();
+            e.adopt(self.target.version, &entries)?;
+            let own = self.target.own;
+            self.target = e.target(own.as_ref())?.ok_or_else(unanswered)?;
+            self.pending = Some(self.call(None));
+            return Ok(());
+        }
         if let Ok(v) = &result {
             if let Some((stored, server_now)) = reply::convert_ask(v)? {
                 self.conversions += 1;
@@ -1148,8 +1279,20 @@ impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for Versioned<S, T> {
                     Now::Client { now_ns, .. } => now_ns,
                     Now::Server => server_now,
                 };
-                let converted = e.convert_stored(&stored, &self.target, now_ns)?;
-                self.pending = Some(self.call(Some((&stored, &converted))));
+                match e.convert_stored(&stored, &self.target, now_ns)? {
+                    Ok(converted) => {
+                        self.pending = Some(self.call(Some((&stored, &converted))));
+                    }
+                    Err(newer) if self.conversions == 1 => {
+                        // Another limiter on the prefix changed the quota:
+                        // never decide with the older one; reload first.
+                        let _ = newer;
+                        self.reloading = true;
+                        let record = e.record_key();
+                        self.pending = Some(script::quota_call(&record, self.target.version, ""));
+                    }
+                    Err(newer) => return Err(stale(e, newer, self.target.version)),
+                }
                 return Ok(());
             }
         }
@@ -1206,6 +1349,7 @@ impl<A: Algorithm> Engine<A> {
             now,
             pending: None,
             conversions: 0,
+            reloading: false,
             over,
         };
         let call = v.call(None);

@@ -412,6 +412,29 @@ pub(crate) fn time(value: redis::Value) -> Result<u64, RedisLimitError> {
     }
 }
 
+/// Decodes the reply of `quota.lua`: `None` when the change was
+/// appended, else the entries the caller has not seen.
+pub(crate) fn quota_record(value: redis::Value) -> Result<Option<Vec<String>>, RedisLimitError> {
+    let redis::Value::Array(items) = value else {
+        return Err(unexpected(&value, "the quota record"));
+    };
+    let mut items = items.into_iter();
+    match items.next() {
+        Some(redis::Value::Int(1)) => Ok(None),
+        Some(redis::Value::Int(0)) => items
+            .map(|e| match e {
+                redis::Value::BulkString(b) => String::from_utf8(b)
+                    .map_err(|_| RedisLimitError::UnexpectedReply("a change not in ASCII".into())),
+                other => Err(unexpected(&other, "a change")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        _ => Err(RedisLimitError::UnexpectedReply(
+            "wanted the quota record's reply".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,7 @@ pub(crate) struct Scripts {
     pub(crate) window: redis::Script,
     pub(crate) check_all: redis::Script,
     pub(crate) time: redis::Script,
+    pub(crate) quota: redis::Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
@@ -57,6 +58,7 @@ pub(crate) fn scripts() -> &'static Scripts {
                 include_str!("../lua/check_all.lua")
             )),
             time: redis::Script::new(include_str!("../lua/time.lua")),
+            quota: redis::Script::new(include_str!("../lua/quota.lua")),
         }
     })
 }
@@ -482,6 +484,14 @@ pub(crate) fn time_call() -> Call {
     scripts().time.prepare_invoke()
 }
 
+/// Reads the quota record `record` from `version` on, appending `change`
+/// when the record is at `version` (`''`: only read): `quota.lua`.
+pub(crate) fn quota_call(record: &[u8], version: usize, change: &str) -> Call {
+    let mut inv = scripts().quota.key(record);
+    inv.arg(version).arg(change);
+    inv
+}
+
 /// Reads a key's state: `inspect.lua`.
 pub(crate) fn inspect_call(redis_key: &[u8]) -> Call {
     scripts().inspect.key(redis_key)
@@ -513,6 +523,7 @@ mod tests {
             include_str!("../lua/window.lua"),
             include_str!("../lua/check_all.lua"),
             include_str!("../lua/time.lua"),
+            include_str!("../lua/quota.lua"),
         ] {
             for word in ["KEYS", "ARGV", "Reply", "Time source"] {
                 assert!(body.contains(word), "script header lacks {word}");

@@ -151,7 +151,8 @@ impl<A: Shaping> Backend for Async<A> {
         quota: &Quota,
         strategy: Strategy,
     ) -> Result<bool, RedisLimitError> {
-        self.0.reconfigure_at(*quota, strategy, now_ns)?;
+        self.1
+            .block_on(self.0.reconfigure_at(*quota, strategy, now_ns))?;
         Ok(true)
     }
 }
@@ -274,10 +275,14 @@ fn a_key_untouched_across_changes_converts_as_if_at_each() {
 }
 
 #[test]
-fn a_stale_limiter_never_decides_a_key_converted_past_it() {
+fn a_change_reaches_every_limiter_on_the_prefix() {
     let server = RedisServer::start();
     let pool = RedisPool::open(&server.url()).unwrap();
-    let (a, b) = (limiter(&pool, "shared"), limiter(&pool, "shared"));
+    let (a, b, c) = (
+        limiter(&pool, "shared"),
+        limiter(&pool, "shared"),
+        limiter(&pool, "shared"),
+    );
     let t0 = 1_000 * S;
     assert!(a.check_at("k", 5, t0).unwrap().allowed);
     a.reconfigure_at(bucket(2, 1), Strategy::KeepConsumed, t0)
@@ -285,30 +290,29 @@ fn a_stale_limiter_never_decides_a_key_converted_past_it() {
     // a converts k: 5 units of 100 ms become 5 of 1 s, above the new
     // capacity of 2: refused.
     assert!(!a.check_at("k", 1, t0).unwrap().allowed);
-    // b has not seen the change: it must not decide k with 10 per second.
-    let err = b.check_at("k", 1, t0).unwrap_err();
-    assert!(err.to_string().contains("another quota (v1)"), "{err}");
-    assert!(b.reserve_at("k", 1, None, t0).is_err());
-    // Nor may a limiter one change behind.
-    let c = limiter(&pool, "shared");
-    c.reconfigure_at(bucket(2, 1), Strategy::KeepConsumed, t0)
+    // b has not seen the change, and has never changed its quota: it
+    // meets k's newer state, adopts the record and decides under it,
+    // never under 10 per second.
+    assert_eq!(b.current_quota().0, 0);
+    let d = b.check_at("k", 1, t0).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.limit, 2);
+    assert_eq!(b.current_quota(), (1, bucket(2, 1)));
+    // c changes the quota again: it adopts a's change first, so its own
+    // is version 2, converting from version 1.
+    c.reconfigure_at(bucket(3, 1), Strategy::KeepConsumed, t0 + S)
         .unwrap();
-    a.reconfigure_at(bucket(3, 1), Strategy::KeepConsumed, t0)
-        .unwrap();
-    assert!(!a.check_at("k", 1, t0).unwrap().allowed);
-    let err = c.check_at("k", 1, t0).unwrap_err();
-    assert!(
-        matches!(err, RedisLimitError::Misconfigured { .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("version 2"), "{err}");
-    // Once b makes the same changes, it decides as a does.
-    b.reconfigure_at(bucket(2, 1), Strategy::KeepConsumed, t0)
-        .unwrap();
-    b.reconfigure_at(bucket(3, 1), Strategy::KeepConsumed, t0)
-        .unwrap();
-    assert!(!b.check_at("k", 1, t0 + S).unwrap().allowed);
-    assert!(b.check_at("k", 1, t0 + 4 * S).unwrap().allowed);
+    assert_eq!(c.current_quota(), (2, bucket(3, 1)));
+    // c converts k (tat t0 + 5 s; 1 s per unit both): 4 in use at t0 + 1 s.
+    let d = c.check_at("k", 0, t0 + S).unwrap();
+    assert_eq!((d.remaining, d.limit), (0, 3));
+    // a meets version 2 on k: it reloads, never deciding with version 1.
+    let d = a.check_at("k", 0, t0 + 3 * S).unwrap();
+    assert_eq!((d.remaining, d.limit), (1, 3));
+    assert_eq!(a.current_quota().0, 2);
+    // b catches up when asked to.
+    assert_eq!(b.refresh_quota().unwrap(), 2);
+    assert_eq!(b.check_at("k", 0, t0 + 3 * S).unwrap().remaining, 1);
 }
 
 #[test]
