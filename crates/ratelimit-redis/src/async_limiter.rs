@@ -41,7 +41,7 @@ use crate::denied::Lookup;
 use crate::error::RedisLimitError;
 use crate::key::RedisKey;
 use crate::limiter::RedisLimiter;
-use crate::op::{MAX_APPENDS, Op, Request, duration_ns};
+use crate::op::{MAX_APPENDS, Op, Request, converted_elsewhere, duration_ns};
 use crate::receipt::RedisReceipt;
 use crate::reply::KeyState;
 use crate::script::Now;
@@ -110,13 +110,55 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
             return match cache.check(e, key, cost)? {
                 Lookup::Hit(d) => Ok(d),
                 Lookup::Miss(op, sent) => {
-                    let d = self.run(op).await?;
+                    let r = self.run(op).await;
+                    if self.caught_up(&r).await? {
+                        return self.check_after_catching_up(key, cost, e.now(None)).await;
+                    }
+                    let d = r?;
                     cache.learn(&sent, &d);
                     Ok(d)
                 }
             };
         }
-        self.run(e.check(key, cost, e.now(None))?).await
+        let r = self.run(e.check(key, cost, e.now(None))?).await;
+        if self.caught_up(&r).await? {
+            return self.check_after_catching_up(key, cost, e.now(None)).await;
+        }
+        r
+    }
+
+    /// After a call without quota tags met a key that another limiter on
+    /// the prefix converted to a changed quota: adopts the quota record,
+    /// and says whether to call again (now with tags).
+    async fn caught_up<T>(&self, r: &Result<T, RedisLimitError>) -> Result<bool, RedisLimitError> {
+        match r {
+            Err(err) if converted_elsewhere(err) => {
+                let e = self.engine();
+                let (version, _) = e.current()?;
+                let entries = self
+                    .run(e.quota_record(version, ""))
+                    .await?
+                    .unwrap_or_default();
+                e.adopt(version, &entries)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// `check` with tags, once caught up.
+    async fn check_after_catching_up<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Now,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        let target = e.target(None)?.ok_or_else(|| {
+            RedisLimitError::UnexpectedReply("caught up without a quota version".to_owned())
+        })?;
+        self.run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?)
+            .await
     }
 
     /// `check_n` at the caller's time `now_ns` (client time).
@@ -133,7 +175,12 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
                 .run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?)
                 .await;
         }
-        self.run(e.check(key, cost, e.now(Some(now_ns)))?).await
+        let now = e.now(Some(now_ns));
+        let r = self.run(e.check(key, cost, now)?).await;
+        if self.caught_up(&r).await? {
+            return self.check_after_catching_up(key, cost, now).await;
+        }
+        r
     }
 
     /// The answer of the Python system this replaces: `check(key, 1)` with
@@ -313,8 +360,20 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
                     .await
             }
             None => {
-                self.run(e.reserve_stored(redis_key, cost, max_wait_ns, now)?)
-                    .await
+                let r = self
+                    .run(e.reserve_stored(redis_key.clone(), cost, max_wait_ns, now)?)
+                    .await;
+                if self.caught_up(&r).await? {
+                    let target = e.target(own)?.ok_or_else(|| {
+                        RedisLimitError::UnexpectedReply(
+                            "caught up without a quota version".to_owned(),
+                        )
+                    })?;
+                    return self
+                        .run(e.reserve_tagged(redis_key, cost, max_wait_ns, now, target)?)
+                        .await;
+                }
+                r
             }
         }
     }

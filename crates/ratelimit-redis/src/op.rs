@@ -864,6 +864,8 @@ impl<A: Algorithm> Request<A> for Batch {
                     self.answers[i] = Some(Ok(a.value));
                 }
             }
+            // A key of a changed quota: never the failure policy's answer.
+            Err(err) if converted_elsewhere(&err) => return Err(err),
             Err(err) => {
                 let n = u64::try_from(indices.len()).unwrap_or(u64::MAX);
                 let (keys, costs, answers) = (&self.keys, &self.costs, &mut self.answers);

@@ -394,3 +394,36 @@ fn the_async_limiter_converts_too() {
         assert!(r.is_admitted() || r.retry_after().is_some());
     });
 }
+
+#[test]
+fn an_async_limiter_adopts_another_ones_change() {
+    let server = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = AsyncRedisConnection::open(&server.url()).await.unwrap();
+        let make = || -> AsyncRedisLimiter<TokenBucket> {
+            RedisLimiter::builder(TokenBucket::new(bucket(10, 10)))
+                .prefix("async-shared")
+                .time_source(client_time())
+                .build(conn.clone())
+                .unwrap()
+        };
+        let (a, b) = (make(), make());
+        let t0 = 1_000 * S;
+        assert!(a.check_at("k", 5, t0).await.unwrap().allowed);
+        a.reconfigure_at(bucket(2, 1), Strategy::KeepConsumed, t0)
+            .await
+            .unwrap();
+        assert_eq!(a.check_at("k", 0, t0).await.unwrap().remaining, 0);
+        // b meets k at version 1 (a converted it): adopts, decides under it.
+        let d = b.reserve_at("k", 1, Some(0), t0).await.unwrap();
+        assert!(!d.is_admitted());
+        assert_eq!(b.current_quota(), (1, bucket(2, 1)));
+        let d = b.check_at("k", 1, t0 + 4 * S).await.unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.limit, 2);
+    });
+}
