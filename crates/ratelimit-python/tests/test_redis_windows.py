@@ -203,3 +203,18 @@ def test_bad_call_and_option_arguments(cls, redis_client):
         cls(5, 60, redis_client, failure_policy="sometimes")
     with pytest.raises(TypeError, match="redis_client"):
         cls(5, 60)
+
+
+@pytest.mark.parametrize("cls", WINDOWS)
+def test_windows_follow_the_failure_policy_when_redis_is_down(cls):
+    from conftest import free_port
+
+    client = redis.Redis(host="127.0.0.1", port=free_port())
+    with pytest.raises(redis.exceptions.ConnectionError):
+        cls(2, 60, client, connect_timeout=0.2).allow_request("k")
+    denied = cls(2, 60, client, failure_policy="deny", connect_timeout=0.2).check("k")
+    assert (denied.allowed, denied.reason) == (False, "fail_closed")
+    allowed = cls(2, 60, client, failure_policy="allow", connect_timeout=0.2).check("k")
+    assert (allowed.allowed, allowed.reason) == (True, "fail_open")
+    local = cls(2, 60, client, failure_policy="local", connect_timeout=0.2).check("k", 2)
+    assert (local.allowed, local.reason) == (True, "fallback")
