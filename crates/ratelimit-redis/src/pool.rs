@@ -7,10 +7,20 @@
 //! connection lost to a restart marks every idle connection of the pool
 //! stale (a generation counter), so that one failure, not one per pooled
 //! connection, tells the pool to reconnect.
+//!
+//! Outages: when no idle connection is at hand and Redis refused the last
+//! connection attempt (nothing listens: the server is down or restarting),
+//! a check-out fails at once instead of waiting out the connect timeout,
+//! and a caller already waiting gives up as soon as an attempt made during
+//! its wait is refused. The pool keeps reconnecting in the background, so
+//! the first attempt that succeeds ends the fast failures. A server that
+//! does not answer at all (packets dropped) is still waited for, up to the
+//! connect timeout: the circuit breaker is what shortens that case.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
@@ -24,6 +34,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The default largest number of connections a pool holds.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// How long a waiting check-out sleeps before it looks again at the last
+/// connection attempt (r2d2 does not wake waiters when an attempt fails).
+const WAIT_SLICE: Duration = Duration::from_millis(2);
 /// The most connections a pool may be given: r2d2 allocates a slot for
 /// each when the pool is built, so an unbounded number would exhaust memory
 /// (and abort the process) instead of failing.
@@ -54,6 +67,8 @@ enum Kind {
 struct Inner {
     kind: Kind,
     response_timeout: Option<Duration>,
+    /// How long a check-out waits for a connection (our own pools).
+    connect_timeout: Duration,
     shared: Arc<Shared>,
     cluster: bool,
 }
@@ -64,8 +79,102 @@ struct Shared {
     /// Bumped when a connection is lost: every connection of an older
     /// generation is dropped at its next check-out or return.
     generation: AtomicU64,
-    /// The last connection error, to explain a check-out timeout.
-    last_error: Mutex<Option<redis::RedisError>>,
+    /// The last connection attempt's error, when no attempt succeeded
+    /// since: explains a check-out timeout, and lets a check-out fail fast
+    /// while Redis refuses connections.
+    last_error: Mutex<Option<Failed>>,
+}
+
+/// A failed connection attempt.
+struct Failed {
+    at: Instant,
+    error: redis::RedisError,
+}
+
+impl Shared {
+    fn record(&self, outcome: Result<(), &redis::RedisError>) {
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *last = outcome.err().map(|e| Failed {
+            at: Instant::now(),
+            error: e.clone(),
+        });
+    }
+
+    /// The error to fail a check-out with at once, if the last connection
+    /// attempt was made at or after `since` and failed in a way that
+    /// waiting will not fix soon: refused or unreachable (nothing listens),
+    /// or refused credentials or database (a misconfiguration, reported as
+    /// such).
+    fn fail_fast(&self, since: Instant) -> Option<RedisLimitError> {
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let failed = last.as_ref().filter(|f| f.at >= since)?;
+        let err = RedisLimitError::from_connect(failed.error.clone());
+        if err.is_misconfiguration() {
+            return Some(err);
+        }
+        refused(&failed.error).then(|| RedisLimitError::Connect {
+            message: format!(
+                "Redis refused the last connection attempt and no connection is idle (not waiting): {}",
+                failed.error
+            ),
+            source: Some(failed.error.clone()),
+        })
+    }
+
+    /// The error of a check-out that timed out.
+    fn timed_out(&self, e: &r2d2::Error) -> RedisLimitError {
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|f| f.error.clone());
+        match last {
+            Some(last) => match RedisLimitError::from_connect(last) {
+                RedisLimitError::Connect { source, .. } => RedisLimitError::Connect {
+                    message: e.to_string(),
+                    source,
+                },
+                other => other,
+            },
+            None => RedisLimitError::Connect {
+                message: e.to_string(),
+                source: None,
+            },
+        }
+    }
+}
+
+/// Whether a connection attempt failed because nothing listens at the
+/// address or the address cannot be reached: the attempt fails at once,
+/// and so will the next ones until the server is back.
+fn refused(e: &redis::RedisError) -> bool {
+    use std::io::ErrorKind as Io;
+    e.is_connection_refusal()
+        || matches!(
+            io_kind(e),
+            Some(Io::HostUnreachable | Io::NetworkUnreachable | Io::AddrNotAvailable)
+        )
+}
+
+/// The kind of the I/O error behind `e`, if there is one (redis-rs keeps
+/// it behind `source`, possibly in an `Arc`).
+fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {
+    use std::error::Error;
+    let source = e.source()?;
+    if let Some(io) = source.downcast_ref::<std::io::Error>() {
+        return Some(io.kind());
+    }
+    source
+        .downcast_ref::<Arc<dyn Error + Send + Sync>>()?
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
 }
 
 impl core::fmt::Debug for RedisPool {
@@ -112,32 +221,51 @@ impl RedisPool {
     /// Checks out a connection.
     fn get(&self) -> Result<Pooled, RedisLimitError> {
         let result = match &self.inner.kind {
-            Kind::Own(p) => p.get().map(Pooled::Own),
+            Kind::Own(p) => return self.get_own(p).map(Pooled::Own),
             Kind::Client(p) => p.get().map(Pooled::Client),
             Kind::Cluster(p) => p.get().map(|c| Pooled::Cluster(Box::new(c))),
         };
-        result.map_err(|e| {
-            let last = self
-                .inner
-                .shared
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            match last {
-                Some(last) => match RedisLimitError::from_connect(last) {
-                    RedisLimitError::Connect { source, .. } => RedisLimitError::Connect {
-                        message: e.to_string(),
-                        source,
-                    },
-                    other => other,
-                },
-                None => RedisLimitError::Connect {
-                    message: e.to_string(),
-                    source: None,
-                },
+        result.map_err(|e| self.inner.shared.timed_out(&e))
+    }
+
+    /// Checks out a connection of our own pool: an idle one if there is
+    /// one (the usual case: no clock read, no wait); else fails at once
+    /// while Redis refuses connections; else waits up to the connect
+    /// timeout, in short slices, giving up as soon as an attempt made
+    /// during the wait is refused.
+    fn get_own(
+        &self,
+        pool: &r2d2::Pool<Manager>,
+    ) -> Result<r2d2::PooledConnection<Manager>, RedisLimitError> {
+        if let Some(conn) = pool.try_get() {
+            return Ok(conn);
+        }
+        let shared = &self.inner.shared;
+        let timeout = self.inner.connect_timeout;
+        let start = Instant::now();
+        // r2d2 retries a failed connection in the background at least
+        // every half connect timeout: a refusal within the last timeout is
+        // the current state of the server.
+        if let Some(err) = shared.fail_fast(start.checked_sub(timeout).unwrap_or(start)) {
+            // A zero wait still asks the pool for a connection, so that an
+            // attempt is under way (or finds one that just came back).
+            return pool.get_timeout(Duration::ZERO).map_err(|_| err);
+        }
+        let deadline = start + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match pool.get_timeout(left.min(WAIT_SLICE)) {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    if let Some(err) = shared.fail_fast(start) {
+                        return Err(err);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(shared.timed_out(&e));
+                    }
+                }
             }
-        })
+        }
     }
 
     /// Sends one script call on a pooled connection. A cluster redirect
@@ -188,6 +316,7 @@ impl From<r2d2::Pool<redis::Client>> for RedisPool {
             inner: Arc::new(Inner {
                 kind: Kind::Client(pool),
                 response_timeout: None,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 shared: Arc::default(),
                 cluster: false,
             }),
@@ -201,6 +330,7 @@ impl From<r2d2::Pool<ClusterClient>> for RedisPool {
             inner: Arc::new(Inner {
                 kind: Kind::Cluster(pool),
                 response_timeout: None,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 shared: Arc::default(),
                 cluster: true,
             }),
@@ -408,6 +538,7 @@ impl RedisPoolBuilder {
             inner: Arc::new(Inner {
                 kind: Kind::Own(pool),
                 response_timeout: Some(self.response_timeout),
+                connect_timeout: self.connect_timeout,
                 shared,
                 cluster: self.cluster,
             }),
@@ -489,17 +620,16 @@ impl r2d2::ManageConnection for Manager {
         // connection stale, never a stale one current.
         let generation = self.shared.generation.load(Ordering::Relaxed);
         match self.open() {
-            Ok(link) => Ok(Conn {
-                link,
-                generation,
-                broken: false,
-            }),
+            Ok(link) => {
+                self.shared.record(Ok(()));
+                Ok(Conn {
+                    link,
+                    generation,
+                    broken: false,
+                })
+            }
             Err(e) => {
-                *self
-                    .shared
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+                self.shared.record(Err(&e));
                 Err(e)
             }
         }
@@ -557,5 +687,37 @@ impl Pooled {
             Self::Client(c) => &mut **c,
             Self::Cluster(c) => &mut ***c,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::refused;
+
+    fn io_error(kind: io::ErrorKind) -> redis::RedisError {
+        redis::RedisError::from(io::Error::new(kind, "test"))
+    }
+
+    #[test]
+    fn refusals_and_unreachable_addresses_fail_fast_other_errors_wait() {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::HostUnreachable,
+            io::ErrorKind::NetworkUnreachable,
+            io::ErrorKind::AddrNotAvailable,
+        ] {
+            assert!(refused(&io_error(kind)), "{kind:?}");
+        }
+        for kind in [
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::WouldBlock,
+            io::ErrorKind::ConnectionReset,
+        ] {
+            assert!(!refused(&io_error(kind)), "{kind:?}");
+        }
+        let server = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert!(!refused(&server));
     }
 }
