@@ -17,7 +17,7 @@
 //! does not answer at all (packets dropped) is still waited for, up to the
 //! connect timeout: the circuit breaker is what shortens that case.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -59,7 +59,8 @@ pub struct RedisPool {
 }
 
 enum Kind {
-    Own(r2d2::Pool<Manager>),
+    /// Our pool, and a copy of its manager for the check-outs' own probes.
+    Own(r2d2::Pool<Manager>, Manager),
     Client(r2d2::Pool<redis::Client>),
     Cluster(r2d2::Pool<ClusterClient>),
 }
@@ -83,6 +84,30 @@ struct Shared {
     /// since: explains a check-out timeout, and lets a check-out fail fast
     /// while Redis refuses connections.
     last_error: Mutex<Option<Failed>>,
+    /// Whether a check-out is trying a connection of its own (one at a
+    /// time: the others fail fast meanwhile).
+    probing: AtomicBool,
+}
+
+/// The one check-out trying a connection itself; the slot is freed on drop.
+struct Probing<'a>(&'a Shared);
+
+impl<'a> Probing<'a> {
+    fn start(shared: &'a Shared) -> Option<Self> {
+        // Acquire/Release: the flag guards no data, but pairing them keeps
+        // one probe's end ordered before the next one's start.
+        shared
+            .probing
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Self(shared))
+    }
+}
+
+impl Drop for Probing<'_> {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Release);
+    }
 }
 
 /// A failed connection attempt.
@@ -180,7 +205,7 @@ fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {
 impl core::fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let kind = match self.inner.kind {
-            Kind::Own(_) => "own",
+            Kind::Own(..) => "own",
             Kind::Client(_) => "r2d2::Pool<redis::Client>",
             Kind::Cluster(_) => "r2d2::Pool<ClusterClient>",
         };
@@ -221,7 +246,7 @@ impl RedisPool {
     /// Checks out a connection.
     fn get(&self) -> Result<Pooled, RedisLimitError> {
         let result = match &self.inner.kind {
-            Kind::Own(p) => return self.get_own(p).map(Pooled::Own),
+            Kind::Own(p, manager) => return self.get_own(p, manager),
             Kind::Client(p) => p.get().map(Pooled::Client),
             Kind::Cluster(p) => p.get().map(|c| Pooled::Cluster(Box::new(c))),
         };
@@ -229,33 +254,45 @@ impl RedisPool {
     }
 
     /// Checks out a connection of our own pool: an idle one if there is
-    /// one (the usual case: no clock read, no wait); else fails at once
-    /// while Redis refuses connections; else waits up to the connect
-    /// timeout, in short slices, giving up as soon as an attempt made
+    /// one (the usual case: no clock read, no wait). Else, while Redis
+    /// refuses connections, does not wait: one caller at a time tries a
+    /// connection itself (a refusal comes back at once) and uses it if it
+    /// is made, the others fail at once. Else waits up to the connect
+    /// timeout, in short slices, and gives up as soon as an attempt made
     /// during the wait is refused.
     fn get_own(
         &self,
         pool: &r2d2::Pool<Manager>,
-    ) -> Result<r2d2::PooledConnection<Manager>, RedisLimitError> {
+        manager: &Manager,
+    ) -> Result<Pooled, RedisLimitError> {
         if let Some(conn) = pool.try_get() {
-            return Ok(conn);
+            return Ok(Pooled::Own(conn));
         }
         let shared = &self.inner.shared;
         let timeout = self.inner.connect_timeout;
         let start = Instant::now();
         // r2d2 retries a failed connection in the background at least
         // every half connect timeout: a refusal within the last timeout is
-        // the current state of the server.
+        // the server's current state, unless it just came back, which
+        // the probe below finds out.
         if let Some(err) = shared.fail_fast(start.checked_sub(timeout).unwrap_or(start)) {
-            // A zero wait still asks the pool for a connection, so that an
-            // attempt is under way (or finds one that just came back).
-            return pool.get_timeout(Duration::ZERO).map_err(|_| err);
+            let Some(_probing) = Probing::start(shared) else {
+                return Err(err);
+            };
+            return match r2d2::ManageConnection::connect(manager) {
+                // Used for this call and dropped: r2d2 cannot adopt it, and
+                // the pool's own attempts now succeed too.
+                Ok(conn) => Ok(Pooled::Direct(Box::new(conn))),
+                Err(e) => Err(shared
+                    .fail_fast(start)
+                    .unwrap_or_else(|| RedisLimitError::from_connect(e))),
+            };
         }
         let deadline = start + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match pool.get_timeout(left.min(WAIT_SLICE)) {
-                Ok(conn) => return Ok(conn),
+                Ok(conn) => return Ok(Pooled::Own(conn)),
                 Err(e) => {
                     if let Some(err) = shared.fail_fast(start) {
                         return Err(err);
@@ -527,6 +564,7 @@ impl RedisPoolBuilder {
                 return Err(err);
             }
         }
+        let probe = manager.clone();
         let pool = r2d2::Pool::builder()
             .max_size(self.max_connections)
             .min_idle(Some(0))
@@ -536,7 +574,7 @@ impl RedisPoolBuilder {
             .build_unchecked(manager);
         Ok(RedisPool {
             inner: Arc::new(Inner {
-                kind: Kind::Own(pool),
+                kind: Kind::Own(pool, probe),
                 response_timeout: Some(self.response_timeout),
                 connect_timeout: self.connect_timeout,
                 shared,
@@ -571,6 +609,7 @@ fn unresolved(host: &str, why: &str) -> RedisLimitError {
     }
 }
 
+#[derive(Clone)]
 enum Target {
     Single(redis::Client),
     Cluster(ClusterClient),
@@ -578,6 +617,7 @@ enum Target {
 
 /// The crate's own r2d2 manager: timeouts on every connection, validity
 /// without a round trip.
+#[derive(Clone)]
 pub(crate) struct Manager {
     target: Target,
     connect_timeout: Duration,
@@ -667,6 +707,9 @@ impl Link {
 /// A checked-out connection, whatever the pool.
 pub(crate) enum Pooled {
     Own(r2d2::PooledConnection<Manager>),
+    /// Made by a check-out itself while the pool had none (see
+    /// `RedisPool::get_own`); closed after the call.
+    Direct(Box<Conn>),
     Client(r2d2::PooledConnection<redis::Client>),
     Cluster(Box<r2d2::PooledConnection<ClusterClient>>),
 }
@@ -684,6 +727,7 @@ impl Pooled {
     pub(crate) fn con(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Self::Own(c) => c.link.con(),
+            Self::Direct(c) => c.link.con(),
             Self::Client(c) => &mut **c,
             Self::Cluster(c) => &mut ***c,
         }
