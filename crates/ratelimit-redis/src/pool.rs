@@ -60,7 +60,7 @@ pub struct RedisPool {
 
 enum Kind {
     /// Our pool, and a copy of its manager for the check-outs' own probes.
-    Own(r2d2::Pool<Manager>, Manager),
+    Own(r2d2::Pool<Manager>, Box<Manager>),
     Client(r2d2::Pool<redis::Client>),
     Cluster(r2d2::Pool<ClusterClient>),
 }
@@ -191,7 +191,7 @@ fn refused(e: &redis::RedisError) -> bool {
 /// The kind of the I/O error behind `e`, if there is one (redis-rs keeps
 /// it behind `source`, possibly in an `Arc`).
 fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {
-    use std::error::Error;
+    use core::error::Error;
     let source = e.source()?;
     if let Some(io) = source.downcast_ref::<std::io::Error>() {
         return Some(io.kind());
@@ -574,7 +574,7 @@ impl RedisPoolBuilder {
             .build_unchecked(manager);
         Ok(RedisPool {
             inner: Arc::new(Inner {
-                kind: Kind::Own(pool, probe),
+                kind: Kind::Own(pool, Box::new(probe)),
                 response_timeout: Some(self.response_timeout),
                 connect_timeout: self.connect_timeout,
                 shared,
