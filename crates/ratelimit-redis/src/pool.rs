@@ -52,7 +52,9 @@ pub const MAX_CONNECTIONS_LIMIT: u32 = 65_536;
 /// with `test_on_check_out(false)` and a `connection_timeout` you can wait
 /// out on the hot path, set response timeouts on the client, and for a
 /// cluster client `retries(0)`: its built-in retries resend requests whose
-/// outcome is unknown.
+/// outcome is unknown. Such pools wait out their `connection_timeout` on
+/// every check-out while Redis refuses connections; the crate's own pool
+/// fails those check-outs at once.
 #[derive(Clone)]
 pub struct RedisPool {
     inner: Arc<Inner>,
@@ -454,7 +456,9 @@ impl RedisPoolBuilder {
     }
 
     /// How long a call waits for a connection (to be made, or to be free in
-    /// the pool) before failing with `Connect`. Default 500 ms.
+    /// the pool) before failing with `Connect`. Default 500 ms. While Redis
+    /// refuses connections (down or restarting), a call fails at once
+    /// instead of waiting it out.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
