@@ -56,6 +56,13 @@ local slots = 5
 if mode == 'receipt' then
   slots = 6
 end
+if #KEYS == 1 then
+  local answer = window_decide(p, KEYS[1], tonumber(ARGV[9]), false)
+  if slots == 5 then
+    answer[6] = nil
+  end
+  return answer
+end
 local reply = {}
 for i = 1, #KEYS do
   local answer = window_decide(p, KEYS[i], tonumber(ARGV[8 + i]), false)

@@ -1,4 +1,5 @@
-//! The Lua scripts of `lua/` (each prefixed with `lua/common.lua`), run
+//! The Lua scripts of `lua/` (each prefixed with `lua/common.lua`, then
+//! `lua/gcra.lua` for the buckets or `lua/window_lib.lua` for the windows), run
 //! through `redis::Script`: EVALSHA, and a transparent `SCRIPT LOAD` and
 //! retry when the server answers `NOSCRIPT` (restart, failover,
 //! `SCRIPT FLUSH`). `NOSCRIPT` means the script did not run, so that retry
@@ -34,23 +35,22 @@ pub(crate) struct Scripts {
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
+const GCRA: &str = include_str!("../lua/gcra.lua");
 const WINDOW_LIB: &str = include_str!("../lua/window_lib.lua");
 
 /// The scripts, built once per process.
 pub(crate) fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
-        let with_common = |body: &str| redis::Script::new(&format!("{COMMON}\n{body}"));
+        let with_common = |body: &str| redis::Script::new(&format!("{COMMON}\n{GCRA}\n{body}"));
+        let windowed = |body: &str| redis::Script::new(&format!("{COMMON}\n{WINDOW_LIB}\n{body}"));
         Scripts {
             check: with_common(include_str!("../lua/check.lua")),
             check_batch: with_common(include_str!("../lua/check_batch.lua")),
             reserve: with_common(include_str!("../lua/reserve.lua")),
             cancel: with_common(include_str!("../lua/cancel.lua")),
             inspect: redis::Script::new(include_str!("../lua/inspect.lua")),
-            window: with_common(&format!(
-                "{WINDOW_LIB}\n{}",
-                include_str!("../lua/window.lua")
-            )),
+            window: windowed(include_str!("../lua/window.lua")),
             check_all: with_common(&format!(
                 "{WINDOW_LIB}\n{}",
                 include_str!("../lua/check_all.lua")

@@ -247,3 +247,63 @@ fn any_algorithm_chosen_at_run_time_decides_like_the_typed_limiter() {
         );
     }
 }
+
+/// Exactness at today's times (about 2^60.6 ns since the epoch, far beyond
+/// the conformance files' times): many windows, costs, steps forward and
+/// back, both algorithms, every answer field for field against the core.
+#[test]
+fn windows_at_wall_clock_times_match_the_core_exactly() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let windows_ns: [u64; 7] = [
+        1_000,
+        1_000_000,
+        250_000_000,
+        S,
+        1_500_000_000,
+        60 * S,
+        3600 * S,
+    ];
+    let mut x: u64 = 12_345;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x >> 16
+    };
+    for (i, &w) in windows_ns.iter().enumerate() {
+        let fixed = FixedWindow::with_window_ns(9, w).unwrap();
+        let sliding = SlidingWindow::with_window_ns(9, w).unwrap();
+        let r_fixed = RedisLimiter::builder(fixed)
+            .prefix(format!("wall-f{i}"))
+            .time_source(client_time())
+            .build(pool.clone())
+            .unwrap();
+        let r_sliding = RedisLimiter::builder(sliding)
+            .prefix(format!("wall-s{i}"))
+            .time_source(client_time())
+            .build(pool.clone())
+            .unwrap();
+        let (mut f_state, mut s_state) = (0u128, 0u128);
+        // 2025-11-30 and a bit, in nanoseconds.
+        let mut now: u64 = 1_764_460_800_123_456_789;
+        for step in 0..150 {
+            let r = next();
+            // Mostly forward by up to 1.5 windows, sometimes back a little.
+            if r % 11 == 0 {
+                now -= (r >> 8) % (w / 3 + 1);
+            } else {
+                now += (r >> 8) % (w + w / 2 + 1);
+            }
+            let cost = (r >> 40) % 5;
+            let want = fixed.check(f_state, now, cost).unwrap();
+            let got = r_fixed.check_at("k", cost, now).unwrap();
+            assert_eq!(got, want.decision, "fixed W={w} step {step} at {now}");
+            f_state = want.next.unwrap_or(f_state);
+            let want = sliding.check(s_state, now, cost).unwrap();
+            let got = r_sliding.check_at("k", cost, now).unwrap();
+            assert_eq!(got, want.decision, "sliding W={w} step {step} at {now}");
+            s_state = want.next.unwrap_or(s_state);
+        }
+    }
+}
