@@ -10,10 +10,12 @@
 //!
 //! Outages: when no idle connection is at hand and Redis refused the last
 //! connection attempt (nothing listens: the server is down or restarting),
-//! a check-out fails at once instead of waiting out the connect timeout,
-//! and a caller already waiting gives up as soon as an attempt made during
-//! its wait is refused. The pool keeps reconnecting in the background, so
-//! the first attempt that succeeds ends the fast failures. A server that
+//! a check-out does not wait out the connect timeout: one caller at a time
+//! tries a connection itself (refused at once, or used for its call if
+//! Redis is back) and the others fail at once; a caller already waiting
+//! gives up as soon as an attempt made during its wait is refused. The
+//! first attempt that succeeds (that probe, or the pool's own reconnection
+//! in the background) ends the fast failures. A server that
 //! does not answer at all (packets dropped) is still waited for, up to the
 //! connect timeout: the circuit breaker is what shortens that case.
 
