@@ -34,7 +34,7 @@ type Job = dyn Fn() -> Result<(), String>;
 /// Every CI job, in order, with the tests run `repeat` times.
 pub(crate) fn all(repeat: usize) -> Result<(), String> {
     let test_repeated = move || test_runs(repeat);
-    let jobs: [(&str, &Job); 11] = [
+    let jobs: [(&str, &Job); 12] = [
         ("tidy", &tidy::run),
         ("fmt", &fmt),
         ("clippy", &clippy),
@@ -45,6 +45,7 @@ pub(crate) fn all(repeat: usize) -> Result<(), String> {
         ("wasm", &|| crate::wasm::run(&[])),
         ("docs", &docs),
         ("python", &python::test),
+        ("dashboard", &crate::dashboard::run),
         ("bench --quick", &|| bench::run(&["--quick".to_owned()])),
     ];
     let started = Instant::now();

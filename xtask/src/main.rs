@@ -8,6 +8,7 @@
 mod bench;
 mod ci;
 mod cmd;
+mod dashboard;
 mod embedded;
 mod python;
 mod tidy;
@@ -20,7 +21,7 @@ usage: cargo xtask <command> [args]
 
 commands:
   ci [--repeat N]   every check, in order: tidy, fmt, clippy, test (N times), loom,
-                    no-std, embedded, wasm, docs, python, bench --quick
+                    no-std, embedded, wasm, docs, python, dashboard, bench --quick
   tidy              house rules: a `//!` paragraph opening every .rs file, no pending
                     snapshots, Markdown links that resolve, every crate in the README's
                     layout, conformance copies identical to ../shared/conformance
@@ -37,6 +38,8 @@ commands:
   wasm [--plant-mismatch]
                     the core as a WASM module under node: every scenario, the example,
                     the module's size
+  dashboard         the dashboard crate (all features) and its browser test in headless
+                    Chromium (chromium and chromedriver required)
   bench [--quick]   the benchmarks and the PERFORMANCE COMPARISON table
   python            the Python package: pip install into target/python-venv, then pytest
   python-bench [--quick]
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         "wasm" => wasm::run(rest),
         "bench" => bench::run(rest),
         "python" => none(rest).and_then(|()| python::test()),
+        "dashboard" => none(rest).and_then(|()| dashboard::run()),
         "python-bench" => python::bench(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

@@ -9,7 +9,7 @@ use crate::machine::Machine;
 use crate::measure::{self, Settings, Worker};
 use crate::report::{MemoryRow, Report, Row, Target};
 use crate::shapes::{Fixture, Shape};
-use crate::{http, redis, rss};
+use crate::{http, redis, redis_scale, rss};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -140,6 +140,16 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
         Ok(redis_rows) => rows.extend(redis_rows),
         Err(why) => skipped.push(("redis rows".to_owned(), why)),
     }
+    if config
+        .only
+        .as_deref()
+        .is_none_or(|only| "redis/".contains(only) || only.starts_with("redis/"))
+    {
+        match redis_scale::rows(&settings) {
+            Ok(scale_rows) => rows.extend(scale_rows),
+            Err(why) => skipped.push(("redis scale rows".to_owned(), why)),
+        }
+    }
     match http::rows(&config.settings, config.only.as_deref()) {
         Ok(http_rows) => rows.extend(http_rows),
         Err(why) => skipped.push(("http rows".to_owned(), why)),
@@ -168,6 +178,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
     let mut targets = targets(&rows, &memory);
     targets.extend(http::targets(&rows));
     targets.extend(redis::targets(&rows));
+    targets.extend(redis_scale::targets(&rows));
     Report {
         machine: Machine::detect(),
         settings,

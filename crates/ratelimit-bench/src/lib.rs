@@ -8,6 +8,7 @@ pub mod machine;
 pub mod measure;
 pub mod naive;
 pub mod redis;
+pub mod redis_scale;
 pub mod report;
 pub mod rss;
 pub mod shapes;

@@ -11,6 +11,9 @@
 //!   and 2 threads;
 //! - `redis/batch_100`: `check_batch` of 100 keys per round trip, figures
 //!   per check;
+//! - `redis/window_check`, `redis/window_batch_100`: the fixed and the
+//!   sliding window, as `check_pool` (1 thread) and `batch_100`, with their
+//!   ratio to the token bucket's row of the same run;
 //! - `redis/async_check`: the async limiter, 1, 16 and 64 tasks sharing one
 //!   connection (pipelined) on a one-thread tokio runtime, next to the
 //!   sync pool's one-thread row of the same run.
@@ -223,6 +226,7 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
         p50
     ));
     out.push(r);
+    out.extend(window_rows(&url, duration, &keys, &out)?);
     out.extend(async_rows(&url, duration, &keys, &out)?);
     drop(server);
     Ok(out)
@@ -385,4 +389,106 @@ pub fn measure_rows(
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+// ---- the window algorithms (issue 7) ----
+
+/// The window rows: `check` on one thread and `check_batch` of 100 keys,
+/// for the fixed and the sliding window, each with its p50's ratio to the
+/// token bucket's row of the same run (`bucket_rows`).
+fn window_rows(
+    url: &str,
+    duration: Duration,
+    keys: &[String],
+    bucket_rows: &[Row],
+) -> Result<Vec<Row>, String> {
+    use ratelimit_core::{FixedWindow, SlidingWindow};
+
+    let failed = |what: &str, e: &dyn core::fmt::Display| format!("{what}: {e}");
+    let pool = RedisPool::builder(url)
+        .max_connections(2)
+        .build()
+        .map_err(|e| failed("pool", &e))?;
+    let p50_of = |shape: &str| {
+        bucket_rows
+            .iter()
+            .find(|r| r.shape == shape && r.threads == 1)
+            .and_then(|r| r.note.as_deref())
+            .and_then(|n| n.strip_prefix("p50 "))
+            .and_then(|n| n.split(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    // The token bucket's p50: us per check, ns per check of a batch.
+    let check_us = p50_of("redis/check_pool");
+    let batch_ns = {
+        bucket_rows
+            .iter()
+            .find(|r| r.shape == "redis/batch_100")
+            .and_then(|r| r.note.as_deref())
+            .and_then(|n| n.split("p50 ").nth(1))
+            .and_then(|n| n.split(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    // Never exhausted during the run, so every check does the same work.
+    let fixed =
+        RedisLimiter::builder(FixedWindow::per_second(1 << 40).map_err(|e| failed("window", &e))?)
+            .prefix("bench-fw")
+            .build(pool.clone())
+            .map_err(|e| failed("limiter", &e))?;
+    let sliding = RedisLimiter::builder(
+        SlidingWindow::per_second(1 << 22).map_err(|e| failed("window", &e))?,
+    )
+    .prefix("bench-sw")
+    .build(pool)
+    .map_err(|e| failed("limiter", &e))?;
+    let batch: Vec<(&str, u64)> = keys.iter().map(|k| (k.as_str(), 1)).collect();
+    let mut out = Vec::new();
+    let check = |name: &str, f: &(dyn Fn(&str) + Sync)| {
+        let (mut r, p50) = row(
+            "redis/window_check",
+            name,
+            1,
+            1,
+            time_case(1, duration, 1, &|_, i| f(&keys[i as usize % keys.len()])),
+        );
+        r.note = Some(match check_us {
+            Some(b) => format!(
+                "p50 {:.1} us = {:.2} x token bucket check p50",
+                p50 / 1000.0,
+                p50 / 1000.0 / b
+            ),
+            None => format!("p50 {:.1} us", p50 / 1000.0),
+        });
+        r
+    };
+    out.push(check("ratelimit-redis fixed-window", &|k| {
+        let _ = fixed.check(k);
+    }));
+    out.push(check("ratelimit-redis sliding-window", &|k| {
+        let _ = sliding.check(k);
+    }));
+    let batched = |name: &str, f: &(dyn Fn() + Sync)| {
+        let (mut r, p50) = row(
+            "redis/window_batch_100",
+            name,
+            1,
+            100,
+            time_case(1, duration, 100, &|_, _| f()),
+        );
+        r.note = Some(match batch_ns {
+            Some(b) => format!(
+                "per check; p50 {p50:.0} ns = {:.2} x token bucket batch p50",
+                p50 / b
+            ),
+            None => format!("per check; p50 {p50:.0} ns"),
+        });
+        r
+    };
+    out.push(batched("ratelimit-redis fixed-window", &|| {
+        let _ = fixed.check_batch(&batch);
+    }));
+    out.push(batched("ratelimit-redis sliding-window", &|| {
+        let _ = sliding.check_batch(&batch);
+    }));
+    Ok(out)
 }

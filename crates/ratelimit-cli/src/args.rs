@@ -2,14 +2,17 @@
 //! `--help`, the binary has `--version`, and a malformed command line is
 //! reported in clap's format with exit status 2.
 //!
-//! Checks that span several options (a valid quota, the Redis options only
-//! with the Redis backend) run after parsing, in [`ReplayArgs::validate`]
-//! and [`InspectArgs::limit`], and are reported the same way.
+//! Checks that span several options (a valid quota or window for the
+//! algorithm, the Redis options only with the Redis backend) run after
+//! parsing, in [`ReplayArgs::validate`] and [`InspectArgs::read_as`], and
+//! are reported the same way.
+
+use core::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
-use ratelimit_core::{AlgorithmKind, Quota, Rate};
+use ratelimit_core::{AlgorithmKind, AnyAlgorithm, ConfigError, Quota, Rate};
 
 /// `ratelimit`: a policy simulator and an operator's tool.
 #[derive(Debug, Parser)]
@@ -35,6 +38,8 @@ pub(crate) enum Command {
     Replay(ReplayArgs),
     /// Print one Redis key's rate-limit state as one JSON line
     Inspect(InspectArgs),
+    /// Serve the dashboard of every process publishing under a Redis prefix
+    Dashboard(crate::dashboard::DashboardArgs),
     /// Print a completion script for a shell
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -53,33 +58,70 @@ const REPLAY_HELP: &str = "\
 Reads events, one JSON object per line, from stdin:
   {\"t_ns\": 1000000000, \"key\": \"user1\", \"op\": \"check\", \"cost\": 1}
   {\"t_ns\": 1000000500, \"key\": \"user1\", \"op\": \"reserve\", \"cost\": 2, \"max_wait_ns\": 5000000}
-and writes one decision per event, in order, to stdout:
+  {\"t_ns\": 2000000000, \"op\": \"reconfigure\", \"capacity\": 20, \"rate\": 4, \"strategy\": \"keep-consumed\"}
+  {\"t_ns\": 2000000100, \"key\": \"vip\", \"op\": \"check\", \"capacity\": 100, \"rate\": 50}
+and writes one line per event, in order, to stdout:
   {\"allowed\": true, \"remaining\": 9, \"retry_after_ns\": null, \"reset_after_ns\": 500000000}
   {\"allowed\": true, \"wait_ns\": 0}
+  {\"reconfigured\": true}
+  {\"allowed\": true, \"remaining\": 99, \"retry_after_ns\": null, \"reset_after_ns\": 20000000}
 Time comes from the events (t_ns, nanoseconds, never decreasing), never
 from a clock. `cost` defaults to 1; `max_wait_ns` absent or null means no
-bound. Lines are at most 1 MiB.
+bound. A `reconfigure` changes the quota of every key without its own
+(strategy: keep-consumed, the default, keep-available, proportional or
+reset); `capacity` and `rate` on a request give that key a quota of its
+own from then on. Both need a bucket; a window algorithm answers `check`
+only. Lines are at most 1 MiB.
 
 Exit status: 0 when every line was answered; 1 when the input or the
 backend failed (the error names the line; the lines before it were
 answered); 2 for a malformed command line.";
 
-/// The algorithms `--algorithm` accepts.
-const ALGORITHMS: [AlgorithmKind; 2] = [AlgorithmKind::TokenBucket, AlgorithmKind::LeakyBucket];
-
-/// An algorithm's kind from its name.
-fn parse_algorithm(name: &str) -> Result<AlgorithmKind, String> {
-    ALGORITHMS
-        .into_iter()
-        .find(|kind| kind.name() == name)
-        .ok_or_else(|| format!("unknown algorithm {name:?}"))
+/// `--algorithm`: the name of one of the four algorithms (listed in
+/// `--help`, errors and shell completions), read by `AlgorithmKind`'s
+/// `FromStr`, the one parser of those names.
+fn algorithm_parser() -> impl TypedValueParser<Value = AlgorithmKind> {
+    PossibleValuesParser::new(AlgorithmKind::ALL.map(AlgorithmKind::name))
+        .try_map(|name| name.parse::<AlgorithmKind>().map_err(|e| e.to_string()))
 }
 
-/// `--algorithm`: one of the names of [`ALGORITHMS`] (listed in `--help`,
-/// errors and shell completions).
-fn algorithm_parser() -> impl TypedValueParser<Value = AlgorithmKind> {
-    PossibleValuesParser::new(ALGORITHMS.map(AlgorithmKind::name))
-        .try_map(|name| parse_algorithm(&name))
+/// The units `--window` accepts, with their length in nanoseconds.
+const WINDOW_UNITS: [(&str, u64); 6] = [
+    ("ns", 1),
+    ("us", 1_000),
+    ("ms", 1_000_000),
+    ("s", 1_000_000_000),
+    ("m", 60_000_000_000),
+    ("h", 3_600_000_000_000),
+];
+
+/// `--window`: a whole number and a unit, with nothing between them:
+/// `250ns`, `10us`, `1500ms`, `60s`, `5m`, `1h`. Exact: the window is that
+/// many nanoseconds, at least 1, at most `u64::MAX`.
+fn parse_window(text: &str) -> Result<Duration, String> {
+    let syntax = || {
+        "must be a whole number and a unit (ns, us, ms, s, m or h), such as 250ns, 1500ms, 60s or 5m"
+            .to_owned()
+    };
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let (_, ns_per_unit) = WINDOW_UNITS
+        .into_iter()
+        .find(|&(name, _)| name == unit)
+        .ok_or_else(syntax)?;
+    if number.is_empty() {
+        return Err(syntax());
+    }
+    let too_long = || ConfigError::WindowTooLong.to_string();
+    let ns = number
+        .parse::<u64>()
+        .map_err(|_| too_long())?
+        .checked_mul(ns_per_unit)
+        .ok_or_else(too_long)?;
+    if ns == 0 {
+        return Err(ConfigError::ZeroWindow.to_string());
+    }
+    Ok(Duration::from_nanos(ns))
 }
 
 /// `--capacity`: a whole number (checked against the rate later).
@@ -105,17 +147,23 @@ pub(crate) enum BackendKind {
 /// The options of `ratelimit replay`.
 #[derive(Debug, Args)]
 #[command(after_help = REPLAY_HELP)]
+#[command(group(ArgGroup::new("limit").required(true).args(["rate", "window"])))]
 pub(crate) struct ReplayArgs {
     /// The algorithm
     #[arg(long, value_name = "ALGORITHM", value_parser = algorithm_parser())]
     pub(crate) algorithm: AlgorithmKind,
     /// The capacity: the burst size of a token bucket, the queue length of a
-    /// leaky bucket
+    /// leaky bucket, the limit per window of a window algorithm
     #[arg(long, value_name = "C", allow_negative_numbers = true, value_parser = parse_capacity)]
     pub(crate) capacity: u64,
-    /// The rate in units per second, a decimal number (2, 0.5, 2.5e6)
+    /// The rate of a bucket in units per second, a decimal number (2, 0.5,
+    /// 2.5e6)
     #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = parse_rate)]
-    pub(crate) rate: Rate,
+    pub(crate) rate: Option<Rate>,
+    /// The window of a window algorithm: a whole number and a unit (250ns,
+    /// 10us, 1500ms, 60s, 5m, 1h)
+    #[arg(long, value_name = "W", allow_hyphen_values = true, value_parser = parse_window)]
+    pub(crate) window: Option<Duration>,
     /// Where the state lives
     #[arg(long, value_enum, value_name = "BACKEND", default_value_t = BackendKind::Memory)]
     pub(crate) backend: BackendKind,
@@ -136,8 +184,8 @@ pub(crate) struct ReplayArgs {
 /// A replay's options, checked together.
 #[derive(Debug)]
 pub(crate) struct Replay<'a> {
-    pub(crate) algorithm: AlgorithmKind,
-    pub(crate) quota: Quota,
+    /// The algorithm with its quota or window.
+    pub(crate) algorithm: AnyAlgorithm,
     /// `Some((url, prefix))` for the Redis backend.
     pub(crate) redis: Option<(&'a str, Option<&'a str>)>,
     pub(crate) summary: bool,
@@ -146,8 +194,15 @@ pub(crate) struct Replay<'a> {
 impl ReplayArgs {
     /// The checks that span several options.
     pub(crate) fn validate(&self) -> Result<Replay<'_>, String> {
-        let quota =
-            Quota::new(self.capacity, self.rate).map_err(|e| format!("invalid limit: {e}"))?;
+        let algorithm = match (self.rate, self.window) {
+            (Some(rate), None) => AnyAlgorithm::with_rate(self.algorithm, self.capacity, rate),
+            (None, Some(window)) => {
+                AnyAlgorithm::with_window(self.algorithm, self.capacity, window)
+            }
+            // The "limit" group takes exactly one of the two.
+            _ => return Err("give --rate or --window, not both".into()),
+        }
+        .map_err(|e| format!("invalid limit for {}: {e}", self.algorithm))?;
         let redis = match (self.backend, self.redis_url.as_deref()) {
             (BackendKind::Redis, Some(url)) => Some((url, self.prefix.as_deref())),
             (BackendKind::Redis, None) => return Err("--backend redis needs --redis-url".into()),
@@ -157,8 +212,7 @@ impl ReplayArgs {
             (BackendKind::Memory, _) => None,
         };
         Ok(Replay {
-            algorithm: self.algorithm,
-            quota,
+            algorithm,
             redis,
             summary: self.summary,
         })
@@ -168,8 +222,11 @@ impl ReplayArgs {
 /// The options of `ratelimit inspect`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Prints the stored tat, the server's time, the TTL, the time until reset and,
-given the limit, the tokens (token bucket) or level (leaky bucket) now, on
+A bucket's key: prints the stored tat, the server's time, the TTL, the
+time until reset and, given --capacity and --rate, the tokens (token
+bucket) or level (leaky bucket) now. A window's key (--window W, the
+limiter's window): prints the stored window index and counts instead of
+tat, and, given --capacity, what is left of the limit now. Times are on
 the server's clock. Put -- before a KEY that starts with -.
 
 Exit status: 0 when the state was printed; 1 when Redis could not be
@@ -181,29 +238,65 @@ pub(crate) struct InspectArgs {
     /// The limiter's key prefix
     #[arg(long, value_name = "P", default_value = "ratelimit")]
     pub(crate) prefix: String,
-    /// The limiter's algorithm (to show tokens or level)
+    /// The limiter's algorithm (to read its keys and show what is left)
     #[arg(long, value_name = "ALGORITHM", value_parser = algorithm_parser(), default_value = "token-bucket")]
     pub(crate) algorithm: AlgorithmKind,
-    /// The limiter's capacity (with --rate: shows tokens or level)
-    #[arg(long, value_name = "C", requires = "rate", allow_negative_numbers = true, value_parser = parse_capacity)]
+    /// The limiter's capacity (a bucket's with --rate: shows tokens or
+    /// level; a window's limit: shows what is left)
+    #[arg(long, value_name = "C", allow_negative_numbers = true, value_parser = parse_capacity)]
     pub(crate) capacity: Option<u64>,
-    /// The limiter's rate in units per second (with --capacity)
-    #[arg(long, value_name = "R", requires = "capacity", allow_negative_numbers = true, value_parser = parse_rate)]
+    /// A bucket's rate in units per second (with --capacity)
+    #[arg(long, value_name = "R", requires = "capacity", conflicts_with = "window", allow_negative_numbers = true, value_parser = parse_rate)]
     pub(crate) rate: Option<Rate>,
+    /// A window algorithm's window (250ns, 10us, 1500ms, 60s, 5m, 1h):
+    /// needed to read a window's key
+    #[arg(long, value_name = "W", allow_hyphen_values = true, value_parser = parse_window)]
+    pub(crate) window: Option<Duration>,
     /// The key, as the application passes it to the limiter (without the
     /// prefix)
     pub(crate) key: String,
 }
 
+/// What `ratelimit inspect` reads a key as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InspectAs {
+    /// A bucket's key, with the quota when given (`--capacity`, `--rate`).
+    Bucket(Option<Quota>),
+    /// A window algorithm's key, of `window`, with the limit when given.
+    Window {
+        /// The algorithm, its window and its limit (1 when not given: the
+        /// limit changes only what is left, never the stored counts).
+        algorithm: AnyAlgorithm,
+        /// Whether `--capacity` gave the limit.
+        limit_given: bool,
+    },
+}
+
 impl InspectArgs {
-    /// The limit given with `--capacity` and `--rate`, if any.
-    pub(crate) fn limit(&self) -> Result<Option<Quota>, String> {
-        match (self.capacity, self.rate) {
-            (Some(c), Some(r)) => Quota::new(c, r)
-                .map(Some)
-                .map_err(|e| format!("invalid limit: {e}")),
-            _ => Ok(None),
+    /// How to read the key, from `--algorithm` and the limit options.
+    pub(crate) fn read_as(&self) -> Result<InspectAs, String> {
+        let kind = self.algorithm;
+        if kind.is_bucket() {
+            if self.window.is_some() {
+                return Err(format!("{kind} takes --capacity and --rate, not --window"));
+            }
+            return match (self.capacity, self.rate) {
+                (Some(c), Some(r)) => Quota::new(c, r)
+                    .map(|q| InspectAs::Bucket(Some(q)))
+                    .map_err(|e| format!("invalid limit: {e}")),
+                (Some(_), None) => Err(format!("--capacity needs --rate for {kind}")),
+                _ => Ok(InspectAs::Bucket(None)),
+            };
         }
+        let window = self
+            .window
+            .ok_or_else(|| format!("a {kind} key is read with the limiter's --window W"))?;
+        AnyAlgorithm::with_window(kind, self.capacity.unwrap_or(1), window)
+            .map(|algorithm| InspectAs::Window {
+                algorithm,
+                limit_given: self.capacity.is_some(),
+            })
+            .map_err(|e| format!("invalid limit: {e}"))
     }
 }
 
@@ -219,10 +312,42 @@ mod tests {
     }
 
     #[test]
-    fn every_algorithm_name_parses_back() {
-        for kind in ALGORITHMS {
-            assert_eq!(parse_algorithm(kind.name()), Ok(kind));
+    fn windows_are_whole_numbers_with_a_unit() {
+        for (text, ns) in [
+            ("250ns", 250),
+            ("10us", 10_000),
+            ("1500ms", 1_500_000_000),
+            ("60s", 60_000_000_000),
+            ("5m", 300_000_000_000),
+            ("1h", 3_600_000_000_000),
+            ("007s", 7_000_000_000),
+            ("18446744073709551615ns", u64::MAX),
+        ] {
+            assert_eq!(parse_window(text), Ok(Duration::from_nanos(ns)), "{text}");
         }
-        assert!(parse_algorithm("gcra").is_err());
+        for bad in [
+            "", "60", "s", "1.5s", "-1s", "+1s", " 1s", "1s ", "1 s", "1S", "1sec", "1d", "1µs",
+            "0x10s",
+        ] {
+            assert!(
+                parse_window(bad)
+                    .unwrap_err()
+                    .starts_with("must be a whole number"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_window("0ms").unwrap_err(),
+            ConfigError::ZeroWindow.to_string()
+        );
+        for too_long in ["18446744073709551616ns", "18446744073709552s", "5124096h"] {
+            assert_eq!(
+                parse_window(too_long).unwrap_err(),
+                ConfigError::WindowTooLong.to_string(),
+                "{too_long}"
+            );
+        }
+        // The longest whole number of hours that fits.
+        assert!(parse_window("5124095h").is_ok());
     }
 }

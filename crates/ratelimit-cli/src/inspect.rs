@@ -1,11 +1,11 @@
 //! `ratelimit inspect`: an operator's view of one key in Redis, as one JSON
 //! line.
 
-use ratelimit_core::{AlgorithmKind, Quota, Rate, TokenBucket};
-use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool};
+use ratelimit_core::{Algorithm, AlgorithmKind, AnyAlgorithm, Quota, Rate, TokenBucket};
+use ratelimit_redis::{KeyState, RedisLimitError, RedisLimiter, RedisPool};
 
 use crate::Failure;
-use crate::args::InspectArgs;
+use crate::args::{InspectArgs, InspectAs};
 
 /// A configuration error is the command line's fault; anything else is
 /// Redis's (or the way to it).
@@ -17,15 +17,10 @@ fn failure(e: RedisLimitError) -> Failure {
     }
 }
 
-/// The JSON line for `args`.
-pub(crate) fn run(args: &InspectArgs) -> Result<String, Failure> {
-    let limit = args.limit().map_err(Failure::Usage)?;
-    // Without a limit, any quota reads tat, TTL and reset alike.
-    let quota = limit
-        .map_or_else(|| Quota::new(1, Rate::per_second(1)), Ok)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+/// `key`'s Redis key and state, read by a limiter running `algorithm`.
+fn read<A: Algorithm>(algorithm: A, args: &InspectArgs) -> Result<(String, KeyState), Failure> {
     let pool = RedisPool::open(&args.redis_url).map_err(failure)?;
-    let limiter = RedisLimiter::builder(TokenBucket::new(quota))
+    let limiter = RedisLimiter::builder(algorithm)
         .prefix(args.prefix.as_str())
         .build(pool)
         .map_err(failure)?;
@@ -33,28 +28,81 @@ pub(crate) fn run(args: &InspectArgs) -> Result<String, Failure> {
     let state = limiter
         .inspect(&args.key)
         .map_err(|e| Failure::Runtime(e.to_string()))?;
+    Ok((String::from_utf8_lossy(&redis_key).into_owned(), state))
+}
+
+/// A number, or `null`.
+fn or_null(n: Option<u64>) -> String {
+    n.map_or_else(|| "null".to_owned(), |n| n.to_string())
+}
+
+/// The JSON line for `args`.
+pub(crate) fn run(args: &InspectArgs) -> Result<String, Failure> {
+    let read_as = args.read_as().map_err(Failure::Usage)?;
+    let (redis_key, state) = match read_as {
+        // Without a limit, any quota reads tat, TTL and reset alike.
+        InspectAs::Bucket(limit) => read(
+            TokenBucket::new(
+                limit
+                    .map_or_else(|| Quota::new(1, Rate::per_second(1)), Ok)
+                    .map_err(|e| Failure::Usage(e.to_string()))?,
+            ),
+            args,
+        )?,
+        InspectAs::Window { algorithm, .. } => match algorithm {
+            AnyAlgorithm::FixedWindow(a) => read(a, args)?,
+            AnyAlgorithm::SlidingWindow(a) => read(a, args)?,
+            AnyAlgorithm::TokenBucket(_) | AnyAlgorithm::LeakyBucket(_) => {
+                unreachable!("read_as gives a window algorithm for a window key")
+            }
+        },
+    };
     let mut line = format!(
-        r#"{{"key": {}, "redis_key": {}, "exists": {}, "tat_ns": {}, "server_now_ns": {}, "ttl_ms": {}, "reset_after_ns": {}"#,
+        r#"{{"key": {}, "redis_key": {}, "exists": {}"#,
         json_string(&args.key),
-        json_string(&String::from_utf8_lossy(&redis_key)),
-        state.tat_ns.is_some(),
-        state
-            .tat_ns
-            .map_or_else(|| "null".to_owned(), |t| t.to_string()),
+        json_string(&redis_key),
+        state.tat_ns.is_some() || state.window.is_some(),
+    );
+    match read_as {
+        InspectAs::Bucket(_) => {
+            line += &format!(r#", "tat_ns": {}"#, or_null(state.tat_ns));
+        }
+        InspectAs::Window { algorithm, .. } => {
+            let window_ns = algorithm.period_ns();
+            let w = state.window;
+            line += &format!(
+                r#", "window_ns": {window_ns}, "window_index": {}, "count": {}"#,
+                or_null(w.map(|w| w.window)),
+                or_null(w.map(|w| w.count)),
+            );
+            if algorithm.kind() == AlgorithmKind::SlidingWindow {
+                line += &format!(r#", "previous_count": {}"#, or_null(w.map(|w| w.previous)));
+            }
+        }
+    }
+    line += &format!(
+        r#", "server_now_ns": {}, "ttl_ms": {}, "reset_after_ns": {}"#,
         state.server_now_ns,
-        state
-            .ttl
-            .map_or_else(|| "null".to_owned(), |t| t.as_millis().to_string()),
+        or_null(
+            state
+                .ttl
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+        ),
         state.reset_after.as_nanos(),
     );
-    if let Some(q) = limit {
-        // `--algorithm` accepts the buckets only (see `args`): a leaky
-        // bucket shows its level, a token bucket its tokens.
-        if args.algorithm == AlgorithmKind::LeakyBucket {
+    match read_as {
+        InspectAs::Bucket(Some(q)) if args.algorithm == AlgorithmKind::LeakyBucket => {
             line += &format!(r#", "level": {}"#, q.capacity() - state.remaining);
-        } else {
+        }
+        InspectAs::Bucket(Some(_)) => {
             line += &format!(r#", "tokens": {}"#, state.remaining);
         }
+        InspectAs::Window {
+            limit_given: true, ..
+        } => {
+            line += &format!(r#", "remaining": {}"#, state.remaining);
+        }
+        InspectAs::Bucket(None) | InspectAs::Window { .. } => {}
     }
     line.push('}');
     Ok(line)

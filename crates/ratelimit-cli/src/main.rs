@@ -12,6 +12,7 @@
 //! refers back to one that uses it.
 
 mod args;
+mod dashboard;
 mod inspect;
 mod redis;
 mod replay;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
                 .and_then(|options| replay::run(&options)),
         ),
         Command::Inspect(args) => ("inspect", inspect::run(args).map(|line| println!("{line}"))),
+        Command::Dashboard(args) => ("dashboard", dashboard::run(args)),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "ratelimit", &mut io::stdout());
             ("completions", Ok(()))

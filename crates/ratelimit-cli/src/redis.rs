@@ -1,27 +1,100 @@
 //! The Redis backend of `replay --backend redis`: a Redis limiter driven
 //! with the events' times as client time, under a fresh prefix per replay
-//! unless one is given.
+//! unless one is given. It runs all four algorithms' `check`, and the
+//! buckets' `reserve`.
 
+use core::fmt;
 use core::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ratelimit_core::{Decision, InsufficientCapacity, Reservation, Shaping};
+use ratelimit_core::{
+    Algorithm, AlgorithmKind, Decision, FixedWindow, InsufficientCapacity, LeakyBucket,
+    Reservation, SlidingWindow, TokenBucket,
+};
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
-use ratelimit_replay::Backend;
+use ratelimit_replay::{Backend, NotShaping};
 
 /// Added to every key's TTL during a replay: virtual time may stand still
 /// while real time passes, and a replay must not lose state early. A replay
 /// that runs for more than this much real time could.
 const REPLAY_TTL_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
-/// A Redis limiter driven with the events' times.
-pub(crate) struct RedisReplay<A: Shaping>(RedisLimiter<A>);
+/// An algorithm the Redis replay runs: `check` for all four, `reserve`
+/// where the algorithm shapes (the buckets).
+pub(crate) trait RedisReplayable: Algorithm {
+    /// `reserve_at` on `limiter`, or `None` for a window algorithm.
+    fn reserve_at(
+        limiter: &RedisLimiter<Self>,
+        key: &str,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Option<Result<Reservation, RedisLimitError>>;
+}
 
-impl<A: Shaping> RedisReplay<A> {
+macro_rules! shaping {
+    ($($name:ty),*) => {$(
+        impl RedisReplayable for $name {
+            fn reserve_at(
+                limiter: &RedisLimiter<Self>,
+                key: &str,
+                cost: u64,
+                max_wait_ns: Option<u64>,
+                now_ns: u64,
+            ) -> Option<Result<Reservation, RedisLimitError>> {
+                Some(limiter.reserve_at(key, cost, max_wait_ns, now_ns))
+            }
+        }
+    )*};
+}
+
+macro_rules! policing {
+    ($($name:ty),*) => {$(
+        impl RedisReplayable for $name {
+            fn reserve_at(
+                _: &RedisLimiter<Self>,
+                _: &str,
+                _: u64,
+                _: Option<u64>,
+                _: u64,
+            ) -> Option<Result<Reservation, RedisLimitError>> {
+                None
+            }
+        }
+    )*};
+}
+
+shaping!(TokenBucket, LeakyBucket);
+policing!(FixedWindow, SlidingWindow);
+
+/// Why the Redis replay could not answer: Redis failed, or a `reserve`
+/// reached a window algorithm (the replay refuses those before they get
+/// here).
+#[derive(Debug)]
+pub(crate) enum RedisReplayError {
+    /// The limiter's error.
+    Redis(RedisLimitError),
+    /// A `reserve` under a window algorithm.
+    NotShaping(NotShaping),
+}
+
+impl fmt::Display for RedisReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Redis(e) => e.fmt(f),
+            Self::NotShaping(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A Redis limiter driven with the events' times.
+pub(crate) struct RedisReplay<A: Algorithm>(RedisLimiter<A>);
+
+impl<A: Algorithm> RedisReplay<A> {
     /// A limiter running `algorithm` on the Redis at `url`, under `prefix`
     /// or a fresh one. Nothing is sent to Redis yet: an unreachable server
     /// shows at the first event. The error is a configuration error (a
-    /// malformed URL, ...).
+    /// malformed URL, a window the scripts cannot run exactly, ...).
     pub(crate) fn open(
         algorithm: A,
         url: &str,
@@ -55,23 +128,23 @@ fn replay_prefix(given: Option<&str>) -> String {
 /// A cost above the capacity is the contract's answer, not a failure.
 fn split<T>(
     r: Result<T, RedisLimitError>,
-) -> Result<Result<T, InsufficientCapacity>, RedisLimitError> {
+) -> Result<Result<T, InsufficientCapacity>, RedisReplayError> {
     match r {
         Ok(v) => Ok(Ok(v)),
         Err(RedisLimitError::InsufficientCapacity(e)) => Ok(Err(e)),
-        Err(e) => Err(e),
+        Err(e) => Err(RedisReplayError::Redis(e)),
     }
 }
 
-impl<A: Shaping> Backend for RedisReplay<A> {
-    type Error = RedisLimitError;
+impl<A: RedisReplayable> Backend for RedisReplay<A> {
+    type Error = RedisReplayError;
 
     fn check(
         &mut self,
         key: &str,
         now_ns: u64,
         cost: u64,
-    ) -> Result<Result<Decision, InsufficientCapacity>, RedisLimitError> {
+    ) -> Result<Result<Decision, InsufficientCapacity>, RedisReplayError> {
         split(self.0.check_at(key, cost, now_ns))
     }
 
@@ -81,7 +154,14 @@ impl<A: Shaping> Backend for RedisReplay<A> {
         now_ns: u64,
         cost: u64,
         max_wait_ns: Option<u64>,
-    ) -> Result<Result<Reservation, InsufficientCapacity>, RedisLimitError> {
-        split(self.0.reserve_at(key, cost, max_wait_ns, now_ns))
+    ) -> Result<Result<Reservation, InsufficientCapacity>, RedisReplayError> {
+        let reserved = A::reserve_at(&self.0, key, cost, max_wait_ns, now_ns).ok_or(
+            RedisReplayError::NotShaping(NotShaping(self.0.algorithm().kind())),
+        )?;
+        split(reserved)
+    }
+
+    fn algorithm(&self) -> Option<AlgorithmKind> {
+        Some(self.0.algorithm().kind())
     }
 }

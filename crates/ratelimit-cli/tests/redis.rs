@@ -8,8 +8,8 @@ mod common;
 
 use std::net::TcpListener;
 
-use common::{ratelimit, text};
-use ratelimit_replay::{BUCKET_FILES, load_scenarios};
+use common::{every_scenario_through_the_binary, ratelimit, text};
+use ratelimit_replay::{BUCKET_FILES, WINDOW_FILES, load_scenarios};
 use ratelimit_testkit::RedisServer;
 
 #[test]
@@ -17,7 +17,7 @@ fn replay_redis_prints_what_memory_prints() {
     let server = RedisServer::start();
     let url = server.url();
     let mut compared = 0;
-    for file in BUCKET_FILES {
+    for file in BUCKET_FILES.into_iter().chain(WINDOW_FILES) {
         // Every fourth scenario keeps the run short; the crate's own parity
         // test runs them all.
         for s in load_scenarios(file).unwrap().iter().step_by(4) {
@@ -52,7 +52,20 @@ fn replay_redis_prints_what_memory_prints() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 45);
+    assert_eq!(compared, 90);
+}
+
+/// Both window files, every scenario, through the binary on Redis, field
+/// for field.
+#[test]
+fn replay_redis_passes_every_window_scenario() {
+    let server = RedisServer::start();
+    let url = server.url();
+    every_scenario_through_the_binary(
+        &WINDOW_FILES,
+        180,
+        &["--backend", "redis", "--redis-url", &url],
+    );
 }
 
 /// A URL where no Redis listens (a port just freed).
@@ -128,6 +141,36 @@ fn inspect_exit_status_tells_runtime_from_usage() {
             "k",
         ],
         &["inspect", "--redis-url", "not a url", "k"],
+        &[
+            "inspect",
+            "--redis-url",
+            "redis://127.0.0.1:1/",
+            "--algorithm",
+            "sliding-window",
+            "k",
+        ],
+        &[
+            "inspect",
+            "--redis-url",
+            "redis://127.0.0.1:1/",
+            "--window",
+            "1s",
+            "k",
+        ],
+        &[
+            "inspect",
+            "--redis-url",
+            "redis://127.0.0.1:1/",
+            "--algorithm",
+            "fixed-window",
+            "--window",
+            "1s",
+            "--capacity",
+            "3",
+            "--rate",
+            "1",
+            "k",
+        ],
     ] {
         let out = ratelimit(args, "");
         assert_eq!(
@@ -207,4 +250,155 @@ fn inspect_shows_tokens_ttl_and_reset() {
     let v: serde_json::Value = serde_json::from_slice(&missing.stdout).unwrap();
     assert_eq!(v["exists"], false);
     assert_eq!(v["ttl_ms"], serde_json::Value::Null);
+}
+
+/// Until the Redis limiter runs quota changes, a `reconfigure` event or a
+/// key's own quota on `--backend redis` stops the replay with an error
+/// naming the line (exit status 1), after answering the lines before it,
+/// rather than answering under the wrong quota.
+#[test]
+fn replay_redis_refuses_quota_changes_naming_the_line() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let ok = "{\"t_ns\": 1, \"key\": \"a\", \"op\": \"check\"}\n";
+    for (line, message) in [
+        (
+            r#"{"t_ns": 2, "op": "reconfigure", "capacity": 3, "rate": 1}"#,
+            "error: line 3: reconfigure events are not supported by this backend yet\n",
+        ),
+        (
+            r#"{"t_ns": 2, "key": "a", "op": "reserve", "capacity": 3, "rate": 1}"#,
+            "error: line 3: a key's own quota (capacity and rate on a check or reserve) is not supported by this backend yet\n",
+        ),
+    ] {
+        let out = ratelimit(
+            &[
+                "replay",
+                "--algorithm",
+                "token-bucket",
+                "--capacity",
+                "5",
+                "--rate",
+                "1",
+                "--backend",
+                "redis",
+                "--redis-url",
+                &url,
+            ],
+            &format!("{ok}{ok}{line}\n{ok}"),
+        );
+        assert_eq!(out.status.code(), Some(1), "{line}");
+        assert_eq!(text(&out.stdout).lines().count(), 2, "{line}");
+        assert_eq!(text(&out.stderr), message);
+    }
+}
+
+/// `inspect` reads a window's key: the stored window index and counts
+/// (the previous window's too for a sliding window), its TTL and, given
+/// the limit, what is left of it on the server's clock.
+#[test]
+fn inspect_shows_a_window_keys_counts() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let limit = |algorithm: &'static str| {
+        [
+            "--algorithm",
+            algorithm,
+            "--capacity",
+            "5",
+            "--window",
+            "1s",
+        ]
+    };
+    for (algorithm, input) in [
+        (
+            "fixed-window",
+            "{\"t_ns\": 1500000000, \"key\": \"user1\", \"op\": \"check\", \"cost\": 2}\n",
+        ),
+        (
+            "sliding-window",
+            "{\"t_ns\": 1500000000, \"key\": \"user1\", \"op\": \"check\", \"cost\": 2}\n\
+             {\"t_ns\": 2500000000, \"key\": \"user1\", \"op\": \"check\", \"cost\": 1}\n",
+        ),
+    ] {
+        let prefix = format!("ops-{algorithm}");
+        let mut args = vec!["replay"];
+        args.extend(limit(algorithm));
+        args.extend([
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--prefix",
+            &prefix,
+        ]);
+        let out = ratelimit(&args, input);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut args = vec!["inspect", "--redis-url", &url, "--prefix", &prefix];
+        args.extend(limit(algorithm));
+        args.push("user1");
+        let out = ratelimit(&args, "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["redis_key"], format!("{prefix}|user1"));
+        assert_eq!(v["exists"], true);
+        assert_eq!(v["window_ns"], 1_000_000_000_u64);
+        assert!(v.get("tat_ns").is_none(), "{v}");
+        if algorithm == "fixed-window" {
+            // Replayed at 1.5 s: window 1 holds 2.
+            assert_eq!((&v["window_index"], &v["count"]), (&1.into(), &2.into()));
+            assert!(v.get("previous_count").is_none(), "{v}");
+        } else {
+            // 2 in window 1, then 1 in window 2.
+            assert_eq!(
+                (&v["window_index"], &v["count"], &v["previous_count"]),
+                (&2.into(), &1.into(), &2.into())
+            );
+        }
+        // The replay's TTL carries its margin of a day.
+        let ttl = v["ttl_ms"].as_u64().unwrap();
+        assert!(ttl > 86_000_000 && ttl <= 86_402_000, "{ttl}");
+        // On the server's clock (2026), 1970's windows have slid out.
+        assert_eq!(v["remaining"], 5);
+        assert_eq!(v["reset_after_ns"], 0);
+        // Without --capacity: the counts, and no `remaining`.
+        let out = ratelimit(
+            &[
+                "inspect",
+                "--redis-url",
+                &url,
+                "--prefix",
+                &prefix,
+                "--algorithm",
+                algorithm,
+                "--window",
+                "1s",
+                "user1",
+            ],
+            "",
+        );
+        let bare: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(bare["count"], v["count"]);
+        assert!(bare.get("remaining").is_none(), "{bare}");
+        // A key never seen.
+        let out = ratelimit(
+            &[
+                "inspect",
+                "--redis-url",
+                &url,
+                "--prefix",
+                &prefix,
+                "--algorithm",
+                algorithm,
+                "--window",
+                "1s",
+                "nobody",
+            ],
+            "",
+        );
+        let missing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(missing["exists"], false);
+        assert_eq!(missing["count"], serde_json::Value::Null);
+        assert_eq!(missing["ttl_ms"], serde_json::Value::Null);
+    }
 }

@@ -27,6 +27,14 @@ pub enum Reason {
     /// The backend (Redis) failed and a local in-memory limiter with the
     /// same quota decided instead; its state is this process's alone.
     Fallback,
+    /// The backend (Redis) was not asked: its circuit breaker is open after
+    /// consecutive failures, and the limiter's failure policy answered at
+    /// once. The other fields are that policy's answer (allow, deny, or the
+    /// local limiter's decision under a fallback policy), as for
+    /// [`FailOpen`](Self::FailOpen), [`FailClosed`](Self::FailClosed) and
+    /// [`Fallback`](Self::Fallback), whose reasons mark a call that was
+    /// tried and failed.
+    CircuitOpen,
 }
 
 /// The answer to `check(key, cost)`: allowed or denied now, and what is left.

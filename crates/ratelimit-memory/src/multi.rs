@@ -13,8 +13,11 @@
 //!    rollback can touch its word: only plain admissions (and exact
 //!    refunds) can land on it.
 //! 2. Charge the limits one by one, each with the compare-and-swap of
-//!    every decision, computed from the value it replaces (a key not held
-//!    yet is inserted first, in its initial state). If one denies, roll
+//!    every decision, computed from the value it replaces (each key is first held,
+//!    under the limiter's latest quota: inserted in its initial state if
+//!    absent, its shard caught up with any `reconfigure` it has not seen
+//!    yet, so that the check decides under the latest quota as a plain
+//!    check does). If one denies, roll
 //!    back those already charged, newest first, with
 //!    [`Algorithm::roll_back`] (exact unless a plain admission landed on the
 //!    charge meanwhile and time moved; never looser than the state without
@@ -443,10 +446,27 @@ where
         if self.limiter.too_long(self.key) {
             return (false, refusal(Refusal::KeyTooLong, self.quota_limit()));
         }
+        // A key held is first brought to the limiter's latest quota (see
+        // `charge`; it is held, so nothing is inserted); an absent key is
+        // evaluated in its initial state under the latest quota, and not
+        // inserted for a request that charges it nothing. Nothing can
+        // sweep the key in between: we hold the writer mutex.
+        let absent = self.with_slot(|slot, _, _| matches!(slot, Some(None)));
+        if !absent {
+            if let Err(refused) = self.hold() {
+                return (false, refused);
+            }
+        }
         loop {
             let evaluated = self.with_slot(|slot, algorithm, now| match slot {
                 Some(Some(cell)) => Some(evaluate(algorithm, A::State::load(cell), now, self.cost)),
-                Some(None) => Some(evaluate(algorithm, A::State::default(), now, self.cost)),
+                Some(None) => {
+                    let latest = self
+                        .quota
+                        .copied()
+                        .unwrap_or_else(|| self.limiter.current());
+                    Some(evaluate(&latest, A::State::default(), now, self.cost))
+                }
                 None => None,
             });
             if let Some(evaluated) = evaluated {
@@ -464,6 +484,13 @@ where
         if self.limiter.too_long(self.key) {
             return Err(refusal(Refusal::KeyTooLong, self.quota_limit()));
         }
+        // Held, and its shard brought to the limiter's latest quota, first:
+        // a shard learns of a change lazily, and `with_slot` reads it as it
+        // is, so without this a shard no plain check had touched since a
+        // `reconfigure` would decide under the quota it saw last. No change
+        // can be converted into the shard while we hold its writer mutex;
+        // a change made after this point is later than the decision.
+        self.hold()?;
         loop {
             let charged = self.with_slot(|slot, algorithm, now| {
                 slot.flatten()

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 
 use ratelimit_memory::{
     Bucket, Clock, FixedWindow, KeyedLimiter, LeakyBucket, ManualClock, Rate, Reason,
-    SlidingWindow, TokenBucket, check_all,
+    SlidingWindow, Strategy, TokenBucket, check_all,
 };
 
 const S: u64 = 1_000_000_000;
@@ -128,6 +128,45 @@ fn a_key_of_its_own_quota_in_a_multi_check() {
     let d = check_all([&limiter.limit_with_quota(&"pro", 1, &pro), &global.limit(1)]);
     assert_eq!((d.allowed(), d.decision.limit), (false, 10));
     assert!(global.peek().remaining >= 90);
+}
+
+/// A change of quota applies to the very next `check_all`, as to a plain
+/// check, even in a shard no plain check has touched since the change
+/// (a shard learns of a change lazily: the multi-limit path must catch it
+/// up, not decide under the quota the shard last saw).
+#[test]
+fn check_all_decides_under_the_latest_quota() {
+    let clock = Arc::new(ManualClock::new(S));
+    let limiter = KeyedLimiter::<&str, _, _>::builder(token(10, 10))
+        .clock(Arc::clone(&clock))
+        .build();
+    let global = Bucket::with_clock(token(100, 100), Arc::clone(&clock));
+    let d = check_all([&limiter.limit(&"alice", 4), &global.limit(1)]);
+    assert_eq!((d.allowed(), d.limits[0].remaining), (true, 6));
+    // Down to 5: the 4 used stay used (keep-consumed), 1 left.
+    limiter.reconfigure(token(5, 5), Strategy::KeepConsumed);
+    let d = check_all([&limiter.limit(&"alice", 2), &global.limit(1)]);
+    assert!(!d.allowed(), "2 of the 1 left under the new quota");
+    assert_eq!((d.limits[0].limit, d.limits[0].remaining), (5, 1));
+    let d = check_all([&limiter.limit(&"alice", 1), &global.limit(1)]);
+    assert_eq!(
+        (d.allowed(), d.limits[0].limit, d.limits[0].remaining),
+        (true, 5, 0)
+    );
+    // A key not held yet starts under the new quota too.
+    limiter.reconfigure(token(3, 3), Strategy::KeepConsumed);
+    let d = check_all([&limiter.limit(&"bob", 1), &global.limit(1)]);
+    assert_eq!((d.limits[0].limit, d.limits[0].remaining), (3, 2));
+    // And a denied request reports every limit under the latest quota,
+    // without holding a key it charged nothing.
+    limiter.reconfigure(token(7, 7), Strategy::KeepConsumed);
+    let d = check_all([&global.limit(1000), &limiter.limit(&"carol", 1)]);
+    assert!(!d.allowed());
+    assert_eq!((d.limits[1].limit, d.limits[1].remaining), (7, 7));
+    assert_eq!(limiter.len(), 2, "alice and bob only");
+    let d = check_all([&global.limit(1000), &limiter.limit(&"alice", 1)]);
+    // Her 5 units used stay used through both changes: 2 of 7 left.
+    assert_eq!((d.limits[1].limit, d.limits[1].remaining), (7, 2));
 }
 
 /// A tiny xorshift, one per thread.

@@ -30,6 +30,7 @@ pub(crate) fn reason_name(reason: Reason) -> &'static str {
         Reason::FailOpen => "fail_open",
         Reason::FailClosed => "fail_closed",
         Reason::Fallback => "fallback",
+        Reason::CircuitOpen => "circuit_open",
         _ => "other",
     }
 }

@@ -1,6 +1,7 @@
--- cancel.lua: undoes one admitted reservation of `reserve.lua`, exactly, if
--- nothing has changed the key since (the async limiter's `acquire` calls it
--- when its caller gives up before the wait is over).
+-- cancel.lua: undoes one admitted reservation of `reserve.lua`, or one
+-- admission of a refundable `check.lua`, exactly, if nothing has changed the
+-- key since (the async limiter's `acquire` calls it when its caller gives up
+-- before the wait is over; `refund` calls it with a check's receipt).
 --
 -- KEYS[1]  the state key (prefix|key)
 -- ARGV[1..4] the common arguments (common.lua): now, TTL margin, T, tau

@@ -1,16 +1,21 @@
 //! [`AsyncRedisConnection`]: the one connection an async limiter sends its
 //! scripts on (feature `tokio`), and its [`AsyncRedisConnectionBuilder`].
 //!
-//! It is the `redis` crate's `ConnectionManager`: a multiplexed connection
-//! (every concurrent call is written to one socket as it comes and the
-//! replies are matched in order, so many tasks pipeline on it) that
-//! reconnects by itself after the connection is lost. Cloning shares the
-//! connection.
+//! To one Redis it is the `redis` crate's `ConnectionManager`: a
+//! multiplexed connection (every concurrent call is written to one socket
+//! as it comes and the replies are matched in order, so many tasks pipeline
+//! on it) that reconnects by itself after the connection is lost. To a
+//! Redis Cluster it is the crate's async `ClusterConnection`: one such
+//! multiplexed connection per node, each call routed by its key's hash
+//! slot. Cloning shares the connection.
 
 use core::time::Duration;
 use std::sync::Arc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{ErrorKind, ServerErrorKind};
 
 use crate::error::RedisLimitError;
 use crate::pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, resolves};
@@ -28,14 +33,21 @@ pub struct AsyncRedisConnection {
 }
 
 struct Inner {
-    manager: ConnectionManager,
+    link: Link,
     response_timeout: Option<Duration>,
+}
+
+/// One Redis, or a Redis Cluster.
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 impl core::fmt::Debug for AsyncRedisConnection {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("AsyncRedisConnection")
             .field("response_timeout", &self.inner.response_timeout)
+            .field("cluster", &self.is_cluster())
             .finish_non_exhaustive()
     }
 }
@@ -53,29 +65,108 @@ impl AsyncRedisConnection {
     /// Options for a connection to the Redis at `url`.
     pub fn builder(url: &str) -> AsyncRedisConnectionBuilder {
         AsyncRedisConnectionBuilder {
-            url: url.to_owned(),
+            urls: vec![url.to_owned()],
+            cluster: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
         }
     }
 
+    /// A connection to the Redis Cluster reachable through any of `urls`
+    /// (seed nodes; the rest of the cluster is discovered), with the
+    /// default options.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn open_cluster<S: AsRef<str>>(urls: &[S]) -> Result<Self, RedisLimitError> {
+        Self::cluster_builder(urls).build().await
+    }
+
+    /// Options for a connection to the Redis Cluster reachable through any
+    /// of `urls`. Calls are routed by hash slot; a batch is split into one
+    /// call per slot (as on a [`RedisPool`](crate::RedisPool) to a
+    /// cluster).
+    pub fn cluster_builder<S: AsRef<str>>(urls: &[S]) -> AsyncRedisConnectionBuilder {
+        AsyncRedisConnectionBuilder {
+            urls: urls.iter().map(|u| u.as_ref().to_owned()).collect(),
+            cluster: true,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
+        }
+    }
+
+    /// Whether this connection talks to a Redis Cluster.
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.link, Link::Cluster(_))
+    }
+
     /// Sends one script call. Nothing is retried but `NOSCRIPT` (the
     /// script did not run: it is loaded and sent again, by
-    /// `redis::ScriptInvocation`); a lost connection is remade in the
-    /// background for the next call.
+    /// `redis::ScriptInvocation`) and, on a cluster, a few `MOVED`/`ASK`
+    /// redirects (the script did not run either; the slot map is read
+    /// again meanwhile); a lost connection is remade in the background for the next
+    /// call.
     pub(crate) async fn run(&self, call: &Call) -> Result<redis::Value, RedisLimitError> {
-        let mut con = self.inner.manager.clone();
-        call.invoke_async::<redis::Value>(&mut con)
-            .await
-            .map_err(|e| RedisLimitError::from_call(e, self.inner.response_timeout))
+        let result = match &self.inner.link {
+            Link::Single(manager) => {
+                let mut con = manager.clone();
+                call.invoke_async::<redis::Value>(&mut con).await
+            }
+            Link::Cluster(cluster) => {
+                let mut con = cluster.clone();
+                let mut redirects = 0;
+                loop {
+                    match call.invoke_async::<redis::Value>(&mut con).await {
+                        // A redirect makes the connection read the slot
+                        // map again, in the background: give it a moment.
+                        Err(e) if redirected(&e) && redirects < MAX_REDIRECTS => {
+                            redirects += 1;
+                            tokio::time::sleep(REDIRECT_PAUSE * redirects).await;
+                        }
+                        // Still sent elsewhere after every redirect: the
+                        // node that serves the slot cannot be reached (the
+                        // client falls back to another node, which points
+                        // back at it). The script ran nowhere.
+                        Err(e) if redirected(&e) => {
+                            return Err(RedisLimitError::Connect {
+                                message: format!(
+                                    "the cluster node that serves the key is unreachable \
+                                     (still redirected after {MAX_REDIRECTS} redirects): {e}"
+                                ),
+                                source: Some(e),
+                            });
+                        }
+                        other => break other,
+                    }
+                }
+            }
+        };
+        result.map_err(|e| RedisLimitError::from_call(e, self.inner.response_timeout))
     }
+}
+
+/// How many `MOVED`/`ASK` redirects one call follows (each means the
+/// script did not run, so sending it again cannot count it twice).
+const MAX_REDIRECTS: u32 = 5;
+
+/// The pause before following the `n`-th redirect is `n` times this.
+const REDIRECT_PAUSE: Duration = Duration::from_millis(1);
+
+/// A cluster redirect: the call did not run where it was sent.
+fn redirected(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+    )
 }
 
 /// Options of an [`AsyncRedisConnection`]: timeouts.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct AsyncRedisConnectionBuilder {
-    url: String,
+    urls: Vec<String>,
+    cluster: bool,
     connect_timeout: Duration,
     response_timeout: Option<Duration>,
 }
@@ -123,7 +214,48 @@ impl AsyncRedisConnectionBuilder {
                 "the timeouts must be greater than zero".to_owned(),
             ));
         }
-        let client = redis::Client::open(self.url.as_str())
+        let link = if self.cluster {
+            self.cluster_link()?
+        } else {
+            self.single_link()?
+        };
+        // Wrong credentials or database are configuration errors: find out
+        // now.
+        let ping = match &link {
+            Link::Single(manager) => {
+                let mut probe = manager.clone();
+                redis::cmd("PING")
+                    .query_async::<redis::Value>(&mut probe)
+                    .await
+            }
+            Link::Cluster(cluster) => {
+                let mut probe = cluster.clone();
+                redis::cmd("PING")
+                    .query_async::<redis::Value>(&mut probe)
+                    .await
+            }
+        };
+        if let Err(e) = ping {
+            let err = RedisLimitError::from_connect(e);
+            if err.is_misconfiguration() {
+                return Err(err);
+            }
+        }
+        Ok(AsyncRedisConnection {
+            inner: Arc::new(Inner {
+                link,
+                response_timeout: self.response_timeout,
+            }),
+        })
+    }
+
+    fn single_link(&self) -> Result<Link, RedisLimitError> {
+        let [url] = self.urls.as_slice() else {
+            return Err(RedisLimitError::InvalidOption(
+                "a single-node connection takes exactly one URL".to_owned(),
+            ));
+        };
+        let client = redis::Client::open(url.as_str())
             .map_err(|e| RedisLimitError::InvalidOption(e.to_string()))?;
         resolves(client.get_connection_info())?;
         let config = ConnectionManagerConfig::new()
@@ -135,21 +267,37 @@ impl AsyncRedisConnectionBuilder {
             .set_number_of_retries(0);
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(RedisLimitError::from_connect)?;
-        // Wrong credentials or database are configuration errors: find out
-        // now.
-        let mut probe = manager.clone();
-        let ping = probe.send_packed_command(&redis::cmd("PING")).await;
-        if let Err(e) = ping {
-            let err = RedisLimitError::from_connect(e);
-            if err.is_misconfiguration() {
-                return Err(err);
-            }
+        Ok(Link::Single(manager))
+    }
+
+    fn cluster_link(&self) -> Result<Link, RedisLimitError> {
+        if self.urls.is_empty() {
+            return Err(RedisLimitError::InvalidOption(
+                "a cluster connection needs at least one seed URL".to_owned(),
+            ));
         }
-        Ok(AsyncRedisConnection {
-            inner: Arc::new(Inner {
-                manager,
-                response_timeout: self.response_timeout,
-            }),
-        })
+        let invalid = |e: redis::RedisError| RedisLimitError::InvalidOption(e.to_string());
+        for url in &self.urls {
+            resolves(
+                &redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(invalid)?,
+            )?;
+        }
+        let mut builder = ClusterClient::builder(self.urls.iter().map(String::as_str))
+            .connection_timeout(self.connect_timeout)
+            // The client's own retries resend requests whose outcome is
+            // unknown (a timeout, a lost connection): a request that had
+            // counted would count twice. Redirects are followed by `run`.
+            .retries(0);
+        let mut config = ClusterConfig::new().set_connection_timeout(self.connect_timeout);
+        if let Some(timeout) = self.response_timeout {
+            builder = builder.response_timeout(timeout);
+            config = config.set_response_timeout(timeout);
+        }
+        let client = builder.build().map_err(invalid)?;
+        // Made in the background, like the single-node connection: a
+        // cluster that is down is not a configuration error.
+        Ok(Link::Cluster(
+            client.get_pending_async_connection_with_config(config),
+        ))
     }
 }

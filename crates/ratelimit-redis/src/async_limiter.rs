@@ -31,16 +31,18 @@
 use core::time::Duration;
 
 use ratelimit_core::{
-    AllowResult, Decision, InsufficientCapacity, LeakyBucket, Reason, Reservation, Shaping,
-    TokenBucket,
+    Algorithm, AllowResult, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Reason,
+    Reservation, Shaping, SlidingWindow, TokenBucket,
 };
 use tokio::task::JoinHandle;
 
 use crate::async_connection::AsyncRedisConnection;
+use crate::denied::Lookup;
 use crate::error::RedisLimitError;
 use crate::key::RedisKey;
 use crate::limiter::RedisLimiter;
 use crate::op::{Op, Request, duration_ns};
+use crate::receipt::RedisReceipt;
 use crate::reply::KeyState;
 
 /// A [`RedisLimiter`] with `async` calls on one shared
@@ -56,11 +58,21 @@ pub type AsyncTokenBucketRedis = AsyncRedisLimiter<TokenBucket>;
 /// An async leaky bucket in Redis (see [`LeakyBucketRedis`](crate::LeakyBucketRedis)).
 pub type AsyncLeakyBucketRedis = AsyncRedisLimiter<LeakyBucket>;
 
+/// An async fixed window in Redis (see [`FixedWindowRedis`](crate::FixedWindowRedis)).
+pub type AsyncFixedWindowRedis = AsyncRedisLimiter<FixedWindow>;
+
+/// An async sliding window counter in Redis (see
+/// [`SlidingWindowRedis`](crate::SlidingWindowRedis)).
+pub type AsyncSlidingWindowRedis = AsyncRedisLimiter<SlidingWindow>;
+
 /// The `async` calls, on an [`AsyncRedisConnection`] (feature `tokio`):
-/// the same as the blocking ones, plus `acquire`.
-impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
+/// the same as the blocking ones; `reserve` and `acquire` for the buckets.
+impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     /// Sends an operation's calls.
-    async fn run<R: Request<A>>(&self, mut op: Op<'_, A, R>) -> Result<R::Output, RedisLimitError> {
+    pub(crate) async fn run<R: Request<A>>(
+        &self,
+        mut op: Op<'_, A, R>,
+    ) -> Result<R::Output, RedisLimitError> {
         while let Some(call) = op.next_call() {
             let reply = self.conn().run(call).await;
             op.take(reply);
@@ -79,7 +91,20 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
+        if let Some(c) = self.coalescer() {
+            return self.check_coalesced(c, key, cost).await;
+        }
         let e = self.engine();
+        if let Some(cache) = self.denied() {
+            return match cache.check(e, key, cost)? {
+                Lookup::Hit(d) => Ok(d),
+                Lookup::Miss(op, sent) => {
+                    let d = self.run(op).await?;
+                    cache.learn(&sent, &d);
+                    Ok(d)
+                }
+            };
+        }
         self.run(e.check(key, cost, e.now(None))?).await
     }
 
@@ -103,31 +128,64 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         self.check(key).await.map(AllowResult::from)
     }
 
-    /// Shaping: admit a request of `cost` units to proceed after a wait of
-    /// at most `max_wait` (`None`: unbounded), or reject it. The caller
-    /// does the waiting; [`acquire`](Self::acquire) waits for it.
-    pub async fn reserve<K: RedisKey + ?Sized>(
+    /// `check_n` that can be undone: the decision, and when Redis
+    /// admitted a cost above zero a [`RedisReceipt`] for
+    /// [`refund`](Self::refund); see the blocking `check_refundable`.
+    pub async fn check_refundable<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
-        max_wait: Option<Duration>,
-    ) -> Result<Reservation, RedisLimitError> {
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
         let e = self.engine();
-        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
-        self.run(op).await.map(|(r, _)| r)
+        let redis_key = e.keys.redis_key(key)?;
+        let op = e.check_receipt(redis_key.clone(), cost, e.now(None))?;
+        let (d, admitted) = self.run(op).await?;
+        Ok((d, e.receipt(redis_key, cost, admitted)))
     }
 
-    /// `reserve` at the caller's time `now_ns` (client time).
-    pub async fn reserve_at<K: RedisKey + ?Sized>(
+    /// `check_refundable` at the caller's time `now_ns` (client time).
+    pub async fn check_refundable_at<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
-        max_wait_ns: Option<u64>,
         now_ns: u64,
-    ) -> Result<Reservation, RedisLimitError> {
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
         let e = self.engine();
-        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
-        self.run(op).await.map(|(r, _)| r)
+        let redis_key = e.keys.redis_key(key)?;
+        let op = e.check_receipt(redis_key.clone(), cost, e.now(Some(now_ns)))?;
+        let (d, admitted) = self.run(op).await?;
+        Ok((d, e.receipt(redis_key, cost, admitted)))
+    }
+
+    /// Gives back the cost of the admission `receipt` records, exactly or
+    /// not at all; see the blocking `refund`.
+    pub async fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
+        let e = self.engine();
+        match e.refund(receipt, e.now(None))? {
+            Some(op) => self.run(op).await,
+            None => Ok(false),
+        }
+    }
+
+    /// `refund` at the caller's time `now_ns` (client time).
+    pub async fn refund_at(
+        &self,
+        receipt: RedisReceipt,
+        now_ns: u64,
+    ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
+        let e = self.engine();
+        match e.refund(receipt, e.now(Some(now_ns)))? {
+            Some(op) => self.run(op).await,
+            None => Ok(false),
+        }
     }
 
     /// Decides many `(key, cost)` requests in one round trip, answering in
@@ -156,6 +214,36 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         key: &K,
     ) -> Result<KeyState, RedisLimitError> {
         self.run(self.engine().inspect(key)?).await
+    }
+}
+
+/// Shaping, `async`: the buckets only.
+impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
+    /// Shaping: admit a request of `cost` units to proceed after a wait of
+    /// at most `max_wait` (`None`: unbounded), or reject it. The caller
+    /// does the waiting; [`acquire`](Self::acquire) waits for it.
+    pub async fn reserve<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Option<Duration>,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
+        self.run(op).await.map(|(r, _)| r)
+    }
+
+    /// `reserve` at the caller's time `now_ns` (client time).
+    pub async fn reserve_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
+        self.run(op).await.map(|(r, _)| r)
     }
 
     /// Waits until a request of `cost` units may proceed, then returns its
@@ -266,6 +354,10 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
         stored: u64,
         cost: u64,
     ) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(redis_key);
+        }
         self.run(self.engine().cancel(redis_key, stored, cost))
             .await
     }

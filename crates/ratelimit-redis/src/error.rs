@@ -16,7 +16,7 @@ use ratelimit_core::{ConfigError, InsufficientCapacity};
 /// instead; a misconfiguration
 /// ([`is_misconfiguration`](Self::is_misconfiguration)) is returned on
 /// every call whatever the policy.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisLimitError {
     /// The quota cannot be built (capacity 0, rate not positive, ...).

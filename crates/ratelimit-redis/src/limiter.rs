@@ -8,12 +8,13 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use ratelimit_core::{
-    AllowResult, Clock, Decision, InsufficientCapacity, LeakyBucket, Quota, Rate, Reservation,
-    Shaping, TokenBucket,
+    Algorithm, AllowResult, Clock, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Quota,
+    Rate, Reservation, Shaping, SlidingWindow, TokenBucket,
 };
 use ratelimit_memory::MonotonicClock;
 
 use crate::config::{CircuitBreaker, FailurePolicy, TimeSource};
+use crate::denied::{DeniedCache, Lookup};
 use crate::error::RedisLimitError;
 use crate::fallback::SharedClock;
 use crate::key::RedisKey;
@@ -21,8 +22,9 @@ use crate::keyspace::{DEFAULT_MAX_KEY_LEN, DEFAULT_PREFIX, KeySpace, Secret};
 use crate::observe::{Health, Stats};
 use crate::op::{Engine, Op, Request, Settings, duration_ns};
 use crate::pool::RedisPool;
+use crate::receipt::RedisReceipt;
 use crate::reply::KeyState;
-use crate::script;
+use crate::script::{self, Now};
 
 /// A token bucket in Redis: bursts up to the capacity, refilled at the
 /// rate; `reserve` borrows from the future.
@@ -31,6 +33,15 @@ pub type TokenBucketRedis = RedisLimiter<TokenBucket>;
 /// A leaky bucket in Redis: a bounded queue drained at exactly the rate;
 /// `reserve` spaces requests one interval apart.
 pub type LeakyBucketRedis = RedisLimiter<LeakyBucket>;
+
+/// A fixed window in Redis: at most `L` per window, the windows aligned to
+/// the Unix epoch under the server's time (a one-minute window resets at
+/// the top of every minute). Policing only.
+pub type FixedWindowRedis = RedisLimiter<FixedWindow>;
+
+/// A sliding window counter in Redis: about `L` in any window-long span,
+/// without the fixed window's burst at the boundary. Policing only.
+pub type SlidingWindowRedis = RedisLimiter<SlidingWindow>;
 
 mod sealed {
     pub trait Sealed {}
@@ -59,7 +70,7 @@ impl sealed::Sealed for crate::AsyncRedisConnection {}
 #[cfg(feature = "tokio")]
 impl Transport for crate::AsyncRedisConnection {
     fn is_cluster_transport(&self) -> bool {
-        false
+        self.is_cluster()
     }
 }
 
@@ -95,11 +106,11 @@ impl Transport for crate::AsyncRedisConnection {
 /// # Ok(())
 /// # }
 /// ```
-pub struct RedisLimiter<A: Shaping, C = RedisPool> {
+pub struct RedisLimiter<A: Algorithm, C = RedisPool> {
     inner: Arc<Inner<A, C>>,
 }
 
-impl<A: Shaping, C> Clone for RedisLimiter<A, C> {
+impl<A: Algorithm, C> Clone for RedisLimiter<A, C> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -107,12 +118,17 @@ impl<A: Shaping, C> Clone for RedisLimiter<A, C> {
     }
 }
 
-struct Inner<A: Shaping, C> {
+struct Inner<A: Algorithm, C> {
     engine: Engine<A>,
     conn: C,
+    /// The denied-key cache, when turned on.
+    denied: Option<DeniedCache>,
+    /// The queue of coalesced checks, when turned on (async only).
+    #[cfg(feature = "tokio")]
+    coalescer: Option<crate::coalesce::Coalescer>,
 }
 
-impl<A: Shaping, C: core::fmt::Debug> core::fmt::Debug for RedisLimiter<A, C> {
+impl<A: Algorithm, C: core::fmt::Debug> core::fmt::Debug for RedisLimiter<A, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RedisLimiter")
             .field("engine", &self.inner.engine)
@@ -134,10 +150,14 @@ pub struct RedisLimiterBuilder<A, C = RedisPool> {
     max_key_len: usize,
     secret: Option<Secret>,
     clock: Option<SharedClock>,
+    denied_keys: usize,
+    /// Whether the async limiter coalesces its checks (`coalesce.rs`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) coalesce: bool,
     conn: PhantomData<fn() -> C>,
 }
 
-impl<A: Shaping, C> core::fmt::Debug for RedisLimiterBuilder<A, C> {
+impl<A: Algorithm, C> core::fmt::Debug for RedisLimiterBuilder<A, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RedisLimiterBuilder")
             .field("algorithm", &self.algorithm)
@@ -151,7 +171,7 @@ impl<A: Shaping, C> core::fmt::Debug for RedisLimiterBuilder<A, C> {
     }
 }
 
-impl<A: Shaping, C: Transport> RedisLimiterBuilder<A, C> {
+impl<A: Algorithm, C: Transport> RedisLimiterBuilder<A, C> {
     /// The namespace of the limiter's keys (default `ratelimit`): every
     /// Redis key is `<prefix>|<key>`. Give each limiter (each quota) its own
     /// prefix. 1 to 256 bytes, without `|`, `{`, `}` or control characters.
@@ -218,12 +238,26 @@ impl<A: Shaping, C: Transport> RedisLimiterBuilder<A, C> {
         self
     }
 
+    /// Caches Redis's denials locally for up to `max_keys` keys (default
+    /// 0: off). After Redis denies a check of a key with cost `c` and
+    /// `retry_after` `d`, checks of that key with a cost of at least `c`
+    /// are denied without a round trip until `d` has passed since the
+    /// denied request was sent (on the [`monotonic_clock`](Self::monotonic_clock)).
+    /// Exact as long as only this limiter's own calls move a key's state
+    /// back: a refund or a reset by another process is not seen (see
+    /// docs/redis.md, "Denied-key cache"). `stats().cached_denials`
+    /// counts the checks it answered.
+    pub fn cache_denials(mut self, max_keys: usize) -> Self {
+        self.denied_keys = max_keys;
+        self
+    }
+
     /// Builds the limiter on `conn`: a [`RedisPool`] for a limiter of
     /// blocking calls, an `AsyncRedisConnection` for `async` ones. Nothing
     /// is sent to Redis (the pool or connection checked the configuration
     /// when it was built).
     pub fn build(self, conn: C) -> Result<RedisLimiter<A, C>, RedisLimitError> {
-        script::check_quota(self.algorithm.quota())?;
+        let params = script::Params::of(&self.algorithm, self.time == TimeSource::Server)?;
         if let Some(b) = self.breaker {
             if b.failures() == 0 || b.cool_down().is_zero() {
                 return Err(RedisLimitError::InvalidOption(
@@ -232,20 +266,24 @@ impl<A: Shaping, C: Transport> RedisLimiterBuilder<A, C> {
                 ));
             }
         }
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
         let settings = Settings {
             keys: KeySpace::new(&self.prefix, self.max_key_len, self.secret.as_ref())?,
             algorithm: self.algorithm,
             time: self.time,
             policy: self.policy,
             breaker: self.breaker,
-            clock: self
-                .clock
-                .unwrap_or_else(|| Arc::new(MonotonicClock::new())),
+            clock: Arc::clone(&clock),
         };
         Ok(RedisLimiter {
             inner: Arc::new(Inner {
-                engine: Engine::new(settings, conn.is_cluster_transport()),
+                engine: Engine::new(settings, params, conn.is_cluster_transport()),
                 conn,
+                denied: (self.denied_keys > 0).then(|| DeniedCache::new(self.denied_keys, clock)),
+                #[cfg(feature = "tokio")]
+                coalescer: self.coalesce.then(Default::default),
             }),
         })
     }
@@ -265,6 +303,30 @@ impl<C: Transport> RedisLimiter<TokenBucket, C> {
     }
 }
 
+impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
+    /// The quota (capacity and rate) this bucket enforces.
+    pub fn quota(&self) -> &Quota {
+        self.inner.engine.algorithm.quota()
+    }
+}
+
+impl<C: Transport> RedisLimiter<FixedWindow, C> {
+    /// A fixed window of at most `limit` units per `window`, with the
+    /// default options (prefix `ratelimit`, server time, errors returned,
+    /// the default circuit breaker).
+    pub fn new(limit: u64, window: Duration, conn: impl Into<C>) -> Result<Self, RedisLimitError> {
+        Self::builder(FixedWindow::new(limit, window)?).build(conn.into())
+    }
+}
+
+impl<C: Transport> RedisLimiter<SlidingWindow, C> {
+    /// A sliding window counter of about `limit` units per `window`, with
+    /// the default options.
+    pub fn new(limit: u64, window: Duration, conn: impl Into<C>) -> Result<Self, RedisLimitError> {
+        Self::builder(SlidingWindow::new(limit, window)?).build(conn.into())
+    }
+}
+
 impl<C: Transport> RedisLimiter<LeakyBucket, C> {
     /// A leaky bucket holding `capacity` units drained at `per_second` units
     /// per second, with the default options.
@@ -278,7 +340,7 @@ impl<C: Transport> RedisLimiter<LeakyBucket, C> {
     }
 }
 
-impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
+impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
     /// Options for a limiter running `algorithm`.
     pub fn builder(algorithm: A) -> RedisLimiterBuilder<A, C> {
         RedisLimiterBuilder {
@@ -290,6 +352,8 @@ impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
             max_key_len: DEFAULT_MAX_KEY_LEN,
             secret: None,
             clock: None,
+            denied_keys: 0,
+            coalesce: false,
             conn: PhantomData,
         }
     }
@@ -297,11 +361,6 @@ impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
     /// The algorithm (and so the quota) this limiter enforces.
     pub fn algorithm(&self) -> &A {
         &self.inner.engine.algorithm
-    }
-
-    /// The quota this limiter enforces.
-    pub fn quota(&self) -> &Quota {
-        self.inner.engine.quota()
     }
 
     /// The key prefix (namespace).
@@ -328,7 +387,9 @@ impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
     /// policy's answers, Redis failures, calls the open circuit kept from
     /// Redis, misconfigurations, corrupt states repaired.
     pub fn stats(&self) -> Stats {
-        self.inner.engine.stats()
+        let mut stats = self.inner.engine.stats();
+        stats.cached_denials = self.inner.denied.as_ref().map_or(0, DeniedCache::hits);
+        stats
     }
 
     /// Whether Redis is in use right now, and if not why: the circuit
@@ -350,14 +411,28 @@ impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
     pub(crate) fn conn(&self) -> &C {
         &self.inner.conn
     }
+
+    /// The denied-key cache, when turned on.
+    pub(crate) fn denied(&self) -> Option<&DeniedCache> {
+        self.inner.denied.as_ref()
+    }
+
+    /// The queue of coalesced checks, when turned on.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn coalescer(&self) -> Option<&crate::coalesce::Coalescer> {
+        self.inner.coalescer.as_ref()
+    }
 }
 
 /// The blocking calls, on a [`RedisPool`]. Each call blocks its thread for
 /// one round trip (at most the pool's timeouts; while the circuit breaker
 /// is open, not at all).
-impl<A: Shaping> RedisLimiter<A, RedisPool> {
+impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     /// Sends an operation's calls.
-    fn run<R: Request<A>>(&self, mut op: Op<'_, A, R>) -> Result<R::Output, RedisLimitError> {
+    pub(crate) fn run<R: Request<A>>(
+        &self,
+        mut op: Op<'_, A, R>,
+    ) -> Result<R::Output, RedisLimitError> {
         while let Some(call) = op.next_call() {
             let reply = self.conn().run(call);
             op.take(reply);
@@ -377,6 +452,16 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
         cost: u64,
     ) -> Result<Decision, RedisLimitError> {
         let e = self.engine();
+        if let Some(cache) = self.denied() {
+            return match cache.check(e, key, cost)? {
+                Lookup::Hit(d) => Ok(d),
+                Lookup::Miss(op, sent) => {
+                    let d = self.run(op)?;
+                    cache.learn(&sent, &d);
+                    Ok(d)
+                }
+            };
+        }
         self.run(e.check(key, cost, e.now(None))?)
     }
 
@@ -401,30 +486,71 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
         self.check(key).map(AllowResult::from)
     }
 
-    /// Shaping: admit a request of `cost` units to proceed after a wait of
-    /// at most `max_wait` (`None`: unbounded), or reject it.
-    pub fn reserve<K: RedisKey + ?Sized>(
+    /// `check_n` that can be undone: the decision, and when Redis
+    /// admitted a cost above zero a [`RedisReceipt`] to give it back with
+    /// [`refund`](Self::refund) (the work it paid for did not happen).
+    /// A failure policy's answer carries no receipt.
+    pub fn check_refundable<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
-        max_wait: Option<Duration>,
-    ) -> Result<Reservation, RedisLimitError> {
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
         let e = self.engine();
-        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
-        self.run(op).map(|(r, _)| r)
+        self.check_refundable_now(key, cost, e.now(None))
     }
 
-    /// `reserve` at the caller's time `now_ns` (client time).
-    pub fn reserve_at<K: RedisKey + ?Sized>(
+    /// `check_refundable` at the caller's time `now_ns` (client time).
+    pub fn check_refundable_at<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
-        max_wait_ns: Option<u64>,
         now_ns: u64,
-    ) -> Result<Reservation, RedisLimitError> {
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
         let e = self.engine();
-        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
-        self.run(op).map(|(r, _)| r)
+        self.check_refundable_now(key, cost, e.now(Some(now_ns)))
+    }
+
+    fn check_refundable_now<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Now,
+    ) -> Result<(Decision, Option<RedisReceipt>), RedisLimitError> {
+        let e = self.engine();
+        let redis_key = e.keys.redis_key(key)?;
+        let (d, admitted) = self.run(e.check_receipt(redis_key.clone(), cost, now)?)?;
+        Ok((d, e.receipt(redis_key, cost, admitted)))
+    }
+
+    /// Gives back the cost of the admission `receipt` records, exactly or
+    /// not at all (see [`RedisReceipt`]): whether anything was given back.
+    /// A receipt of another limiter gives nothing back. Neither the
+    /// circuit breaker nor the failure policy apply: a failure is returned
+    /// (and the cost stays consumed, the safe side).
+    pub fn refund(&self, receipt: RedisReceipt) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
+        let e = self.engine();
+        match e.refund(receipt, e.now(None))? {
+            Some(op) => self.run(op),
+            None => Ok(false),
+        }
+    }
+
+    /// `refund` at the caller's time `now_ns` (client time): which windows
+    /// still count, and a restored bucket's expiry.
+    pub fn refund_at(&self, receipt: RedisReceipt, now_ns: u64) -> Result<bool, RedisLimitError> {
+        if let Some(cache) = self.denied() {
+            // The state moves back: a cached denial may no longer hold.
+            cache.forget(&receipt.redis_key);
+        }
+        let e = self.engine();
+        match e.refund(receipt, e.now(Some(now_ns)))? {
+            Some(op) => self.run(op),
+            None => Ok(false),
+        }
     }
 
     /// Decides many `(key, cost)` requests in one round trip (one per hash
@@ -457,5 +583,34 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
     /// clock (the circuit breaker and the failure policy do not apply).
     pub fn inspect<K: RedisKey + ?Sized>(&self, key: &K) -> Result<KeyState, RedisLimitError> {
         self.run(self.engine().inspect(key)?)
+    }
+}
+
+/// Shaping, blocking: the buckets only.
+impl<A: Shaping> RedisLimiter<A, RedisPool> {
+    /// Shaping: admit a request of `cost` units to proceed after a wait of
+    /// at most `max_wait` (`None`: unbounded), or reject it.
+    pub fn reserve<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Option<Duration>,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        let op = e.reserve(key, cost, max_wait.map(duration_ns), e.now(None))?;
+        self.run(op).map(|(r, _)| r)
+    }
+
+    /// `reserve` at the caller's time `now_ns` (client time).
+    pub fn reserve_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError> {
+        let e = self.engine();
+        let op = e.reserve(key, cost, max_wait_ns, e.now(Some(now_ns)))?;
+        self.run(op).map(|(r, _)| r)
     }
 }

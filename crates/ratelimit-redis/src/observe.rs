@@ -47,6 +47,9 @@ pub struct Stats {
     /// Keys whose state in Redis was corrupt (not a rate-limit state, or
     /// beyond the horizon) and was rewritten as fully consumed.
     pub corrupt_states_repaired: u64,
+    /// Checks denied by the local denied-key cache without a round trip
+    /// ([`cache_denials`](crate::RedisLimiterBuilder::cache_denials)).
+    pub cached_denials: u64,
 }
 
 /// Whether Redis is in use right now (see
@@ -157,6 +160,8 @@ impl Observer {
             circuit_opened: self.circuit_opened.load(Ordering::Relaxed),
             misconfigurations: self.misconfigurations.load(Ordering::Relaxed),
             corrupt_states_repaired: self.corrupt.load(Ordering::Relaxed),
+            // Filled in by the limiter, which owns the cache.
+            cached_denials: 0,
         }
     }
 

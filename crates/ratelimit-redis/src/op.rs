@@ -18,7 +18,9 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ratelimit_core::{Decision, InsufficientCapacity, Quota, Reason, Reservation, Shaping};
+use ratelimit_core::{
+    Algorithm, AnyAlgorithm, Decision, InsufficientCapacity, Reason, Reservation, Shaping,
+};
 
 use crate::breaker::{Breaker, Permit};
 use crate::config::{CircuitBreaker, DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
@@ -27,18 +29,23 @@ use crate::fallback::{Fallback, SharedClock};
 use crate::key::RedisKey;
 use crate::keyspace::{self, KeySpace};
 use crate::observe::{Health, Observer, Stats};
+use crate::receipt::RedisReceipt;
 use crate::reply::{self, KeyState};
-use crate::script::{self, Call, Now};
+use crate::script::{self, Admitted, Call, Now, Params};
 
 /// A limiter without its connection: settings, breaker, fallback, counters.
-pub(crate) struct Engine<A: Shaping> {
+pub(crate) struct Engine<A: Algorithm> {
+    /// This limiter's id, in its receipts.
+    pub(crate) id: u64,
     pub(crate) algorithm: A,
+    /// How the scripts decide `check` under this algorithm.
+    pub(crate) params: Params,
     pub(crate) keys: KeySpace,
     pub(crate) time: TimeSource,
     pub(crate) policy: FailurePolicy,
     breaker: Breaker,
     observer: Observer,
-    fallback: Fallback<A>,
+    fallback: Fallback,
     clock: SharedClock,
     /// Batches are split by hash slot (a cluster) or sent whole.
     cluster: bool,
@@ -54,7 +61,7 @@ pub(crate) struct Settings<A> {
     pub(crate) clock: SharedClock,
 }
 
-impl<A: Shaping> core::fmt::Debug for Engine<A> {
+impl<A: Algorithm> core::fmt::Debug for Engine<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Engine")
             .field("algorithm", &self.algorithm)
@@ -66,7 +73,7 @@ impl<A: Shaping> core::fmt::Debug for Engine<A> {
     }
 }
 
-fn wall_clock_ns() -> u64 {
+pub(crate) fn wall_clock_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -77,11 +84,13 @@ pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl<A: Shaping> Engine<A> {
-    pub(crate) fn new(settings: Settings<A>, cluster: bool) -> Self {
+impl<A: Algorithm> Engine<A> {
+    pub(crate) fn new(settings: Settings<A>, params: Params, cluster: bool) -> Self {
         let observer = Observer::new(settings.keys.prefix());
         Self {
+            id: crate::receipt::next_id(),
             algorithm: settings.algorithm,
+            params,
             keys: settings.keys,
             time: settings.time,
             policy: settings.policy,
@@ -93,8 +102,9 @@ impl<A: Shaping> Engine<A> {
         }
     }
 
-    pub(crate) fn quota(&self) -> &Quota {
-        self.algorithm.quota()
+    /// The `limit` of every decision.
+    pub(crate) fn limit(&self) -> u64 {
+        self.algorithm.limit()
     }
 
     fn mono_ns(&self) -> u64 {
@@ -130,7 +140,7 @@ impl<A: Shaping> Engine<A> {
     }
 
     fn capacity_ok(&self, cost: u64) -> Result<(), InsufficientCapacity> {
-        let capacity = self.quota().capacity();
+        let capacity = self.limit();
         if cost > capacity {
             Err(InsufficientCapacity { cost, capacity })
         } else {
@@ -147,9 +157,19 @@ impl<A: Shaping> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, Check>, RedisLimitError> {
+        self.check_stored(self.keys.redis_key(key)?, cost, now)
+    }
+
+    /// `check` of a key already in its Redis form.
+    pub(crate) fn check_stored(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+    ) -> Result<Op<'_, A, Check>, RedisLimitError> {
         self.capacity_ok(cost)?;
-        let redis_key = self.keys.redis_key(key)?;
-        let call = script::check_call(&self.algorithm, &redis_key, cost, now);
+        self.params.check_now(now)?;
+        let call = script::check_call(&self.params, &redis_key, cost, now);
         Ok(Op::new(
             self,
             vec![call],
@@ -158,6 +178,241 @@ impl<A: Shaping> Engine<A> {
         ))
     }
 
+    /// A refundable `check(key, cost)`: the decision, and a receipt when
+    /// Redis admitted a cost above zero.
+    /// The key is in its Redis form.
+    pub(crate) fn check_receipt(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+    ) -> Result<Op<'_, A, CheckReceipt>, RedisLimitError> {
+        self.capacity_ok(cost)?;
+        self.params.check_now(now)?;
+        let call = script::check_receipt_call(&self.params, &redis_key, cost, now);
+        Ok(Op::new(
+            self,
+            vec![call],
+            true,
+            One::new(redis_key, CheckReceiptOne { cost }),
+        ))
+    }
+
+    /// Gives back the admission `receipt` records; `None` when the receipt
+    /// is another limiter's (nothing to send). Neither the breaker nor the
+    /// policy apply.
+    pub(crate) fn refund(
+        &self,
+        receipt: RedisReceipt,
+        now: Now,
+    ) -> Result<Option<Op<'_, A, Cancel>>, RedisLimitError> {
+        if receipt.owner != self.id {
+            return Ok(None);
+        }
+        self.params.check_now(now)?;
+        let call = script::refund_call(
+            &self.params,
+            &receipt.redis_key,
+            receipt.admitted,
+            receipt.cost,
+            now,
+        );
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::cancel(v));
+        Ok(Some(Op::new(
+            self,
+            vec![call],
+            false,
+            One::new(receipt.redis_key, decode),
+        )))
+    }
+
+    /// The receipt of a refundable check's answer.
+    pub(crate) fn receipt(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        admitted: Option<Admitted>,
+    ) -> Option<RedisReceipt> {
+        admitted.map(|admitted| RedisReceipt {
+            owner: self.id,
+            redis_key,
+            cost,
+            admitted,
+        })
+    }
+
+    /// `check_batch`: one call on a single Redis, one per hash slot on a
+    /// cluster. Costs above the capacity are answered at once; a key too
+    /// long fails the whole batch before anything is sent.
+    pub(crate) fn batch<K: RedisKey>(
+        &self,
+        requests: &[(K, u64)],
+        now: Now,
+    ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
+        let keys = requests
+            .iter()
+            .map(|(k, _)| self.keys.redis_key(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let costs = requests.iter().map(|(_, c)| *c).collect();
+        self.batch_stored(keys, costs, now)
+    }
+
+    /// `check_batch` of keys already in their Redis form, `costs[i]` for
+    /// `keys[i]`.
+    pub(crate) fn batch_stored(
+        &self,
+        keys: Vec<Vec<u8>>,
+        costs: Vec<u64>,
+        now: Now,
+    ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
+        self.params.check_now(now)?;
+        let mut answers = vec![None; keys.len()];
+        let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, cost) in costs.iter().enumerate() {
+            if let Err(e) = self.capacity_ok(*cost) {
+                answers[i] = Some(Err(e));
+            } else {
+                let group = if self.cluster {
+                    keyspace::slot(&keys[i])
+                } else {
+                    0
+                };
+                groups.entry(group).or_default().push(i);
+            }
+        }
+        let groups: Vec<Vec<usize>> = groups.into_values().collect();
+        let calls = groups
+            .iter()
+            .map(|g| {
+                let items = g.iter().map(|&i| (keys[i].as_slice(), costs[i]));
+                script::batch_call(&self.params, items, now)
+            })
+            .collect();
+        Ok(Op::new(
+            self,
+            calls,
+            true,
+            Batch {
+                keys,
+                costs,
+                groups,
+                answers,
+            },
+        ))
+    }
+
+    /// `inspect(key)`: neither the breaker nor the policy apply.
+    pub(crate) fn inspect<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+    ) -> Result<Op<'_, A, Inspect>, RedisLimitError> {
+        let redis_key = self.keys.redis_key(key)?;
+        let call = script::inspect_call(&redis_key);
+        Ok(Op::new(
+            self,
+            vec![call],
+            false,
+            One::new(redis_key, Plain(reply::inspect)),
+        ))
+    }
+
+    // ---- the failure policy ----
+
+    /// Reports `err` and answers with the failure policy in its place, for
+    /// `n` requests (`answer` gives one); or returns `err` when the policy
+    /// does not apply to it (`ReturnError`, not a Redis failure, a
+    /// misconfiguration).
+    fn on_failure<T>(
+        &self,
+        err: RedisLimitError,
+        n: u64,
+        answer: impl FnOnce(&Self, Option<Reason>) -> Result<T, InsufficientCapacity>,
+    ) -> Result<T, RedisLimitError> {
+        let now = self.mono_ns();
+        self.observer.failed(&err, now);
+        if !err.is_policy_failure() || self.policy == FailurePolicy::ReturnError {
+            return Err(err);
+        }
+        self.observer.policy_answered(self.policy, &err, n, now);
+        // Not sent at all: the reason says the breaker answered.
+        let reason =
+            matches!(err, RedisLimitError::CircuitOpen { .. }).then_some(Reason::CircuitOpen);
+        Ok(answer(self, reason)?)
+    }
+
+    /// The failure policy's answer to `check` (the policy is not
+    /// `ReturnError`).
+    /// `reason` replaces the policy's own (the breaker's `CircuitOpen`).
+    fn policy_check(
+        &self,
+        redis_key: &[u8],
+        cost: u64,
+        reason: Option<Reason>,
+    ) -> Result<Decision, InsufficientCapacity> {
+        let limit = self.limit();
+        let mut d = match self.policy {
+            FailurePolicy::FailOpen => Decision {
+                allowed: true,
+                remaining: 0,
+                retry_after: None,
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::FailOpen,
+            },
+            FailurePolicy::Fallback => {
+                self.fallback
+                    .check(&self.algorithm, &self.clock, redis_key, cost)?
+            }
+            _ => Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after: Some(self.fail_closed_retry()),
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::FailClosed,
+            },
+        };
+        if let Some(reason) = reason {
+            d.reason = reason;
+        }
+        Ok(d)
+    }
+
+    /// The failure policy's `retry_after` when it denies (`FailClosed`):
+    /// a bucket's interval, a window's `W / L` rounded up.
+    fn fail_closed_retry(&self) -> Duration {
+        match self.params {
+            Params::Bucket { interval_ns, .. } => Duration::from_nanos(interval_ns),
+            Params::Window {
+                limit, window_ns, ..
+            } => Duration::from_nanos(window_ns.div_ceil(limit)),
+        }
+    }
+
+    /// The breaker's say on a call about to be sent.
+    fn permit(&self) -> Permit {
+        self.breaker.permit(self.mono_ns())
+    }
+
+    /// Tells the breaker and the health how a sent call went.
+    fn record(&self, permit: Permit, result: &Result<redis::Value, RedisLimitError>) {
+        let unavailable = result.as_ref().err().filter(|e| e.is_unavailable());
+        if unavailable.is_none() {
+            // Redis answered, maybe with an error it chose: it is up.
+            if result.as_ref().is_ok() {
+                self.observer.reached();
+            }
+            if let Some(t) = self.breaker.success() {
+                self.observer.transition(t, None);
+            }
+        } else if let Some(t) = self.breaker.failure(permit, self.mono_ns()) {
+            self.observer.transition(t, unavailable);
+        }
+    }
+}
+
+/// The operations of the buckets only (shaping).
+impl<A: Shaping> Engine<A> {
     /// `reserve(key, cost, max_wait)`, with the state the reservation
     /// stored in Redis (`None` when it stored nothing, or when the failure
     /// policy answered).
@@ -185,74 +440,12 @@ impl<A: Shaping> Engine<A> {
         Ok(Op::new(self, vec![call], true, One::new(redis_key, kind)))
     }
 
-    /// `check_batch`: one call on a single Redis, one per hash slot on a
-    /// cluster. Costs above the capacity are answered at once; a key too
-    /// long fails the whole batch before anything is sent.
-    pub(crate) fn batch<K: RedisKey>(
-        &self,
-        requests: &[(K, u64)],
-        now: Now,
-    ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
-        let mut answers = vec![None; requests.len()];
-        let keys = requests
-            .iter()
-            .map(|(k, _)| self.keys.redis_key(k))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        for (i, (_, cost)) in requests.iter().enumerate() {
-            if let Err(e) = self.capacity_ok(*cost) {
-                answers[i] = Some(Err(e));
-            } else {
-                let group = if self.cluster {
-                    keyspace::slot(&keys[i])
-                } else {
-                    0
-                };
-                groups.entry(group).or_default().push(i);
-            }
-        }
-        let groups: Vec<Vec<usize>> = groups.into_values().collect();
-        let calls = groups
-            .iter()
-            .map(|g| {
-                let items = g.iter().map(|&i| (keys[i].as_slice(), requests[i].1));
-                script::batch_call(&self.algorithm, items, now)
-            })
-            .collect();
-        Ok(Op::new(
-            self,
-            calls,
-            true,
-            Batch {
-                keys,
-                costs: requests.iter().map(|(_, c)| *c).collect(),
-                groups,
-                answers,
-            },
-        ))
-    }
-
-    /// `inspect(key)`: neither the breaker nor the policy apply.
-    pub(crate) fn inspect<K: RedisKey + ?Sized>(
-        &self,
-        key: &K,
-    ) -> Result<Op<'_, A, Inspect>, RedisLimitError> {
-        let redis_key = self.keys.redis_key(key)?;
-        let call = script::inspect_call(&redis_key);
-        Ok(Op::new(
-            self,
-            vec![call],
-            false,
-            One::new(redis_key, Plain(reply::inspect)),
-        ))
-    }
-
     /// Undoes a reservation of `cost` on `redis_key` that stored `stored`
     /// (see `lua/cancel.lua`); neither the breaker nor the policy apply.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn cancel(&self, redis_key: &[u8], stored: u64, cost: u64) -> Op<'_, A, Cancel> {
         let call = script::cancel_call(&self.algorithm, redis_key, stored, cost, self.now(None));
-        let decode = Plain(|v, _: &Quota| reply::cancel(v));
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::cancel(v));
         Op::new(
             self,
             vec![call],
@@ -261,64 +454,16 @@ impl<A: Shaping> Engine<A> {
         )
     }
 
-    // ---- the failure policy ----
-
-    /// Reports `err` and answers with the failure policy in its place, for
-    /// `n` requests (`answer` gives one); or returns `err` when the policy
-    /// does not apply to it (`ReturnError`, not a Redis failure, a
-    /// misconfiguration).
-    fn on_failure<T>(
-        &self,
-        err: RedisLimitError,
-        n: u64,
-        answer: impl FnOnce(&Self) -> Result<T, InsufficientCapacity>,
-    ) -> Result<T, RedisLimitError> {
-        let now = self.mono_ns();
-        self.observer.failed(&err, now);
-        if !err.is_policy_failure() || self.policy == FailurePolicy::ReturnError {
-            return Err(err);
-        }
-        self.observer.policy_answered(self.policy, &err, n, now);
-        Ok(answer(self)?)
-    }
-
-    /// The failure policy's answer to `check` (the policy is not
-    /// `ReturnError`).
-    fn policy_check(&self, redis_key: &[u8], cost: u64) -> Result<Decision, InsufficientCapacity> {
-        let limit = self.quota().capacity();
-        Ok(match self.policy {
-            FailurePolicy::FailOpen => Decision {
-                allowed: true,
-                remaining: 0,
-                retry_after: None,
-                reset_after: Duration::ZERO,
-                limit,
-                reason: Reason::FailOpen,
-            },
-            FailurePolicy::Fallback => {
-                self.fallback
-                    .check(&self.algorithm, &self.clock, redis_key, cost)?
-            }
-            _ => Decision {
-                allowed: false,
-                remaining: 0,
-                retry_after: Some(self.quota().interval()),
-                reset_after: Duration::ZERO,
-                limit,
-                reason: Reason::FailClosed,
-            },
-        })
-    }
-
     /// The failure policy's answer to `reserve`.
     fn policy_reserve(
         &self,
         redis_key: &[u8],
         cost: u64,
         max_wait_ns: Option<u64>,
+        reason: Option<Reason>,
     ) -> Result<Reservation, InsufficientCapacity> {
-        let limit = self.quota().capacity();
-        Ok(match self.policy {
+        let limit = self.limit();
+        let mut r = match self.policy {
             FailurePolicy::FailOpen => Reservation::Admitted {
                 wait: Duration::ZERO,
                 reset_after: Duration::ZERO,
@@ -330,39 +475,26 @@ impl<A: Shaping> Engine<A> {
                     .reserve(&self.algorithm, &self.clock, redis_key, cost, max_wait_ns)?
             }
             _ => Reservation::Rejected {
-                retry_after: Some(self.quota().interval()),
+                retry_after: Some(self.fail_closed_retry()),
                 reset_after: Duration::ZERO,
                 limit,
                 reason: Reason::FailClosed,
             },
-        })
-    }
-
-    /// The breaker's say on a call about to be sent.
-    fn permit(&self) -> Permit {
-        self.breaker.permit(self.mono_ns())
-    }
-
-    /// Tells the breaker and the health how a sent call went.
-    fn record(&self, permit: Permit, result: &Result<redis::Value, RedisLimitError>) {
-        let unavailable = result.as_ref().err().filter(|e| e.is_unavailable());
-        if unavailable.is_none() {
-            // Redis answered, maybe with an error it chose: it is up.
-            if result.as_ref().is_ok() {
-                self.observer.reached();
+        };
+        if let Some(new) = reason {
+            match &mut r {
+                Reservation::Admitted { reason, .. } | Reservation::Rejected { reason, .. } => {
+                    *reason = new;
+                }
             }
-            if let Some(t) = self.breaker.success() {
-                self.observer.transition(t, None);
-            }
-        } else if let Some(t) = self.breaker.failure(permit, self.mono_ns()) {
-            self.observer.transition(t, unavailable);
         }
+        Ok(r)
     }
 }
 
 /// One operation in progress: its calls, and what it makes of their
 /// replies.
-pub(crate) struct Op<'e, A: Shaping, R> {
+pub(crate) struct Op<'e, A: Algorithm, R> {
     engine: &'e Engine<A>,
     calls: Vec<Call>,
     /// The next call to settle.
@@ -382,7 +514,7 @@ pub(crate) struct Op<'e, A: Shaping, R> {
 }
 
 /// What one kind of operation makes of its replies.
-pub(crate) trait Request<A: Shaping> {
+pub(crate) trait Request<A: Algorithm> {
     /// The operation's answer.
     type Output;
     /// Takes in the result of call `i`; `Err` ends the operation with it.
@@ -396,7 +528,7 @@ pub(crate) trait Request<A: Shaping> {
     fn finish(self) -> Result<Self::Output, RedisLimitError>;
 }
 
-impl<'e, A: Shaping, R: Request<A>> Op<'e, A, R> {
+impl<'e, A: Algorithm, R: Request<A>> Op<'e, A, R> {
     fn new(engine: &'e Engine<A>, calls: Vec<Call>, guarded: bool, request: R) -> Self {
         Self {
             engine,
@@ -482,7 +614,7 @@ fn unanswered() -> RedisLimitError {
 
 /// An operation of one call on one key: how its reply is decoded and what
 /// the failure policy answers in its place.
-pub(crate) trait Single<A: Shaping> {
+pub(crate) trait Single<A: Algorithm> {
     /// The operation's answer.
     type Output;
     /// Decodes the reply.
@@ -517,7 +649,7 @@ impl<S, T> One<S, T> {
     }
 }
 
-impl<A: Shaping, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
+impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
     type Output = T;
 
     fn settle(
@@ -551,7 +683,7 @@ pub(crate) struct CheckOne {
 /// `check`: one key, one call.
 pub(crate) type Check = One<CheckOne, Decision>;
 
-impl<A: Shaping> Single<A> for CheckOne {
+impl<A: Algorithm> Single<A> for CheckOne {
     type Output = Decision;
 
     fn decode(
@@ -559,7 +691,7 @@ impl<A: Shaping> Single<A> for CheckOne {
         e: &Engine<A>,
         v: redis::Value,
     ) -> Result<reply::Answer<Decision>, RedisLimitError> {
-        reply::check(v, e.quota().capacity())
+        reply::check(v, e.limit())
     }
 
     fn policy(
@@ -568,7 +700,38 @@ impl<A: Shaping> Single<A> for CheckOne {
         key: &[u8],
         err: RedisLimitError,
     ) -> Result<Decision, RedisLimitError> {
-        e.on_failure(err, 1, |e| e.policy_check(key, self.cost))
+        e.on_failure(err, 1, |e, reason| e.policy_check(key, self.cost, reason))
+    }
+}
+
+/// A refundable `check`.
+pub(crate) struct CheckReceiptOne {
+    cost: u64,
+}
+
+/// A refundable `check`: the decision and what the admission stored.
+pub(crate) type CheckReceipt = One<CheckReceiptOne, (Decision, Option<Admitted>)>;
+
+impl<A: Algorithm> Single<A> for CheckReceiptOne {
+    type Output = (Decision, Option<Admitted>);
+
+    fn decode(
+        &self,
+        e: &Engine<A>,
+        v: redis::Value,
+    ) -> Result<reply::Answer<Self::Output>, RedisLimitError> {
+        let window = matches!(e.params, Params::Window { .. });
+        reply::check_receipt(v, e.limit(), window)
+    }
+
+    fn policy(
+        &self,
+        e: &Engine<A>,
+        key: &[u8],
+        err: RedisLimitError,
+    ) -> Result<Self::Output, RedisLimitError> {
+        let d = e.on_failure(err, 1, |e, reason| e.policy_check(key, self.cost, reason))?;
+        Ok((d, None))
     }
 }
 
@@ -589,7 +752,7 @@ impl<A: Shaping> Single<A> for ReserveOne {
         e: &Engine<A>,
         v: redis::Value,
     ) -> Result<reply::Answer<Self::Output>, RedisLimitError> {
-        reply::reserve(v, e.quota().capacity())
+        reply::reserve(v, e.limit())
     }
 
     fn policy(
@@ -598,22 +761,22 @@ impl<A: Shaping> Single<A> for ReserveOne {
         key: &[u8],
         err: RedisLimitError,
     ) -> Result<Self::Output, RedisLimitError> {
-        let r = e.on_failure(err, 1, |e| {
-            e.policy_reserve(key, self.cost, self.max_wait_ns)
+        let r = e.on_failure(err, 1, |e, reason| {
+            e.policy_reserve(key, self.cost, self.max_wait_ns, reason)
         })?;
         Ok((r, None))
     }
 }
 
 /// `inspect` and the undo of a reservation: read a reply, no policy.
-pub(crate) struct Plain<T>(fn(redis::Value, &Quota) -> Result<T, RedisLimitError>);
+pub(crate) struct Plain<T>(fn(redis::Value, &AnyAlgorithm) -> Result<T, RedisLimitError>);
 
-impl<A: Shaping, T> Single<A> for Plain<T> {
+impl<A: Algorithm, T> Single<A> for Plain<T> {
     type Output = T;
 
     fn decode(&self, e: &Engine<A>, v: redis::Value) -> Result<reply::Answer<T>, RedisLimitError> {
         Ok(reply::Answer {
-            value: (self.0)(v, e.quota())?,
+            value: (self.0)(v, &e.algorithm.to_any())?,
             repaired: false,
         })
     }
@@ -637,7 +800,7 @@ pub(crate) struct Batch {
     answers: Vec<Option<Result<Decision, InsufficientCapacity>>>,
 }
 
-impl<A: Shaping> Request<A> for Batch {
+impl<A: Algorithm> Request<A> for Batch {
     type Output = Vec<Result<Decision, InsufficientCapacity>>;
 
     fn settle(
@@ -649,7 +812,7 @@ impl<A: Shaping> Request<A> for Batch {
         let Some(indices) = self.groups.get(g) else {
             return Err(unanswered());
         };
-        match result.and_then(|v| reply::batch(v, indices.len(), e.quota().capacity())) {
+        match result.and_then(|v| reply::batch(v, indices.len(), e.limit())) {
             Ok(decisions) => {
                 for (&i, a) in indices.iter().zip(decisions) {
                     if a.repaired {
@@ -661,9 +824,9 @@ impl<A: Shaping> Request<A> for Batch {
             Err(err) => {
                 let n = u64::try_from(indices.len()).unwrap_or(u64::MAX);
                 let (keys, costs, answers) = (&self.keys, &self.costs, &mut self.answers);
-                e.on_failure(err, n, |e| {
+                e.on_failure(err, n, |e, reason| {
                     for &i in indices {
-                        answers[i] = Some(Ok(e.policy_check(&keys[i], costs[i])?));
+                        answers[i] = Some(Ok(e.policy_check(&keys[i], costs[i], reason)?));
                     }
                     Ok(())
                 })?;

@@ -10,10 +10,10 @@
 
 use core::time::Duration;
 
-use ratelimit_core::{Decision, Quota, Reason, Reservation};
+use ratelimit_core::{Algorithm, AnyAlgorithm, Decision, Reason, Reservation, WindowState};
 
 use crate::error::RedisLimitError;
-use crate::script::MAX_TOLERANCE_NS;
+use crate::script::{Admitted, MAX_TOLERANCE_NS};
 
 /// A decoded answer and whether the script repaired a corrupt state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,42 @@ fn decision(slots: &[i64], limit: u64) -> Result<Answer<Decision>, RedisLimitErr
 /// Decodes the reply of `check.lua`.
 pub(crate) fn check(value: redis::Value, limit: u64) -> Result<Answer<Decision>, RedisLimitError> {
     decision(&integers(value)?, limit)
+}
+
+/// Decodes the reply of a refundable check: the decision and what the
+/// admission stored (`None` when it stored nothing): a bucket's sixth slot
+/// is the state text, a window's the window index (-1: none).
+pub(crate) fn check_receipt(
+    value: redis::Value,
+    limit: u64,
+    window: bool,
+) -> Result<Answer<(Decision, Option<Admitted>)>, RedisLimitError> {
+    let redis::Value::Array(mut items) = value else {
+        return Err(unexpected(&value, "an array"));
+    };
+    if items.len() != 6 {
+        return Err(unexpected(&redis::Value::Array(items), "6 items"));
+    }
+    let admitted = match (items.pop(), window) {
+        (Some(redis::Value::Int(-1)), true) => None,
+        (Some(redis::Value::Int(k)), true) => Some(Admitted::Window(count(k, "window")?)),
+        (Some(redis::Value::BulkString(b)), false) if b.is_empty() => None,
+        (Some(redis::Value::BulkString(b)), false) => {
+            Some(Admitted::Tat(decimal(&b).ok_or_else(|| {
+                RedisLimitError::UnexpectedReply(format!(
+                    "wanted a decimal state, got {:?}",
+                    String::from_utf8_lossy(&b)
+                ))
+            })?))
+        }
+        (Some(other), _) => return Err(unexpected(&other, "a receipt")),
+        (None, _) => return Err(RedisLimitError::UnexpectedReply("an empty reply".into())),
+    };
+    let d = decision(&integers(redis::Value::Array(items))?, limit)?;
+    Ok(Answer {
+        value: (d.value, admitted),
+        repaired: d.repaired,
+    })
 }
 
 /// Decodes a batch reply: `n` decisions of 5 integers each.
@@ -188,18 +224,26 @@ fn decimal(bytes: &[u8]) -> Option<u64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyState {
-    /// The stored `tat` in nanoseconds, `None` when the key does not exist
-    /// (a full token bucket, an empty leaky bucket) or is corrupt.
+    /// A bucket's stored `tat` in nanoseconds, `None` when the key does
+    /// not exist (a full token bucket, an empty leaky bucket), is corrupt,
+    /// or is a window's.
     pub tat_ns: Option<u64>,
+    /// A window algorithm's stored state (its window index and counts as
+    /// stored, not slid to the server's now), `None` when the key does not
+    /// exist, is corrupt, or is a bucket's.
+    pub window: Option<WindowState>,
     /// The server's `TIME` when the state was read, in nanoseconds.
     pub server_now_ns: u64,
     /// The key's remaining TTL; `None` when it has none or does not exist.
     pub ttl: Option<Duration>,
-    /// `max(0, tat − server now)`: the time until the bucket is back to its
-    /// initial state, on the server's clock.
+    /// The time until the key is equivalent to a missing one, on the
+    /// server's clock: `max(0, tat − server now)` for a bucket (back to its
+    /// initial state), the end of the window (fixed) or of the next window
+    /// (sliding) that still counts.
     pub reset_after: Duration,
     /// Whole units available now, on the server's clock (tokens for a token
-    /// bucket, free queue slots for a leaky bucket).
+    /// bucket, free queue slots for a leaky bucket, what is left of a
+    /// window's limit).
     pub remaining: u64,
     /// The key holds something that is not a rate-limit state (another
     /// type, text that is not a decimal state, a time beyond the horizon of
@@ -208,8 +252,33 @@ pub struct KeyState {
     pub corrupt: bool,
 }
 
-/// Decodes the reply of `inspect.lua`.
-pub(crate) fn inspect(value: redis::Value, quota: &Quota) -> Result<KeyState, RedisLimitError> {
+/// A window's state text, `k:count` (fixed) or `k:count:previous`
+/// (sliding), as `window.lua` stores it.
+fn window_state(text: &[u8], sliding: bool) -> Option<WindowState> {
+    let text = core::str::from_utf8(text).ok()?;
+    let mut parts = text.split(':').map(|p| decimal(p.as_bytes()));
+    let window = parts.next()??;
+    let count = parts.next()??;
+    let previous = if sliding { parts.next()?? } else { 0 };
+    if parts.next().is_some()
+        || [window, count, previous]
+            .iter()
+            .any(|&n| n >= MAX_TOLERANCE_NS)
+    {
+        return None;
+    }
+    Some(WindowState {
+        window,
+        count,
+        previous,
+    })
+}
+
+/// Decodes the reply of `inspect.lua`, read under `algorithm`.
+pub(crate) fn inspect(
+    value: redis::Value,
+    algorithm: &AnyAlgorithm,
+) -> Result<KeyState, RedisLimitError> {
     let redis::Value::Array(items) = value else {
         return Err(unexpected(&value, "an array"));
     };
@@ -239,26 +308,60 @@ pub(crate) fn inspect(value: redis::Value, quota: &Quota) -> Result<KeyState, Re
     let now = number(&secs)?
         .saturating_mul(1_000_000_000)
         .saturating_add(number(&micros)?.saturating_mul(1000));
-    let (tat_ns, corrupt) = match kind.as_slice() {
-        b"none" => (None, false),
-        b"string" => match decimal(&text) {
-            Some(tat) if tat.saturating_sub(now) <= MAX_TOLERANCE_NS => (Some(tat), false),
-            _ => (None, true),
-        },
-        _ => (None, true),
-    };
-    // A corrupt state reads as what the next call makes of it: fully
-    // consumed.
-    let tat = match (tat_ns, corrupt) {
-        (_, true) => now.saturating_add(quota.tolerance_ns()),
-        (tat, false) => tat.unwrap_or(0),
+    let ttl = u64::try_from(pttl_ms).ok().map(Duration::from_millis);
+    let limit = algorithm.limit();
+    let (tat_ns, window, corrupt, state) = match *algorithm {
+        AnyAlgorithm::TokenBucket(_) | AnyAlgorithm::LeakyBucket(_) => {
+            let (tat_ns, corrupt) = match kind.as_slice() {
+                b"none" => (None, false),
+                b"string" => match decimal(&text) {
+                    Some(tat) if tat.saturating_sub(now) <= MAX_TOLERANCE_NS => (Some(tat), false),
+                    _ => (None, true),
+                },
+                _ => (None, true),
+            };
+            // A corrupt state reads as what the next call makes of it:
+            // fully consumed.
+            let tat = match (tat_ns, corrupt) {
+                (_, true) => now.saturating_add(algorithm.period_ns()),
+                (tat, false) => tat.unwrap_or(0),
+            };
+            (tat_ns, None, corrupt, u128::from(tat))
+        }
+        AnyAlgorithm::FixedWindow(_) | AnyAlgorithm::SlidingWindow(_) => {
+            let sliding = matches!(algorithm, AnyAlgorithm::SlidingWindow(_));
+            let (window, corrupt) = match kind.as_slice() {
+                b"none" => (None, false),
+                b"string" => match window_state(&text, sliding) {
+                    Some(w) => (Some(w), false),
+                    None => (None, true),
+                },
+                _ => (None, true),
+            };
+            let state = match (window, corrupt) {
+                // Fully consumed in the server's current window.
+                (_, true) => WindowState {
+                    window: now / algorithm.period_ns(),
+                    count: limit,
+                    previous: 0,
+                },
+                (w, false) => w.unwrap_or_default(),
+            };
+            let bits = if sliding {
+                state.to_sliding()
+            } else {
+                state.to_fixed()
+            };
+            (None, window, corrupt, bits)
+        }
     };
     Ok(KeyState {
         tat_ns,
+        window,
         server_now_ns: now,
-        ttl: u64::try_from(pttl_ms).ok().map(Duration::from_millis),
-        reset_after: Duration::from_nanos(quota.reset_after_ns(tat, now)),
-        remaining: quota.remaining(tat, now),
+        ttl,
+        reset_after: Duration::from_nanos(algorithm.reset_after_ns(state, now)),
+        remaining: algorithm.remaining(state, now),
         corrupt,
     })
 }
@@ -317,7 +420,9 @@ mod tests {
 
     #[test]
     fn inspect_reads_corrupt_states_as_fully_consumed() {
-        let q = Quota::new(4, Rate::per_second(1)).unwrap();
+        let q = AnyAlgorithm::TokenBucket(ratelimit_core::TokenBucket::new(
+            ratelimit_core::Quota::new(4, Rate::per_second(1)).unwrap(),
+        ));
         let reply = |tat: &str, kind: &str| {
             redis::Value::Array(vec![
                 redis::Value::BulkString(tat.as_bytes().to_vec()),
@@ -349,6 +454,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn inspect_reads_window_counts() {
+        let reply = |text: &str| {
+            redis::Value::Array(vec![
+                redis::Value::BulkString(text.as_bytes().to_vec()),
+                redis::Value::Int(1500),
+                redis::Value::BulkString(b"100".to_vec()),
+                redis::Value::BulkString(b"500000".to_vec()),
+                redis::Value::SimpleString("string".to_owned()),
+            ])
+        };
+        // Server now 100.5 s; window 1 s.
+        let sliding =
+            AnyAlgorithm::SlidingWindow(ratelimit_core::SlidingWindow::per_second(10).unwrap());
+        let s = inspect(reply("100:4:6"), &sliding).unwrap();
+        let w = s.window.unwrap();
+        assert_eq!((w.window, w.count, w.previous), (100, 4, 6));
+        // 10 − 4 − ⌈6 × 0.5⌉ = 3; both counts slide out at 102 s.
+        assert_eq!(s.remaining, 3);
+        assert_eq!(s.reset_after, Duration::from_millis(1500));
+        assert_eq!(s.tat_ns, None);
+        let fixed = AnyAlgorithm::FixedWindow(ratelimit_core::FixedWindow::per_second(10).unwrap());
+        let f = inspect(reply("100:4"), &fixed).unwrap();
+        assert_eq!(
+            (f.remaining, f.reset_after),
+            (6, Duration::from_millis(500))
+        );
+        // An old window counts nothing.
+        assert_eq!(inspect(reply("99:10"), &fixed).unwrap().remaining, 10);
+        for bad in ["100:4:6", "x:1", "100", "100:99999999999999999"] {
+            let c = inspect(reply(bad), &fixed).unwrap();
+            assert!(c.corrupt, "{bad}");
+            assert_eq!(c.remaining, 0);
+        }
+    }
+
     /// Any Redis value, nested a few levels.
     fn value() -> impl Strategy<Value = redis::Value> {
         let leaf = prop_oneof![
@@ -377,12 +518,13 @@ mod tests {
         /// `UnexpectedReply`.
         #[test]
         fn no_reply_panics_the_decoders(v in value(), n in 0usize..4, limit in any::<u64>()) {
-            let q = Quota::new(3, Rate::per_second(2)).unwrap();
+            let q = AnyAlgorithm::SlidingWindow(ratelimit_core::SlidingWindow::per_second(3).unwrap());
             for r in [
                 check(v.clone(), limit).err(),
                 reserve(v.clone(), limit).err(),
                 batch(v.clone(), n, limit).err(),
                 cancel(v.clone()).err(),
+                check_receipt(v.clone(), limit, n % 2 == 0).err(),
                 inspect(v.clone(), &q).err(),
             ].into_iter().flatten() {
                 prop_assert!(matches!(r, RedisLimitError::UnexpectedReply(_)), "{r}");

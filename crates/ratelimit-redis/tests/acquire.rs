@@ -79,6 +79,9 @@ async fn acquire_sleeps_exactly_the_wait() {
     let conn = conn(&server).await;
     tokio::time::pause();
     let l = hourly(&conn, 2);
+    // Real time (not the paused clock) brackets the server's clock: the
+    // server reads `TIME` for each call between these two readings.
+    let real = std::time::Instant::now();
     for _ in 0..2 {
         let t = Instant::now();
         let r = l.acquire("k", 1).await.unwrap();
@@ -91,10 +94,16 @@ async fn acquire_sleeps_exactly_the_wait() {
     let t = Instant::now();
     let r = l.acquire("k", 1).await.unwrap();
     let slept = t.elapsed();
+    let server_moved_at_most = real.elapsed();
     assert!(r.is_admitted());
+    // One interval less the server time between the first call and this
+    // one, which is at most the real time around them (plus the server's
+    // microsecond `TIME` resolution).
+    let wait = r.wait().unwrap();
     assert!(
-        r.wait().unwrap() > Duration::from_secs(3590)
-            && r.wait().unwrap() <= Duration::from_secs(3600)
+        wait + server_moved_at_most + Duration::from_micros(2) >= Duration::from_secs(3600)
+            && wait <= Duration::from_secs(3600),
+        "wait {wait:?}, {server_moved_at_most:?} of real time"
     );
     // tokio's timers tick in milliseconds: the wait, rounded up.
     assert!(

@@ -5,7 +5,8 @@
 //! to the same answers.
 //!
 //! - [`replay`] runs a stream of [`Event`]s through a [`Backend`] and can
-//!   count the decisions in a [`Summary`].
+//!   count the decisions in a [`Summary`]: requests (`check`, `reserve`,
+//!   possibly carrying a key's own quota) and `reconfigure` events.
 //! - [`Model`] is the reference backend, the core's functions over a plain
 //!   map; [`Memory`] is the in-memory keyed limiter on a manual clock;
 //!   [`visit`] runs generic code over an algorithm chosen at run time.
@@ -24,13 +25,16 @@ mod scenario;
 mod summary;
 mod text;
 
-pub use crate::backend::{Backend, Memory, Model, NotShaping, Replayable, Visit, visit};
+pub use crate::backend::{
+    Backend, Memory, Model, NeedsBucket, NotShaping, Replayable, Unsupported, Visit, visit,
+};
 pub use crate::event::{Event, Op, QuotaSpec, Reconfigure, Request, parse_event};
 pub use crate::output::{render_check, render_reserve};
 pub use crate::run::{MAX_LINE_BYTES, ReplayError, replay};
 pub use crate::scenario::{
-    ALL_FILES, BUCKET_FILES, Mismatch, POLICY_FILES, Scenario, WINDOW_FILES, assert_every_scenario,
-    assert_every_window_scenario, assert_scenarios, conformance_dir, load_scenarios, run_scenario,
+    ALL_FILES, BUCKET_FILES, Mismatch, POLICY_FILES, Scenario, WINDOW_FILES,
+    assert_every_policy_scenario, assert_every_scenario, assert_every_window_scenario,
+    assert_scenarios, conformance_dir, load_scenarios, run_scenario,
 };
 pub use crate::summary::Summary;
 pub use crate::text::printable;

@@ -9,8 +9,12 @@
 use core::fmt;
 use std::io::{self, BufRead, Write};
 
-use crate::backend::Backend;
-use crate::event::{Event, Op, Request, parse_event};
+use std::collections::HashMap;
+
+use ratelimit_core::Quota;
+
+use crate::backend::{Backend, NeedsBucket, NotShaping};
+use crate::event::{Event, Op, QuotaSpec, Request, parse_event};
 use crate::output::{render_check, render_reserve};
 use crate::summary::Summary;
 use crate::text::printable;
@@ -50,9 +54,10 @@ pub enum ReplayError {
         /// This event's time.
         t_ns: u64,
     },
-    /// A valid event that this replay cannot run yet (a `reconfigure`, or
-    /// a key's own quota): refused rather than answered with the wrong
-    /// quota.
+    /// A valid event that this replay cannot run: one its algorithm does
+    /// not have (a `reserve`, a `reconfigure` or a key's own quota under a
+    /// window algorithm), or one its backend does not support yet; refused
+    /// rather than answered wrongly.
     Unsupported {
         /// 1-based line number.
         line: usize,
@@ -124,67 +129,160 @@ impl From<io::Error> for ReplayError {
 pub(crate) enum Unanswered<E> {
     /// The backend failed.
     Backend(E),
-    /// The event is valid but cannot be run here.
-    Unsupported(&'static str),
+    /// The event is valid but cannot be run here: under this algorithm, or
+    /// by this backend.
+    Unsupported(String),
 }
 
-/// Answers one event with the backend: its output line (without newline),
-/// whether it was allowed, and the request it answered.
+/// The quotas that keys were given by their own request events: a key
+/// keeps its own quota from the event that gives it on (docs/semantics.md,
+/// "Changing a quota while it runs"), and the backend is handed it with
+/// each of the key's requests. Empty, and free, for a replay without such
+/// events.
+#[derive(Debug, Default)]
+pub(crate) struct OwnQuotas(HashMap<String, Quota>);
+
+/// What an answered event was: a request (allowed or not), or a change of
+/// the limiter's quota.
+pub(crate) enum Answered<'e> {
+    /// A `check` or `reserve`, and whether it was allowed (admitted).
+    Request(&'e Request, bool),
+    /// A `reconfigure`.
+    Reconfigured,
+}
+
+/// The output line of a `reconfigure` event.
+const RECONFIGURED: &str = r#"{"reconfigured": true}"#;
+
+/// Answers one event with the backend: its output line (without newline)
+/// and what it was. `own` holds the keys' own quotas so far; a request
+/// that carries one updates it.
 pub(crate) fn answer<'e, B: Backend>(
     backend: &mut B,
+    own: &mut OwnQuotas,
     event: &'e Event,
-) -> Result<(String, bool, &'e Request), Unanswered<B::Error>> {
+) -> Result<(String, Answered<'e>), Unanswered<B::Error>> {
+    let kind = backend.algorithm();
+    let windowed = kind.filter(|k| !k.is_bucket());
     let request = match event {
-        Event::Request(r) if r.quota.is_none() => r,
-        Event::Request(_) => {
-            return Err(Unanswered::Unsupported(
-                "a key's own quota (capacity and rate on a check or reserve) is not supported yet",
-            ));
+        Event::Request(r) => r,
+        Event::Reconfigure(r) => {
+            if let Some(kind) = windowed {
+                return Err(Unanswered::Unsupported(format!(
+                    "a reconfigure event: {}",
+                    NeedsBucket(kind)
+                )));
+            }
+            let quota = spec_quota(&r.quota)?;
+            if !backend
+                .reconfigure(r.t_ns, &quota, r.strategy)
+                .map_err(Unanswered::Backend)?
+            {
+                return Err(Unanswered::Unsupported(
+                    "reconfigure events are not supported by this backend yet".to_owned(),
+                ));
+            }
+            return Ok((RECONFIGURED.to_owned(), Answered::Reconfigured));
         }
-        Event::Reconfigure(_) => {
-            return Err(Unanswered::Unsupported(
-                "reconfigure events are not supported yet",
-            ));
+    };
+    if let Some(spec) = &request.quota {
+        if let Some(kind) = windowed {
+            return Err(Unanswered::Unsupported(format!(
+                "a key's own quota (capacity and rate on a {}): {}",
+                op_name(request.op),
+                NeedsBucket(kind)
+            )));
         }
+        let quota = spec_quota(spec)?;
+        own.0.insert(request.key.clone(), quota);
+    }
+    if request.op == Op::Reserve {
+        if let Some(kind) = windowed {
+            return Err(Unanswered::Unsupported(NotShaping(kind).to_string()));
+        }
+    }
+    let quota = own.0.get(&request.key).copied();
+    let no_own_quotas = || {
+        Unanswered::Unsupported(
+            "a key's own quota (capacity and rate on a check or reserve) is not supported by this backend yet"
+                .to_owned(),
+        )
     };
     let (text, allowed) = match request.op {
-        Op::Check => match backend
-            .check(&request.key, request.t_ns, request.cost)
-            .map_err(Unanswered::Backend)?
-        {
-            Ok(decision) => (render_check(&decision), decision.allowed),
-            Err(_) => {
-                // Can never succeed: report the unchanged state, which a
-                // cost of zero reads without writing.
-                let mut view = match backend
-                    .check(&request.key, request.t_ns, 0)
+        Op::Check => {
+            let mut check = |cost| match &quota {
+                None => backend
+                    .check(&request.key, request.t_ns, cost)
+                    .map_err(Unanswered::Backend),
+                Some(q) => backend
+                    .check_with_quota(&request.key, request.t_ns, cost, q)
                     .map_err(Unanswered::Backend)?
-                {
-                    Ok(view) => view,
-                    Err(_) => unreachable!("a cost of zero never exceeds the capacity"),
-                };
-                view.allowed = false;
-                view.retry_after = None;
-                (render_check(&view), false)
+                    .ok_or_else(no_own_quotas),
+            };
+            match check(request.cost)? {
+                Ok(decision) => (render_check(&decision), decision.allowed),
+                Err(_) => {
+                    // Can never succeed: report the unchanged state, which
+                    // a cost of zero reads without writing.
+                    let Ok(mut view) = check(0)? else {
+                        unreachable!("a cost of zero never exceeds the capacity")
+                    };
+                    view.allowed = false;
+                    view.retry_after = None;
+                    (render_check(&view), false)
+                }
             }
-        },
-        Op::Reserve => match backend
-            .reserve(
-                &request.key,
-                request.t_ns,
-                request.cost,
-                request.max_wait_ns,
-            )
-            .map_err(Unanswered::Backend)?
-        {
-            Ok(reservation) => (render_reserve(&reservation), reservation.is_admitted()),
-            Err(_) => (
-                r#"{"allowed": false, "retry_after_ns": null}"#.to_owned(),
-                false,
-            ),
-        },
+        }
+        Op::Reserve => {
+            let reserved = match &quota {
+                None => backend
+                    .reserve(
+                        &request.key,
+                        request.t_ns,
+                        request.cost,
+                        request.max_wait_ns,
+                    )
+                    .map_err(Unanswered::Backend)?,
+                Some(q) => backend
+                    .reserve_with_quota(
+                        &request.key,
+                        request.t_ns,
+                        request.cost,
+                        request.max_wait_ns,
+                        q,
+                    )
+                    .map_err(Unanswered::Backend)?
+                    .ok_or_else(no_own_quotas)?,
+            };
+            match reserved {
+                Ok(reservation) => (render_reserve(&reservation), reservation.is_admitted()),
+                Err(_) => (
+                    r#"{"allowed": false, "retry_after_ns": null}"#.to_owned(),
+                    false,
+                ),
+            }
+        }
     };
-    Ok((text, allowed, request))
+    Ok((text, Answered::Request(request, allowed)))
+}
+
+/// The quota of an event's capacity and rate (checked when the line was
+/// parsed, so this cannot fail on a parsed event).
+fn spec_quota<E>(spec: &QuotaSpec) -> Result<Quota, Unanswered<E>> {
+    spec.quota().map_err(|e| {
+        Unanswered::Unsupported(format!(
+            "invalid quota (capacity {}, rate {}): {e}",
+            spec.capacity, spec.rate
+        ))
+    })
+}
+
+/// The name of a request's op in the format.
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Check => "check",
+        Op::Reserve => "reserve",
+    }
 }
 
 /// What [`read_line`] found.
@@ -271,6 +369,7 @@ fn replay_lines<B: Backend>(
 ) -> Result<(), ReplayError> {
     let mut previous_ns = 0;
     let mut buf = Vec::new();
+    let mut own = OwnQuotas::default();
     for line in 1.. {
         match read_line(input, &mut buf, MAX_LINE_BYTES)
             .map_err(|source| ReplayError::Read { line, source })?
@@ -298,18 +397,17 @@ fn replay_lines<B: Backend>(
             });
         }
         previous_ns = t_ns;
-        let (text, allowed, request) = answer(backend, &event).map_err(|e| match e {
+        let (text, answered) = answer(backend, &mut own, &event).map_err(|e| match e {
             Unanswered::Backend(e) => ReplayError::Backend {
                 line,
                 message: printable(&e.to_string()).into_owned(),
             },
-            Unanswered::Unsupported(message) => ReplayError::Unsupported {
-                line,
-                message: message.to_owned(),
-            },
+            Unanswered::Unsupported(message) => ReplayError::Unsupported { line, message },
         })?;
         writeln!(output, "{text}")?;
-        if let Some(summary) = summary.as_deref_mut() {
+        if let (Some(summary), Answered::Request(request, allowed)) =
+            (summary.as_deref_mut(), answered)
+        {
             summary.record_at(&request.key, request.t_ns, allowed);
         }
     }
@@ -431,23 +529,108 @@ mod tests {
     }
 
     #[test]
-    fn reconfigure_and_own_quotas_are_refused_until_supported() {
-        let (out, result) = run(format!(
-            "{OK}{{\"t_ns\": 5, \"op\": \"reconfigure\", \"capacity\": 3, \"rate\": 1}}\n"
+    fn reconfigure_and_own_quotas_are_answered() {
+        let (out, result) = run(concat!(
+            "{\"t_ns\": 0, \"key\": \"a\", \"op\": \"check\", \"cost\": 2}\n",
+            "{\"t_ns\": 0, \"op\": \"reconfigure\", \"capacity\": 4, \"rate\": 1}\n",
+            "{\"t_ns\": 0, \"key\": \"a\", \"op\": \"check\", \"cost\": 0}\n",
+            "{\"t_ns\": 0, \"key\": \"b\", \"op\": \"check\", \"capacity\": 1, \"rate\": 1}\n",
+            "{\"t_ns\": 0, \"key\": \"b\", \"op\": \"check\"}\n",
         )
         .as_bytes());
-        assert_eq!(out.lines().count(), 1);
+        result.unwrap();
+        // a keeps its 2 used, now of 4; b has a capacity of its own, 1,
+        // which its next check (without a quota) still follows.
         assert_eq!(
-            result.unwrap_err().to_string(),
-            "line 2: reconfigure events are not supported yet"
+            out,
+            concat!(
+                "{\"allowed\": true, \"remaining\": 0, \"retry_after_ns\": null, \"reset_after_ns\": 2000000000}\n",
+                "{\"reconfigured\": true}\n",
+                "{\"allowed\": true, \"remaining\": 2, \"retry_after_ns\": null, \"reset_after_ns\": 2000000000}\n",
+                "{\"allowed\": true, \"remaining\": 0, \"retry_after_ns\": null, \"reset_after_ns\": 1000000000}\n",
+                "{\"allowed\": false, \"remaining\": 0, \"retry_after_ns\": 1000000000, \"reset_after_ns\": 1000000000}\n",
+            )
         );
-        let (_, result) = run(
-            b"{\"t_ns\": 5, \"key\": \"a\", \"op\": \"check\", \"capacity\": 3, \"rate\": 1}\n",
+    }
+
+    /// A backend that runs requests but neither reconfiguration nor keys'
+    /// own quotas (the trait's defaults), like a backend not yet taught them.
+    struct Plain(Model<TokenBucket>);
+
+    impl Backend for Plain {
+        type Error = crate::Unsupported;
+
+        fn check(
+            &mut self,
+            key: &str,
+            now_ns: u64,
+            cost: u64,
+        ) -> Result<
+            Result<ratelimit_core::Decision, ratelimit_core::InsufficientCapacity>,
+            Self::Error,
+        > {
+            self.0.check(key, now_ns, cost)
+        }
+
+        fn reserve(
+            &mut self,
+            key: &str,
+            now_ns: u64,
+            cost: u64,
+            max_wait_ns: Option<u64>,
+        ) -> Result<
+            Result<ratelimit_core::Reservation, ratelimit_core::InsufficientCapacity>,
+            Self::Error,
+        > {
+            self.0.reserve(key, now_ns, cost, max_wait_ns)
+        }
+    }
+
+    #[test]
+    fn what_a_backend_or_an_algorithm_cannot_run_is_refused_naming_the_line() {
+        let reconfigure = "{\"t_ns\": 5, \"op\": \"reconfigure\", \"capacity\": 3, \"rate\": 1}\n";
+        let own =
+            "{\"t_ns\": 5, \"key\": \"a\", \"op\": \"check\", \"capacity\": 3, \"rate\": 1}\n";
+        let reserve = "{\"t_ns\": 5, \"key\": \"a\", \"op\": \"reserve\"}\n";
+        let window =
+            ratelimit_core::FixedWindow::new(2, core::time::Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            refused(Plain(model()), reconfigure),
+            "line 2: reconfigure events are not supported by this backend yet"
         );
-        assert!(matches!(
-            result,
-            Err(ReplayError::Unsupported { line: 1, .. })
-        ));
+        assert_eq!(
+            refused(Plain(model()), own),
+            "line 2: a key's own quota (capacity and rate on a check or reserve) is not supported by this backend yet"
+        );
+        assert_eq!(
+            refused(Model::new(window), reserve),
+            "line 2: reserve is not available under fixed-window: a window algorithm only polices (check); shaping needs token-bucket or leaky-bucket"
+        );
+        assert_eq!(
+            refused(Model::new(window), reconfigure),
+            "line 2: a reconfigure event: a quota of capacity and rate needs token-bucket or leaky-bucket; fixed-window takes a limit per window"
+        );
+        assert_eq!(
+            refused(Model::new(window), own),
+            "line 2: a key's own quota (capacity and rate on a check): a quota of capacity and rate needs token-bucket or leaky-bucket; fixed-window takes a limit per window"
+        );
+    }
+
+    /// The error of replaying one good line, then `line`, on `backend`:
+    /// refused as unsupported on line 2, after line 1 was answered.
+    fn refused<B: Backend>(mut backend: B, line: &str) -> String {
+        let mut out = Vec::new();
+        let result = replay(
+            &mut backend,
+            format!("{OK}{line}").as_bytes(),
+            &mut out,
+            None,
+        );
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        match result {
+            Err(e @ ReplayError::Unsupported { line: 2, .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

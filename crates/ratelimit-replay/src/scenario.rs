@@ -16,7 +16,7 @@ use serde_json::{Number, Value};
 
 use crate::backend::Backend;
 use crate::event::Event;
-use crate::run::{Unanswered, answer};
+use crate::run::{OwnQuotas, Unanswered, answer};
 
 /// One scenario: a limiter's parameters, events, and the answers due.
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +138,7 @@ pub fn run_scenario<B: Backend>(scenario: &Scenario, backend: &mut B) -> Result<
         "scenario {}: one expected answer per event",
         scenario.id
     );
+    let mut own = OwnQuotas::default();
     for (index, (event, expected)) in scenario.events.iter().zip(&scenario.expected).enumerate() {
         let mismatch = |got: String| {
             Box::new(Mismatch {
@@ -148,7 +149,7 @@ pub fn run_scenario<B: Backend>(scenario: &Scenario, backend: &mut B) -> Result<
                 got,
             })
         };
-        let (text, _, _) = answer(backend, event).map_err(|e| match e {
+        let (text, _) = answer(backend, &mut own, event).map_err(|e| match e {
             Unanswered::Backend(e) => mismatch(format!("backend error: {e}")),
             Unanswered::Unsupported(message) => mismatch(format!("not run: {message}")),
         })?;
@@ -248,6 +249,16 @@ pub fn assert_every_scenario(run: impl FnMut(&str, &Scenario) -> Result<(), Box<
 /// As for [`assert_every_scenario`].
 pub fn assert_every_window_scenario(run: impl FnMut(&str, &Scenario) -> Result<(), Box<Mismatch>>) {
     assert_scenarios(&WINDOW_FILES, 180, run);
+}
+
+/// [`assert_every_scenario`] for the quota changes: both policy files
+/// ([`POLICY_FILES`]: `reconfigure` events and keys' own quotas on the
+/// buckets), 120 scenarios.
+///
+/// # Panics
+/// As for [`assert_every_scenario`].
+pub fn assert_every_policy_scenario(run: impl FnMut(&str, &Scenario) -> Result<(), Box<Mismatch>>) {
+    assert_scenarios(&POLICY_FILES, 120, run);
 }
 
 /// Runs `run(file, scenario)` on every scenario of `files` and panics with

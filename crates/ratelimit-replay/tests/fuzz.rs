@@ -1,8 +1,10 @@
 //! Fuzz-style property tests of the replay parser and loop, on stable Rust:
 //! no input, however broken or hostile, makes a replay panic; every input
 //! error names a line and the lines before it are answered; the reference
-//! model and the in-memory limiter answer every valid stream alike; and the
-//! summary table has exactly one row per key whatever the keys contain.
+//! model and the in-memory limiter answer every valid stream alike, with
+//! quota changes too (the model converting eagerly, the limiter lazily,
+//! while it reclaims keys); and the summary table has exactly one row per
+//! key whatever the keys contain.
 //!
 //! Runs are reproducible: `cargo xtask test` fixes proptest's seed
 //! (`PROPTEST_RNG_SEED`); set another to explore.
@@ -10,7 +12,10 @@
 use core::time::Duration;
 
 use proptest::prelude::*;
-use ratelimit_core::{LeakyBucket, Quota, Rate, TokenBucket};
+use std::sync::Arc;
+
+use ratelimit_core::{AnyBucket, LeakyBucket, ManualClock, Quota, Rate, TokenBucket};
+use ratelimit_memory::KeyedLimiter;
 use ratelimit_replay::{
     Backend, MAX_LINE_BYTES, Memory, Model, ReplayError, Summary, parse_event, replay,
 };
@@ -129,6 +134,65 @@ fn valid_stream() -> impl Strategy<Value = String> {
     })
 }
 
+/// Rates as an event writes them.
+const RATES: [&str; 7] = ["0.5", "1", "2", "3", "7.5", "1000", "2.5e6"];
+
+/// Valid streams with quota changes: requests (some carrying their key's
+/// own quota) and `reconfigure` events of every strategy, time moving
+/// forward in small steps.
+fn quota_change_stream() -> impl Strategy<Value = String> {
+    let event = (
+        0u64..2_000_000_000,
+        0u8..4,
+        0u8..10,
+        0u64..7,
+        (1u64..=6, 0..RATES.len()),
+        0u8..4,
+        prop::option::of(0u64..2_000_000_000),
+    );
+    (any::<u32>(), prop::collection::vec(event, 0..60)).prop_map(|(start, events)| {
+        let mut t = u64::from(start);
+        let mut input = String::new();
+        for (step, key, kind, cost, (capacity, rate), strategy, wait) in events {
+            t += step;
+            let rate = RATES[rate];
+            let strategy = ["keep-consumed", "keep-available", "proportional", "reset"]
+                [usize::from(strategy)];
+            let wait = wait.map_or_else(|| "null".to_owned(), |w| w.to_string());
+            input += &match kind {
+                0 => format!(
+                    "{{\"t_ns\": {t}, \"op\": \"reconfigure\", \"capacity\": {capacity}, \"rate\": {rate}, \"strategy\": \"{strategy}\"}}\n"
+                ),
+                1 => format!(
+                    "{{\"t_ns\": {t}, \"key\": \"k{key}\", \"op\": \"check\", \"cost\": {cost}, \"capacity\": {capacity}, \"rate\": {rate}}}\n"
+                ),
+                2 => format!(
+                    "{{\"t_ns\": {t}, \"key\": \"k{key}\", \"op\": \"reserve\", \"cost\": {cost}, \"max_wait_ns\": {wait}, \"capacity\": {capacity}, \"rate\": {rate}}}\n"
+                ),
+                3..=5 => format!(
+                    "{{\"t_ns\": {t}, \"key\": \"k{key}\", \"op\": \"reserve\", \"cost\": {cost}, \"max_wait_ns\": {wait}}}\n"
+                ),
+                _ => format!(
+                    "{{\"t_ns\": {t}, \"key\": \"k{key}\", \"op\": \"check\", \"cost\": {cost}}}\n"
+                ),
+            };
+        }
+        input
+    })
+}
+
+/// The keyed limiter on one shard of at most 4 keys (the streams' keys
+/// number 4): it sweeps, and so converts lagging keys, all the time.
+fn reclaiming(bucket: AnyBucket) -> Memory<AnyBucket> {
+    let clock = Arc::new(ManualClock::new(0));
+    let limiter = KeyedLimiter::builder(bucket)
+        .clock(Arc::clone(&clock))
+        .max_keys(4)
+        .shards(1)
+        .build();
+    Memory::from_parts(clock, limiter)
+}
+
 /// Replays `input`; checks what every outcome must satisfy and returns the
 /// output and the outcome.
 fn replay_checked<B: Backend>(backend: &mut B, input: &[u8]) -> (Vec<u8>, Result<(), ReplayError>) {
@@ -194,6 +258,28 @@ proptest! {
         prop_assert!(result.is_ok());
         let (memory, result) = replay_checked(&mut Memory::new(LeakyBucket::new(q), usize::MAX), input.as_bytes());
         prop_assert!(result.is_ok());
+        prop_assert_eq!(String::from_utf8(model).unwrap(), String::from_utf8(memory).unwrap());
+    }
+
+    /// Streams that change quotas: the model (every key converted at the
+    /// change) and the keyed limiter (converted lazily, sweeping all the
+    /// while) print the same lines.
+    #[test]
+    fn model_and_memory_answer_quota_changes_alike(
+        token in any::<bool>(),
+        (capacity, rate) in (1u64..=6, 0..RATES.len()),
+        input in quota_change_stream(),
+    ) {
+        let quota = Quota::new(capacity, RATES[rate].parse().unwrap()).unwrap();
+        let bucket = if token {
+            AnyBucket::TokenBucket(TokenBucket::new(quota))
+        } else {
+            AnyBucket::LeakyBucket(LeakyBucket::new(quota))
+        };
+        let (model, result) = replay_checked(&mut Model::new(bucket), input.as_bytes());
+        prop_assert!(result.is_ok(), "{:?}", result);
+        let (memory, result) = replay_checked(&mut reclaiming(bucket), input.as_bytes());
+        prop_assert!(result.is_ok(), "{:?}", result);
         prop_assert_eq!(String::from_utf8(model).unwrap(), String::from_utf8(memory).unwrap());
     }
 

@@ -26,6 +26,17 @@ pub struct RedisServer {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// How many ports a start tries before it gives up.
+pub const START_ATTEMPTS: u32 = 8;
+
+/// Why one start attempt failed.
+enum Start {
+    /// The port was taken between its choice and the bind: try another.
+    PortTaken(String),
+    /// Anything else: give up.
+    Failed(String),
+}
+
 /// A port that is free now, as is `port + 10000` (the cluster bus), and is
 /// never 6379.
 fn free_port() -> u16 {
@@ -66,14 +77,35 @@ impl RedisServer {
     }
 
     /// [`start_with`](Self::start_with), or why no server could be started.
+    ///
+    /// The free port is chosen before `redis-server` binds it, so another
+    /// process can take it in between: then this server exits (it cannot
+    /// bind), or the port answers with someone else's server (its
+    /// `process_id` is not ours). Either way the start is tried again on
+    /// another port, up to [`START_ATTEMPTS`] times.
     pub fn try_start_with(extra: &[&str]) -> Result<Self, String> {
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match Self::try_start_once(extra) {
+                Ok(server) => return Ok(server),
+                Err(Start::PortTaken(why)) => last = why,
+                Err(Start::Failed(why)) => return Err(why),
+            }
+        }
+        Err(format!(
+            "redis-server found no free port in {START_ATTEMPTS} attempts: {last}"
+        ))
+    }
+
+    fn try_start_once(extra: &[&str]) -> Result<Self, Start> {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!(
             "ratelimit-redis-test-{}-{}-{port}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Start::Failed(format!("{}: {e}", dir.display())))?;
         let password = extra
             .windows(2)
             .find(|w| w[0] == "--requirepass")
@@ -85,11 +117,13 @@ impl RedisServer {
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
             password,
         };
+        // On an error the half-started server is dropped: killed, its
+        // directory removed.
         server.spawn()?;
         Ok(server)
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
+    fn spawn(&mut self) -> Result<(), Start> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -100,38 +134,75 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
-                format!("cannot start redis-server (apt-get install redis-server): {e}")
+                Start::Failed(format!(
+                    "cannot start redis-server (apt-get install redis-server): {e}"
+                ))
             })?;
         self.child = Some(child);
         self.wait_ready()
     }
 
-    fn wait_ready(&self) -> Result<(), String> {
+    /// Waits until the port answers with this server's own `process_id`,
+    /// or the server has exited (it could not bind: the port was taken).
+    fn wait_ready(&mut self) -> Result<(), Start> {
+        let pid = self.child.as_ref().map_or(0, Child::id);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                if s.write_all(b"PING\r\n").is_ok() {
-                    let mut buf = [0u8; 64];
-                    if let Ok(n) = s.read(&mut buf) {
-                        let reply = String::from_utf8_lossy(&buf[..n]);
-                        // NOAUTH: up, with a password.
-                        if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") {
-                            return Ok(());
-                        }
-                    }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(Start::PortTaken(format!(
+                        "redis-server on {} exited at start ({status})",
+                        self.port
+                    )));
                 }
             }
+            // Another process's server may answer: then ours exits soon.
+            if self.answering_pid() == Some(pid) {
+                return Ok(());
+            }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(Start::Failed(format!(
                     "redis-server on {} did not start within 10 s",
                     self.port
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
+    /// The `process_id` of the server answering on the port, if one does.
+    fn answering_pid(&self) -> Option<u32> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        let mut request = Vec::new();
+        if let Some(p) = &self.password {
+            request.extend_from_slice(
+                format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()).as_bytes(),
+            );
+        }
+        request.extend_from_slice(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n");
+        s.write_all(&request).ok()?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&reply);
+            if text.contains("-ERR") || text.contains("-WRONGPASS") || text.contains("-NOAUTH") {
+                return None;
+            }
+            if let Some(at) = text.find("process_id:") {
+                let rest = &text[at + "process_id:".len()..];
+                if let Some(end) = rest.find("\r\n") {
+                    return rest[..end].trim().parse().ok();
+                }
+            }
+        }
+    }
     /// `redis://127.0.0.1:PORT/` (with the password, if any).
     pub fn url(&self) -> String {
         match &self.password {
@@ -175,7 +246,9 @@ impl RedisServer {
     /// When it does not come back.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn().unwrap_or_else(|e| panic!("{e}"));
+        if let Err(Start::PortTaken(why) | Start::Failed(why)) = self.spawn() {
+            panic!("restart on the same port: {why}");
+        }
     }
 
     /// Runs `redis-cli` against this server and returns its output.

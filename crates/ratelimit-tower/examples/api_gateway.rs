@@ -226,7 +226,9 @@ pub(crate) fn memory_plans() -> Plans<KeyedLimiter<String, TokenBucket>> {
     }
 }
 
-fn redis_plans(url: &str) -> Result<Plans<RedisLimiter<TokenBucket>>, Box<dyn core::error::Error>> {
+pub(crate) fn redis_plans(
+    url: &str,
+) -> Result<Plans<RedisLimiter<TokenBucket>>, Box<dyn core::error::Error>> {
     let pool = RedisPool::open(url)?;
     let bucket = |(capacity, rate): (u64, Rate), prefix: &str| {
         RedisLimiter::builder(TokenBucket::with_rate(capacity, rate)?)

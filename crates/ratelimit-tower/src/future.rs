@@ -14,8 +14,9 @@ use pin_project_lite::pin_project;
 use ratelimit_core::{AnyAlgorithm, Decision};
 use tower_service::Service;
 
+use crate::answer::sealed::Answer;
 use crate::config::Responder;
-use crate::headers::{self, RATELIMIT_POLICY};
+use crate::headers;
 use crate::limiter::LimitError;
 use crate::observe::{Outcome, Probe};
 use crate::refusal::{OnRefusal, Refusal};
@@ -25,6 +26,7 @@ pin_project! {
     pub struct ResponseFuture<S, B, F, R>
     where
         S: Service<Request<B>>,
+        F: Future,
     {
         #[pin]
         state: State<S, B, F, R>,
@@ -36,23 +38,25 @@ pin_project! {
     enum State<S, B, F, R>
     where
         S: Service<Request<B>>,
+        F: Future,
     {
         /// The limiter is deciding.
         Checking {
             #[pin]
             check: F,
             probe: Probe,
-            quota: AnyAlgorithm,
+            // The limiter's quota, for an answer that does not carry its own.
+            quota: Option<AnyAlgorithm>,
             inner: Option<S>,
             request: Option<Request<B>>,
             responder: Arc<Responder<R>>,
         },
         /// The inner service is answering; its response gets the fields
-        /// of the decision, if there was one.
+        /// of the limiter's answer, if there was one.
         Calling {
             #[pin]
             future: S::Future,
-            annotation: Option<(Decision, AnyAlgorithm, Arc<Responder<R>>)>,
+            annotation: Option<(F::Output, Option<AnyAlgorithm>, Arc<Responder<R>>)>,
         },
         /// The layer has answered.
         Refused {
@@ -64,11 +68,12 @@ pin_project! {
 impl<S, B, F, R> ResponseFuture<S, B, F, R>
 where
     S: Service<Request<B>>,
+    F: Future,
 {
     pub(crate) fn checking(
         check: F,
         probe: Probe,
-        quota: AnyAlgorithm,
+        quota: Option<AnyAlgorithm>,
         inner: S,
         request: Request<B>,
         responder: Arc<Responder<R>>,
@@ -106,6 +111,7 @@ where
 impl<S, B, F, R> fmt::Debug for ResponseFuture<S, B, F, R>
 where
     S: Service<Request<B>>,
+    F: Future,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
@@ -124,7 +130,7 @@ const POLLED_AFTER_COMPLETION: &str = "ResponseFuture polled after completion";
 impl<S, B, F, R, ResBody> Future for ResponseFuture<S, B, F, R>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
-    F: Future<Output = Result<Decision, LimitError>>,
+    F: Future<Output: Answer>,
     R: OnRefusal<ResBody>,
 {
     type Output = Result<Response<ResBody>, S::Error>;
@@ -141,20 +147,20 @@ where
                     request,
                     responder,
                 } => {
-                    let result = ready!(probe.poll(check, cx));
-                    probe.finish(&responder.policy, &result);
-                    let decision = match result {
-                        Ok(decision) => decision,
+                    let answer = ready!(probe.poll(check, cx));
+                    probe.finish(&responder.policy, answer.result());
+                    let policy = &responder.policy;
+                    let decision: Decision = match answer.result() {
+                        Ok(decision) => *decision,
                         Err(error) => {
                             let mut headers = HeaderMap::new();
                             if let LimitError::InsufficientCapacity(_) = error {
-                                headers.append(
-                                    &RATELIMIT_POLICY,
-                                    responder.policy.policy_value(quota),
-                                );
+                                answer.annotate(&mut headers, policy, quota.as_ref(), true);
                             }
-                            let refusal =
-                                Refusal::for_error(responder.policy.name(), error, headers);
+                            let refused_by = answer.refused_by();
+                            let error = answer.into_error().expect("the answer is an error");
+                            let refusal = Refusal::for_error(policy.name(), error, headers)
+                                .with_limits(refused_by);
                             return Poll::Ready(Ok(responder.refuse(refusal)));
                         }
                     };
@@ -163,9 +169,9 @@ where
                         if let Some(wait) = decision.retry_after {
                             headers.insert(RETRY_AFTER, headers::retry_after(wait));
                         }
-                        responder.policy.annotate(&mut headers, &decision, quota);
-                        let refusal =
-                            Refusal::for_denial(responder.policy.name(), decision, headers);
+                        answer.annotate(&mut headers, policy, quota.as_ref(), false);
+                        let refusal = Refusal::for_denial(policy.name(), decision, headers)
+                            .with_limits(answer.refused_by());
                         return Poll::Ready(Ok(responder.refuse(refusal)));
                     }
                     responder.count(Outcome::Allowed);
@@ -173,15 +179,18 @@ where
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     State::Calling {
                         future: inner.call(request),
-                        annotation: Some((decision, *quota, Arc::clone(responder))),
+                        annotation: Some((answer, *quota, Arc::clone(responder))),
                     }
                 }
                 StateProj::Calling { future, annotation } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some((decision, quota, responder)) = annotation.take() {
-                        responder
-                            .policy
-                            .annotate(response.headers_mut(), &decision, &quota);
+                    if let Some((answer, quota, responder)) = annotation.take() {
+                        answer.annotate(
+                            response.headers_mut(),
+                            &responder.policy,
+                            quota.as_ref(),
+                            false,
+                        );
                     }
                     return Poll::Ready(Ok(response));
                 }

@@ -14,6 +14,7 @@ use crate::config::{Config, Responder};
 use crate::cost::UnitCost;
 use crate::key::MissingKey;
 use crate::limiter::Limiter;
+use crate::per_key::{QuotaHandle, Reconfigure};
 use crate::policy::{DEFAULT_POLICY_NAME, Policy};
 use crate::refusal::PlainText;
 use crate::service::RateLimit;
@@ -25,6 +26,9 @@ pub enum BuildError {
     /// The policy name cannot be a Structured Fields String: only
     /// printable ASCII (0x20 to 0x7E) is allowed.
     InvalidPolicyName(String),
+    /// Two limits of an [`AllOf`](crate::AllOf) have the same name: their
+    /// items in the header fields could not be told apart.
+    DuplicateLimitName(String),
 }
 
 impl fmt::Display for BuildError {
@@ -33,6 +37,10 @@ impl fmt::Display for BuildError {
             Self::InvalidPolicyName(name) => {
                 fmt::Display::fmt(&crate::policy::InvalidName(name.clone()), f)
             }
+            Self::DuplicateLimitName(name) => write!(
+                f,
+                "two rate limits are named {name:?}: each limit of a route needs a name of its own"
+            ),
         }
     }
 }
@@ -145,6 +153,40 @@ impl<L, X, K, C, R> RateLimitLayer<L, X, K, C, R> {
     /// The policy name.
     pub fn policy_name(&self) -> &str {
         self.config.responder.policy.name()
+    }
+
+    /// A cloneable handle that changes the limiter's quota while the layer
+    /// runs, without rebuilding it or the router it is in: see
+    /// [`QuotaHandle`]. The handle keeps the layer's shared state alive.
+    pub fn quota_handle<A: 'static>(&self) -> QuotaHandle<A>
+    where
+        L: Reconfigure<A>,
+        X: Send + Sync + 'static,
+        K: Send + Sync + 'static,
+        C: Send + Sync + 'static,
+        R: Send + Sync + 'static,
+    {
+        QuotaHandle::new(Arc::new(LayerLimiter(Arc::clone(&self.config))))
+    }
+}
+
+/// The limiter of a built layer, as a [`Reconfigure`] for its handle.
+struct LayerLimiter<L, X, K, C, R>(Arc<Config<L, X, K, C, R>>);
+
+impl<A, L, X, K, C, R> Reconfigure<A> for LayerLimiter<L, X, K, C, R>
+where
+    L: Reconfigure<A>,
+    X: Send + Sync + 'static,
+    K: Send + Sync + 'static,
+    C: Send + Sync + 'static,
+    R: Send + Sync + 'static,
+{
+    fn reconfigure(&self, quota: A, strategy: ratelimit_core::Strategy) {
+        self.0.limiter.reconfigure(quota, strategy);
+    }
+
+    fn quota(&self) -> A {
+        self.0.limiter.quota()
     }
 }
 

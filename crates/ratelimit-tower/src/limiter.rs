@@ -12,6 +12,8 @@ use std::sync::Arc;
 use ratelimit_core::{Algorithm, AnyAlgorithm, Clock, Decision, InsufficientCapacity};
 use ratelimit_memory::{KeyBytes, KeyedLimiter, Word};
 
+use crate::answer::{Answer, Checked};
+
 /// A boxed, sendable future: the natural [`Limiter::Future`] of an async
 /// backend.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -85,6 +87,8 @@ impl From<InsufficientCapacity> for LimitError {
 ///   below.
 /// - `Arc<L>` for any `L: Limiter`, so a caller can keep a handle (to
 ///   inspect or reconfigure) while the layer uses it.
+/// - [`PerKeyQuota`](crate::PerKeyQuota) (memory, a quota per key) and
+///   [`AllOf`](crate::AllOf) (several memory limits, all or nothing).
 ///
 /// Implementations MUST return `Err(LimitError::InsufficientCapacity)` for
 /// a cost above the capacity, MUST apply their own failure policy before
@@ -132,7 +136,17 @@ impl From<InsufficientCapacity> for LimitError {
 /// ```
 pub trait Limiter<K>: Send + Sync + 'static {
     /// The answer, as a future. It MUST NOT block the thread that polls it.
-    type Future: Future<Output = Result<Decision, LimitError>> + Send + 'static;
+    ///
+    /// Its output is an [`Answer`]: `Result<Decision, LimitError>` for a
+    /// limiter with one limit (the layer describes it with
+    /// [`algorithm`](Self::algorithm), under the layer's name), as the
+    /// Redis limiters and any of your own answer;
+    /// [`Checked`](crate::Checked) for one limit that reports the quota
+    /// that decided (the memory `KeyedLimiter`,
+    /// [`PerKeyQuota`](crate::PerKeyQuota));
+    /// [`Verdicts`](crate::Verdicts) for several named limits
+    /// ([`AllOf`](crate::AllOf)).
+    type Future: Future<Output: Answer> + Send + 'static;
 
     /// Allows or denies a request of `cost` units for `key` now.
     fn check(&self, key: K, cost: u64) -> Self::Future;
@@ -158,7 +172,9 @@ impl<K, L: Limiter<K> + ?Sized> Limiter<K> for Arc<L> {
 }
 
 /// Memory: the decision is made inline (a few tens of nanoseconds, no
-/// lock held across an await) and returned as a ready future.
+/// lock held across an await) and returned as a ready future, with the
+/// quota that made it (a `Checked`: the quota read before the check, or
+/// after it when a racing `reconfigure` shows in the decision's limit).
 impl<K, A, C, S> Limiter<K> for KeyedLimiter<K, A, C, S>
 where
     K: Hash + Eq + Clone + Borrow<K> + KeyBytes + Send + Sync + 'static,
@@ -166,11 +182,17 @@ where
     C: Clock + Send + Sync + 'static,
     S: BuildHasher + Send + Sync + 'static,
 {
-    type Future = Ready<Result<Decision, LimitError>>;
+    type Future = Ready<Checked>;
 
     #[inline]
     fn check(&self, key: K, cost: u64) -> Self::Future {
-        ready(self.check_n(&key, cost).map_err(LimitError::from))
+        let before = self.algorithm();
+        let result = self.check_n(&key, cost).map_err(LimitError::from);
+        let quota = decided_under(&result, before, || self.algorithm());
+        ready(Checked {
+            result,
+            quota: quota.to_any(),
+        })
     }
 
     #[inline]
@@ -179,9 +201,33 @@ where
     }
 }
 
+/// The quota a memory decision was made under, for the header fields:
+/// `before`, read just before the check, unless a `reconfigure` raced the
+/// check and the decision's limit says so; then the quota read after it
+/// (`after`), if that one has the decision's limit. A race that changes
+/// the rate alone cannot be told from the decision: that one response may
+/// then describe the other quota's `w` and `t`; its `r` is exact.
+pub(crate) fn decided_under<A: Algorithm>(
+    result: &Result<Decision, LimitError>,
+    before: A,
+    after: impl FnOnce() -> A,
+) -> A {
+    match result {
+        Ok(d) if d.limit != before.limit() => {
+            let after = after();
+            if after.limit() == d.limit {
+                after
+            } else {
+                before
+            }
+        }
+        _ => before,
+    }
+}
+
 #[cfg(feature = "redis")]
 mod redis_impl {
-    use ratelimit_core::{AnyAlgorithm, Decision, Shaping};
+    use ratelimit_core::{Algorithm, AnyAlgorithm, Decision};
     use ratelimit_redis::{AsyncRedisLimiter, RedisKey, RedisLimitError, RedisLimiter};
 
     use super::{BoxFuture, LimitError, Limiter};
@@ -206,7 +252,7 @@ mod redis_impl {
     impl<K, A> Limiter<K> for RedisLimiter<A>
     where
         K: RedisKey + Send + 'static,
-        A: Shaping,
+        A: Algorithm,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
 
@@ -236,7 +282,7 @@ mod redis_impl {
     impl<K, A> Limiter<K> for AsyncRedisLimiter<A>
     where
         K: RedisKey + Send + Sync + 'static,
-        A: Shaping,
+        A: Algorithm,
     {
         type Future = BoxFuture<Result<Decision, LimitError>>;
 
@@ -254,5 +300,40 @@ mod redis_impl {
         fn algorithm(&self, _key: &K) -> AnyAlgorithm {
             AsyncRedisLimiter::algorithm(self).to_any()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::time::Duration;
+
+    use ratelimit_core::{Rate, Reason, TokenBucket};
+
+    use super::*;
+
+    #[test]
+    fn a_racing_change_is_told_by_the_decision_limit() {
+        let old = TokenBucket::with_rate(10, Rate::per_minute(10)).unwrap();
+        let new = TokenBucket::with_rate(5, Rate::per_minute(5)).unwrap();
+        let decided = |limit| {
+            Ok(Decision {
+                allowed: true,
+                remaining: 1,
+                retry_after: None,
+                reset_after: Duration::ZERO,
+                limit,
+                reason: Reason::Quota,
+            })
+        };
+        // No race: the quota read before, without a second read.
+        assert_eq!(decided_under(&decided(10), old, || unreachable!()), old);
+        // Decided under the change: the quota read after.
+        assert_eq!(decided_under(&decided(5), old, || new), new);
+        // The quota after is yet another: the one before stays.
+        assert_eq!(decided_under(&decided(7), old, || new), old);
+        // No decision: the quota before (a 413 lists it).
+        let err: Result<Decision, LimitError> =
+            Err(LimitError::backend(std::io::Error::other("x")));
+        assert_eq!(decided_under(&err, old, || unreachable!()), old);
     }
 }

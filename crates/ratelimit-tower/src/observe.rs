@@ -144,7 +144,7 @@ impl Probe {
 
     /// Records the limiter's answer.
     #[inline]
-    pub(crate) fn finish(&self, policy: &Policy, result: &Result<Decision, LimitError>) {
+    pub(crate) fn finish(&self, policy: &Policy, result: Result<&Decision, &LimitError>) {
         let _ = (policy, result);
         #[cfg(feature = "metrics")]
         record(policy, result, self.started.elapsed());
@@ -165,7 +165,7 @@ impl Probe {
 }
 
 #[cfg(feature = "metrics")]
-fn record(policy: &Policy, result: &Result<Decision, LimitError>, took: core::time::Duration) {
+fn record(policy: &Policy, result: Result<&Decision, &LimitError>, took: core::time::Duration) {
     use ratelimit_core::Reason;
 
     let limiter = policy.label().clone();
@@ -177,6 +177,7 @@ fn record(policy: &Policy, result: &Result<Decision, LimitError>, took: core::ti
             Reason::FailOpen => "fail_open",
             Reason::FailClosed => "fail_closed",
             Reason::Fallback => "fallback",
+            Reason::CircuitOpen => "circuit_open",
             _ => "other",
         };
         metrics::counter!(FALLBACK, "limiter" => limiter, "reason" => reason).increment(1);

@@ -50,7 +50,7 @@ impl fmt::Display for InvalidName {
 /// A layer's policy: its name in three forms and the `RateLimit-Policy`
 /// value of the quota it saw first.
 #[derive(Debug)]
-pub(crate) struct Policy {
+pub struct Policy {
     /// As given.
     name: Arc<str>,
     /// As a Structured Fields String, quoted.
@@ -130,6 +130,49 @@ impl Policy {
     }
 }
 
+/// Appends one `RateLimit-Policy` field and (unless `policy_only`) one
+/// `RateLimit` field that list an item per limit of `limits`, each under
+/// its own policy's name, in order: the fields of several limits on one
+/// request (draft-ietf-httpapi-ratelimit-headers-11 makes both fields
+/// Lists for this). A limit without a decision, or whose decision counted
+/// nothing, has no `RateLimit` item.
+pub(crate) fn annotate_all<'a>(
+    headers: &mut HeaderMap,
+    limits: impl Iterator<Item = (&'a Policy, Option<&'a Decision>, &'a AnyAlgorithm)>,
+    policy_only: bool,
+) {
+    let mut policies = String::with_capacity(64);
+    let mut ratelimits = String::with_capacity(64);
+    for (policy, decision, quota) in limits {
+        if !policies.is_empty() {
+            policies.push_str(", ");
+        }
+        // Our own value (an SF String and integers, ASCII), cached for the
+        // policy's first quota.
+        policies.push_str(policy.policy_value(quota).to_str().unwrap_or_default());
+        if policy_only {
+            continue;
+        }
+        if let Some(decision) = decision {
+            let mark = ratelimits.len();
+            if mark > 0 {
+                ratelimits.push_str(", ");
+            }
+            if !write_ratelimit(&mut ratelimits, &policy.sf, decision, quota) {
+                ratelimits.truncate(mark);
+            }
+        }
+    }
+    headers.reserve(2);
+    for (name, list) in [(&RATELIMIT_POLICY, policies), (&RATELIMIT, ratelimits)] {
+        if !list.is_empty() {
+            let value = HeaderValue::try_from(list)
+                .expect("SF Strings and integers are a valid header value");
+            headers.append(name, value);
+        }
+    }
+}
+
 fn ceil_secs_ns(ns: u128) -> u128 {
     ns.div_ceil(1_000_000_000)
 }
@@ -184,15 +227,28 @@ fn bucket_window(decision: &Decision, quota: &Quota) -> Option<u64> {
 /// The `RateLimit` value after `decision`, or `None` when the decision
 /// counted nothing (a backend failing open).
 fn ratelimit_value(name: &str, decision: &Decision, quota: &AnyAlgorithm) -> Option<HeaderValue> {
-    if decision.reason == Reason::FailOpen {
-        return None;
-    }
     let mut text = String::with_capacity(name.len() + 24);
-    let _ = write!(text, "{name};r={}", decision.remaining);
-    if let Some(t) = effective_window(decision, quota) {
-        let _ = write!(text, ";t={t}");
+    write_ratelimit(&mut text, name, decision, quota).then(|| {
+        HeaderValue::try_from(text).expect("an SF String and integers are a valid header value")
+    })
+}
+
+/// Writes the `RateLimit` item after `decision` to `out`, unless the
+/// decision counted nothing (a backend failing open): whether it wrote.
+fn write_ratelimit(
+    out: &mut String,
+    name: &str,
+    decision: &Decision,
+    quota: &AnyAlgorithm,
+) -> bool {
+    if decision.reason == Reason::FailOpen {
+        return false;
     }
-    Some(HeaderValue::try_from(text).expect("an SF String and integers are a valid header value"))
+    let _ = write!(out, "{name};r={}", decision.remaining);
+    if let Some(t) = effective_window(decision, quota) {
+        let _ = write!(out, ";t={t}");
+    }
+    true
 }
 
 #[cfg(test)]
@@ -318,6 +374,33 @@ mod tests {
             ..decision(true, 3, 2_000, None)
         };
         assert_eq!(ratelimit_value("\"s\"", &d, &sliding).unwrap(), "\"s\";r=3");
+    }
+
+    #[test]
+    fn several_limits_make_one_list_per_field() {
+        let (a, b) = (Policy::new("a").unwrap(), Policy::new("b").unwrap());
+        let (qa, qb) = (bucket(10, 2), bucket(100, 10));
+        let da = decision(true, 9, 500, None);
+        let db = Decision {
+            reason: Reason::FailOpen,
+            ..decision(true, 0, 0, None)
+        };
+        let mut headers = HeaderMap::new();
+        annotate_all(
+            &mut headers,
+            [(&a, Some(&da), &qa), (&b, Some(&db), &qb)].into_iter(),
+            false,
+        );
+        assert_eq!(
+            headers[&RATELIMIT_POLICY],
+            "\"a\";q=10;w=5, \"b\";q=100;w=10"
+        );
+        // A limit whose decision counted nothing has no RateLimit item.
+        assert_eq!(headers[&RATELIMIT], "\"a\";r=9;t=1");
+        let mut headers = HeaderMap::new();
+        annotate_all(&mut headers, [(&a, Some(&da), &qa)].into_iter(), true);
+        assert_eq!(headers[&RATELIMIT_POLICY], "\"a\";q=10;w=5");
+        assert!(headers.get(&RATELIMIT).is_none());
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct Refusal {
     status: StatusCode,
     headers: HeaderMap,
     policy: Arc<str>,
+    /// The limits of an [`AllOf`](crate::AllOf) that refused.
+    limits: Vec<Arc<str>>,
     detail: Detail,
 }
 
@@ -162,8 +164,15 @@ impl Refusal {
             status,
             headers,
             policy: Arc::clone(policy),
+            limits: Vec::new(),
             detail,
         }
+    }
+
+    /// The refusal, naming the limits (of several) that refused.
+    pub(crate) fn with_limits(mut self, limits: Vec<Arc<str>>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Which kind of refusal.
@@ -190,6 +199,14 @@ impl Refusal {
     #[must_use]
     pub fn policy(&self) -> &str {
         &self.policy
+    }
+
+    /// For a layer over several limits ([`AllOf`](crate::AllOf)), the
+    /// names of those that refused the request: the limits that denied it
+    /// (for a denial) or the one whose capacity the cost exceeds. Empty
+    /// for a layer over one limit, which [`policy`](Self::policy) names.
+    pub fn refused_by(&self) -> impl Iterator<Item = &str> + '_ {
+        self.limits.iter().map(|l| &**l)
     }
 
     /// The limiter's decision, for a denial.
@@ -242,6 +259,23 @@ impl Refusal {
     pub fn message(&self) -> String {
         let mut out = String::new();
         let policy = &self.policy;
+        // For limits of an AllOf: `limit "per-day"`, `limits "a", "b"`.
+        let mut limits = String::new();
+        for (i, limit) in self.limits.iter().enumerate() {
+            let _ = match (i, self.limits.len()) {
+                (0, 1) => write!(limits, "limit \"{limit}\""),
+                (0, _) => write!(limits, "limits \"{limit}\""),
+                _ => write!(limits, ", \"{limit}\""),
+            };
+        }
+        let (denied, over) = if limits.is_empty() {
+            (format!("\"{policy}\""), format!("\"{policy}\""))
+        } else {
+            (
+                format!("\"{policy}\", {limits}"),
+                format!("\"{policy}\" ({limits})"),
+            )
+        };
         let _ = match &self.detail {
             Detail::Key(NoKey::Missing(source)) => {
                 write!(out, "no rate-limit key: the request has no {source}")
@@ -259,16 +293,16 @@ impl Refusal {
             ),
             Detail::Capacity(e) => write!(
                 out,
-                "request cost {} exceeds the capacity {} of rate-limit policy \"{policy}\": it can never be allowed",
+                "request cost {} exceeds the capacity {} of rate-limit policy {over}: it can never be allowed",
                 e.cost, e.capacity
             ),
             Detail::Decision(d) => match d.retry_after {
                 Some(wait) => write!(
                     out,
-                    "rate limit exceeded (policy \"{policy}\"): retry in {} s",
+                    "rate limit exceeded (policy {denied}): retry in {} s",
                     ceil_secs(wait)
                 ),
-                None => write!(out, "rate limit exceeded (policy \"{policy}\")"),
+                None => write!(out, "rate limit exceeded (policy {denied})"),
             },
             Detail::Error(_) => write!(
                 out,
@@ -443,5 +477,47 @@ mod tests {
             assert_eq!(refusal.status().as_u16(), status);
             assert_eq!(refusal.message(), message);
         }
+    }
+
+    #[test]
+    fn refusals_of_several_limits_name_them() {
+        let denial = |retry_ms| Decision {
+            allowed: false,
+            remaining: 0,
+            retry_after: Some(Duration::from_millis(retry_ms)),
+            reset_after: Duration::from_secs(1),
+            limit: 2,
+            reason: ratelimit_core::Reason::Quota,
+        };
+        let one = Refusal::for_denial(&policy(), denial(400), HeaderMap::new())
+            .with_limits(vec![Arc::from("per-second")]);
+        assert_eq!(one.refused_by().collect::<Vec<_>>(), ["per-second"]);
+        assert_eq!(
+            one.message(),
+            "rate limit exceeded (policy \"api\", limit \"per-second\"): retry in 1 s"
+        );
+        let two = Refusal::for_denial(&policy(), denial(2_500), HeaderMap::new())
+            .with_limits(vec![Arc::from("per-second"), Arc::from("per-day")]);
+        assert_eq!(
+            two.message(),
+            "rate limit exceeded (policy \"api\", limits \"per-second\", \"per-day\"): retry in 3 s"
+        );
+        let over = Refusal::for_error(
+            &policy(),
+            LimitError::InsufficientCapacity(InsufficientCapacity {
+                cost: 5,
+                capacity: 2,
+            }),
+            HeaderMap::new(),
+        )
+        .with_limits(vec![Arc::from("per-second")]);
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            over.message(),
+            "request cost 5 exceeds the capacity 2 of rate-limit policy \"api\" (limit \"per-second\"): it can never be allowed"
+        );
+        // One limit: the layer's name says it all.
+        let plain = Refusal::for_denial(&policy(), denial(400), HeaderMap::new());
+        assert_eq!(plain.refused_by().count(), 0);
     }
 }

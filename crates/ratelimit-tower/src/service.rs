@@ -4,12 +4,14 @@
 //! [`ResponseFuture`] does the rest.
 
 use core::fmt;
+use core::future::Future;
 use core::task::{Context, Poll};
 use std::sync::Arc;
 
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::answer::sealed::Answer;
 use crate::config::Config;
 use crate::cost::{CostExtractor, UnitCost};
 use crate::future::ResponseFuture;
@@ -109,7 +111,13 @@ where
             0 if !config.zero_cost => 1,
             cost => cost,
         };
-        let quota = config.limiter.algorithm(&key);
+        // Read before the check, for an answer that does not report the
+        // quota that decided (one limit of a limiter with one quota).
+        let quota = if <<L::Future as Future>::Output as Answer>::DESCRIBES_ITSELF {
+            None
+        } else {
+            Some(config.limiter.algorithm(&key))
+        };
         let probe = Probe::start(&responder.policy, cost);
         let check = config.limiter.check(key, cost);
         ResponseFuture::checking(

@@ -101,6 +101,53 @@ async fn async_redis_on_the_request_task() {
     assert_eq!(status_and_limit(service, "other").await.0, StatusCode::OK);
 }
 
+/// A window algorithm in Redis behind the layer (the Redis limiter runs
+/// any algorithm): a fixed window of 3 per hour, on the sync and the async
+/// limiter; the fields describe the window.
+#[tokio::test]
+async fn a_fixed_window_in_redis() {
+    let redis = RedisServer::start();
+    let window = ratelimit_core::FixedWindow::per_hour(3).unwrap();
+    let pool = RedisPool::builder(&redis.url()).build().unwrap();
+    let sync = RedisLimiter::builder(window)
+        .prefix("tower-window")
+        .build(pool)
+        .unwrap();
+    let conn = AsyncRedisConnection::builder(&redis.url())
+        .build()
+        .await
+        .unwrap();
+    let not_sync = RedisLimiter::builder(window)
+        .prefix("tower-window-async")
+        .build(conn)
+        .unwrap();
+    let services = [
+        RateLimitLayer::new(sync, HeaderKey::api_key())
+            .layer(ok())
+            .boxed_clone(),
+        RateLimitLayer::new(not_sync, HeaderKey::api_key())
+            .layer(ok())
+            .boxed_clone(),
+    ];
+    for service in services {
+        let mut statuses = Vec::new();
+        let mut remaining = Vec::new();
+        for _ in 0..4 {
+            let request = Request::get("/").header("x-api-key", "k").body(()).unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            statuses.push(response.status().as_u16());
+            assert_eq!(
+                response.headers()["ratelimit-policy"],
+                "\"default\";q=3;w=3600"
+            );
+            let limit = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+            remaining.push(limit.split(';').nth(1).unwrap().to_owned());
+        }
+        assert_eq!(statuses, [200, 200, 200, 429]);
+        assert_eq!(remaining, ["r=2", "r=1", "r=0", "r=0"]);
+    }
+}
+
 #[tokio::test]
 async fn redis_down_follows_the_failure_policy() {
     // A port nobody listens on.

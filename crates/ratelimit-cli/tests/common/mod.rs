@@ -49,3 +49,65 @@ pub fn replay_args<'a>(algorithm: &'a str, capacity: &'a str, rate: &'a str) -> 
         rate,
     ]
 }
+
+/// `replay` of `scenario`'s algorithm, capacity and rate or window, in
+/// memory, with `extra` arguments after them.
+pub fn scenario_args(scenario: &ratelimit_replay::Scenario, extra: &[&str]) -> Vec<String> {
+    let [limit_flag, limit] = scenario.limit_args();
+    let mut args = vec![
+        "replay".to_owned(),
+        "--algorithm".to_owned(),
+        scenario.algorithm.clone(),
+        "--capacity".to_owned(),
+        scenario.capacity.to_string(),
+        limit_flag,
+        limit,
+    ];
+    args.extend(extra.iter().map(|&a| a.to_owned()));
+    args
+}
+
+/// Runs every scenario of `files` through the binary with `extra`
+/// arguments (the memory backend when none), comparing each output line
+/// with the expected answer field for field: panics with every mismatch,
+/// or when the number of scenarios run is not `count`.
+pub fn every_scenario_through_the_binary(files: &[&str], count: usize, extra: &[&str]) {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for &file in files {
+        for s in ratelimit_replay::load_scenarios(file).unwrap() {
+            let args = scenario_args(&s, extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = ratelimit(&args, &s.input());
+            checked += 1;
+            if !out.status.success() {
+                failures.push(format!("{file} scenario {}: {}", s.id, text(&out.stderr)));
+                continue;
+            }
+            let lines: Vec<serde_json::Value> = text(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if lines != s.expected {
+                let at = lines
+                    .iter()
+                    .zip(&s.expected)
+                    .position(|(got, want)| got != want)
+                    .unwrap_or(lines.len().min(s.expected.len()));
+                failures.push(format!(
+                    "{file} scenario {} event {at}: expected {:?}, got {:?}",
+                    s.id,
+                    s.expected.get(at),
+                    lines.get(at)
+                ));
+            }
+        }
+    }
+    assert_eq!(checked, count, "scenarios in {files:?}");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

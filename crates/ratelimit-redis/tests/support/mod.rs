@@ -8,8 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratelimit_core::{AlgorithmKind, LeakyBucket, TokenBucket};
-use ratelimit_core::{Decision, InsufficientCapacity, Reservation, Shaping};
+use ratelimit_core::{
+    Algorithm, AnyAlgorithm, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Reservation,
+    SlidingWindow, TokenBucket,
+};
 use ratelimit_redis::{
     AsyncRedisConnection, AsyncRedisLimiter, Health, RedisLimitError, RedisLimiter,
     RedisLimiterBuilder, RedisPool, Stats, TimeSource, Transport,
@@ -37,11 +39,90 @@ pub trait Limit {
         requests: &[(&str, u64)],
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
+    fn check_batch(
+        &self,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
     fn stats(&self) -> Stats;
     fn health(&self) -> Health;
 }
 
-impl<A: Shaping> Limit for RedisLimiter<A> {
+/// The four algorithms, with `reserve` where they shape (a window's
+/// `reserve` is an error here: the limiter has no such method).
+pub trait Alg: Algorithm {
+    fn reserve_sync(
+        l: &RedisLimiter<Self>,
+        key: &str,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError>;
+    fn reserve_async(
+        l: &AsyncRedisLimiter<Self>,
+        rt: &tokio::runtime::Runtime,
+        key: &str,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Reservation, RedisLimitError>;
+}
+
+macro_rules! shaping {
+    ($($t:ty),*) => {$(
+        impl Alg for $t {
+            fn reserve_sync(
+                l: &RedisLimiter<Self>,
+                key: &str,
+                cost: u64,
+                max_wait_ns: Option<u64>,
+                now_ns: u64,
+            ) -> Result<Reservation, RedisLimitError> {
+                l.reserve_at(key, cost, max_wait_ns, now_ns)
+            }
+            fn reserve_async(
+                l: &AsyncRedisLimiter<Self>,
+                rt: &tokio::runtime::Runtime,
+                key: &str,
+                cost: u64,
+                max_wait_ns: Option<u64>,
+                now_ns: u64,
+            ) -> Result<Reservation, RedisLimitError> {
+                rt.block_on(l.reserve_at(key, cost, max_wait_ns, now_ns))
+            }
+        }
+    )*};
+}
+
+macro_rules! policing {
+    ($($t:ty),*) => {$(
+        impl Alg for $t {
+            fn reserve_sync(
+                _: &RedisLimiter<Self>,
+                _: &str,
+                _: u64,
+                _: Option<u64>,
+                _: u64,
+            ) -> Result<Reservation, RedisLimitError> {
+                Err(RedisLimitError::InvalidOption("a window cannot reserve".into()))
+            }
+            fn reserve_async(
+                _: &AsyncRedisLimiter<Self>,
+                _: &tokio::runtime::Runtime,
+                _: &str,
+                _: u64,
+                _: Option<u64>,
+                _: u64,
+            ) -> Result<Reservation, RedisLimitError> {
+                Err(RedisLimitError::InvalidOption("a window cannot reserve".into()))
+            }
+        }
+    )*};
+}
+
+shaping!(TokenBucket, LeakyBucket);
+policing!(FixedWindow, SlidingWindow);
+
+impl<A: Alg> Limit for RedisLimiter<A> {
     fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError> {
         RedisLimiter::<A>::check_n(self, key, cost)
     }
@@ -55,7 +136,7 @@ impl<A: Shaping> Limit for RedisLimiter<A> {
         max_wait_ns: Option<u64>,
         now_ns: u64,
     ) -> Result<Reservation, RedisLimitError> {
-        RedisLimiter::<A>::reserve_at(self, key, cost, max_wait_ns, now_ns)
+        A::reserve_sync(self, key, cost, max_wait_ns, now_ns)
     }
     fn check_batch_at(
         &self,
@@ -63,6 +144,12 @@ impl<A: Shaping> Limit for RedisLimiter<A> {
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         RedisLimiter::<A>::check_batch_at(self, requests, now_ns)
+    }
+    fn check_batch(
+        &self,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        RedisLimiter::<A>::check_batch(self, requests)
     }
     fn stats(&self) -> Stats {
         RedisLimiter::stats(self)
@@ -95,6 +182,12 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         (**self).check_batch_at(requests, now_ns)
     }
+    fn check_batch(
+        &self,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        (**self).check_batch(requests)
+    }
     fn stats(&self) -> Stats {
         (**self).stats()
     }
@@ -116,12 +209,12 @@ pub fn runtime() -> Arc<tokio::runtime::Runtime> {
 }
 
 /// The async limiter, each call run to completion on `rt`.
-pub struct Blocking<A: Shaping> {
+pub struct Blocking<A: Algorithm> {
     pub limiter: AsyncRedisLimiter<A>,
     pub rt: Arc<tokio::runtime::Runtime>,
 }
 
-impl<A: Shaping> Limit for Blocking<A> {
+impl<A: Alg> Limit for Blocking<A> {
     fn check_n(&self, key: &str, cost: u64) -> Result<Decision, RedisLimitError> {
         self.rt.block_on(self.limiter.check_n(key, cost))
     }
@@ -135,8 +228,7 @@ impl<A: Shaping> Limit for Blocking<A> {
         max_wait_ns: Option<u64>,
         now_ns: u64,
     ) -> Result<Reservation, RedisLimitError> {
-        self.rt
-            .block_on(self.limiter.reserve_at(key, cost, max_wait_ns, now_ns))
+        A::reserve_async(&self.limiter, &self.rt, key, cost, max_wait_ns, now_ns)
     }
     fn check_batch_at(
         &self,
@@ -145,6 +237,12 @@ impl<A: Shaping> Limit for Blocking<A> {
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         self.rt
             .block_on(self.limiter.check_batch_at(requests, now_ns))
+    }
+    fn check_batch(
+        &self,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        self.rt.block_on(self.limiter.check_batch(requests))
     }
     fn stats(&self) -> Stats {
         self.limiter.stats()
@@ -194,12 +292,12 @@ impl<L: Limit> ratelimit_replay::Backend for ReplayAdapter<L> {
 pub trait Factory {
     /// What the limiters send on.
     type Conn: Transport;
-    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A, Self::Conn>) -> Box<dyn Limit>;
+    fn limit<A: Alg>(&self, builder: RedisLimiterBuilder<A, Self::Conn>) -> Box<dyn Limit>;
 }
 
 impl Factory for RedisPool {
     type Conn = RedisPool;
-    fn limit<A: Shaping>(&self, builder: RedisLimiterBuilder<A, RedisPool>) -> Box<dyn Limit> {
+    fn limit<A: Alg>(&self, builder: RedisLimiterBuilder<A, RedisPool>) -> Box<dyn Limit> {
         Box::new(builder.build(self.clone()).unwrap())
     }
 }
@@ -242,11 +340,21 @@ impl AsyncFactory {
         let conn = rt.block_on(AsyncRedisConnection::open(url)).unwrap();
         Self { conn, rt }
     }
+
+    /// One async connection to the cluster reachable through `urls`.
+    pub fn cluster(urls: &[String]) -> Self {
+        let rt = runtime();
+        let conn = rt
+            .block_on(AsyncRedisConnection::open_cluster(urls))
+            .unwrap();
+        assert!(conn.is_cluster());
+        Self { conn, rt }
+    }
 }
 
 impl Factory for AsyncFactory {
     type Conn = AsyncRedisConnection;
-    fn limit<A: Shaping>(
+    fn limit<A: Alg>(
         &self,
         builder: RedisLimiterBuilder<A, AsyncRedisConnection>,
     ) -> Box<dyn Limit> {
@@ -264,20 +372,28 @@ pub fn run_one_on<F: Factory>(factory: &F, file: &str, s: &Scenario) -> Result<(
     let time = TimeSource::Client {
         ttl_margin: Duration::from_secs(3600),
     };
-    let quota = s.quota().expect("scenario quota is valid");
     let prefix = format!("parity:{file}:{}", s.id);
-    let limiter = match s.kind() {
-        AlgorithmKind::TokenBucket => factory.limit(
-            RedisLimiter::<_, F::Conn>::builder(TokenBucket::new(quota))
+    let limiter = match s.any_algorithm().expect("scenario algorithm is valid") {
+        AnyAlgorithm::TokenBucket(a) => factory.limit(
+            RedisLimiter::<_, F::Conn>::builder(a)
                 .prefix(prefix)
                 .time_source(time),
         ),
-        AlgorithmKind::LeakyBucket => factory.limit(
-            RedisLimiter::<_, F::Conn>::builder(LeakyBucket::new(quota))
+        AnyAlgorithm::LeakyBucket(a) => factory.limit(
+            RedisLimiter::<_, F::Conn>::builder(a)
                 .prefix(prefix)
                 .time_source(time),
         ),
-        kind => unreachable!("the Redis backend does not run {kind} yet"),
+        AnyAlgorithm::FixedWindow(a) => factory.limit(
+            RedisLimiter::<_, F::Conn>::builder(a)
+                .prefix(prefix)
+                .time_source(time),
+        ),
+        AnyAlgorithm::SlidingWindow(a) => factory.limit(
+            RedisLimiter::<_, F::Conn>::builder(a)
+                .prefix(prefix)
+                .time_source(time),
+        ),
     };
     run_scenario(s, &mut ReplayAdapter(limiter))
 }
