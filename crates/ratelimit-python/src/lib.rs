@@ -30,7 +30,9 @@ mod native {
         FixedWindowMemory, LeakyBucketMemory, SlidingWindowMemory, TokenBucketMemory,
     };
     #[pymodule_export]
-    use crate::redis_limiter::{LeakyBucketRedis, TokenBucketRedis};
+    use crate::redis_limiter::{
+        FixedWindowRedis, LeakyBucketRedis, SlidingWindowRedis, TokenBucketRedis,
+    };
     #[pymodule_export]
     use crate::result::{Decision, RateLimitResult, Reservation};
 

@@ -112,7 +112,7 @@ fn bucket<B>(
 }
 
 /// A window algorithm from Python's `limit` and `window` arguments.
-fn window<W>(
+pub(crate) fn window<W>(
     limit: &Bound<'_, PyAny>,
     window: &Bound<'_, PyAny>,
     build: impl FnOnce(u64, Duration) -> Result<W, ConfigError>,
@@ -127,7 +127,7 @@ fn window<W>(
 }
 
 /// `repr()` of a float argument, as Python writes it.
-fn float_repr(py: Python<'_>, value: f64) -> String {
+pub(crate) fn float_repr(py: Python<'_>, value: f64) -> String {
     pyo3::types::PyFloat::new(py, value)
         .repr()
         .map_or_else(|_| value.to_string(), |r| r.to_string())

@@ -1,4 +1,5 @@
-//! The Redis limiters: `TokenBucketRedis` and `LeakyBucketRedis`, each a
+//! The Redis limiters: `TokenBucketRedis`, `LeakyBucketRedis`,
+//! `FixedWindowRedis` and `SlidingWindowRedis`, each a
 //! [`RedisLimiter`] of `ratelimit-redis` on a pool to the server of the
 //! caller's redis-py client (see [`crate::connection`]).
 //!
@@ -15,7 +16,10 @@ use core::time::Duration;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use ratelimit_core::{Decision as CoreDecision, LeakyBucket, Rate, Shaping, TokenBucket};
+use ratelimit_core::{
+    Algorithm, Decision as CoreDecision, FixedWindow, LeakyBucket, Rate, Shaping, SlidingWindow,
+    TokenBucket,
+};
 use ratelimit_redis::{CircuitBreaker, FailurePolicy, RedisLimiter, RedisPool, TimeSource};
 
 use crate::clock::PyClock;
@@ -38,14 +42,14 @@ struct Config<A> {
 }
 
 /// A Redis limiter of algorithm `A`, remade in a forked child.
-pub(crate) struct Remote<A: Shaping> {
+pub(crate) struct Remote<A: Algorithm> {
     config: Config<A>,
     /// The fork generation the limiter was made in, and the limiter. Locked
     /// only with the GIL held and never across a wait.
     current: Mutex<(u64, RedisLimiter<A>)>,
 }
 
-impl<A: Shaping> Config<A> {
+impl<A: Algorithm> Config<A> {
     fn build(&self, pool: RedisPool) -> PyResult<RedisLimiter<A>> {
         let mut b = RedisLimiter::builder(self.algorithm)
             .prefix(self.prefix.clone())
@@ -64,7 +68,7 @@ impl<A: Shaping> Config<A> {
     }
 }
 
-impl<A: Shaping> Remote<A> {
+impl<A: Algorithm> Remote<A> {
     fn new(py: Python<'_>, config: Config<A>) -> PyResult<Self> {
         let pool = connection::pool(py, &config.target)?;
         let limiter = config.build(pool)?;
@@ -116,6 +120,19 @@ impl<A: Shaping> Remote<A> {
         .map_err(errors::redis)
     }
 
+    fn redis_key<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let limiter = self.limiter(py)?;
+        let key = convert::key(key)?;
+        let name = limiter.redis_key(&*key).map_err(errors::redis)?;
+        Ok(PyBytes::new(py, &name))
+    }
+}
+
+impl<A: Shaping> Remote<A> {
     fn reserve(
         &self,
         py: Python<'_>,
@@ -137,17 +154,6 @@ impl<A: Shaping> Remote<A> {
         .map(|r| Reservation::from(&r))
         .map_err(errors::redis)
     }
-
-    fn redis_key<'py>(
-        &self,
-        py: Python<'py>,
-        key: &Bound<'_, PyAny>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let limiter = self.limiter(py)?;
-        let key = convert::key(key)?;
-        let name = limiter.redis_key(&*key).map_err(errors::redis)?;
-        Ok(PyBytes::new(py, &name))
-    }
 }
 
 /// The `failure_policy=` names.
@@ -165,7 +171,7 @@ fn policy(name: &str) -> PyResult<FailurePolicy> {
 
 /// The keyword options shared by both classes, parsed.
 #[allow(clippy::too_many_arguments)]
-fn config<A: Shaping>(
+fn config<A: Algorithm>(
     algorithm: A,
     redis_client: Option<&Bound<'_, PyAny>>,
     url: Option<&str>,
@@ -261,13 +267,14 @@ fn config<A: Shaping>(
     })
 }
 
-/// A bucket from Python's `capacity` and rate arguments.
+/// A bucket from Python's `capacity` and rate arguments: the algorithm,
+/// the constructor's arguments for `repr()`, the capacity and the rate.
 fn bucket<B>(
     capacity: &Bound<'_, PyAny>,
     rate_name: &str,
     rate: &Bound<'_, PyAny>,
     build: impl FnOnce(u64, Rate) -> Result<B, ratelimit_core::ConfigError>,
-) -> PyResult<(B, u64, f64)> {
+) -> PyResult<(B, String, u64, f64)> {
     let c = convert::capacity("capacity", capacity)?;
     let r = convert::rate(rate_name, rate)?;
     let shown = rate
@@ -275,28 +282,58 @@ fn bucket<B>(
         .map_or_else(|_| r.to_string(), |s| s.to_string());
     let algorithm = build(c, Rate::from_per_second_f64(r))
         .map_err(|e| PyValueError::new_err(format!("invalid {rate_name}={shown}: {e}")))?;
-    Ok((algorithm, c, r))
+    let args = format!(
+        "capacity={c}, {rate_name}={}",
+        crate::memory::float_repr(capacity.py(), r)
+    );
+    Ok((algorithm, args, c, r))
 }
 
-/// The methods both Redis limiters have.
+/// A window algorithm from Python's `limit` and `window` arguments (as the
+/// memory window classes read them): the algorithm, the constructor's
+/// arguments for `repr()`, the limit and the window in nanoseconds.
+fn window<W>(
+    limit: &Bound<'_, PyAny>,
+    window: &Bound<'_, PyAny>,
+    build: impl FnOnce(u64, Duration) -> Result<W, ratelimit_core::ConfigError>,
+) -> PyResult<(W, String, u64, f64)> {
+    let (algorithm, l, w) = crate::memory::window(limit, window, build)?;
+    let args = format!(
+        "limit={l}, window={}",
+        crate::memory::float_repr(limit.py(), w as f64 / 1e9)
+    );
+    // The nanoseconds as f64: exact below 2**53 ns (104 days), and only
+    // read back for the `window` getter, in seconds.
+    Ok((algorithm, args, l, w as f64))
+}
+
+/// The methods every Redis limiter has; `$extra` adds what is its own
+/// (`reserve` and the rate for the buckets, the window's getters for the
+/// windows). `$make` turns the first two constructor arguments into the
+/// algorithm (see [`bucket`] and [`window`]).
 macro_rules! redis_limiter {
     (
         $(#[$doc:meta])*
-        $name:ident($algorithm:ty, $rate_name:ident, $with_rate:path)
+        $name:ident($algorithm:ty, $first:ident, $second:ident, $make:expr) { $($extra:tt)* }
     ) => {
         $(#[$doc])*
         #[pyclass(module = "rate_limiter", frozen)]
         pub(crate) struct $name {
             inner: Remote<$algorithm>,
-            capacity: u64,
-            rate: f64,
+            /// The constructor's quota arguments, for `repr()`.
+            args: String,
+            /// The capacity (buckets) or limit (windows).
+            limit: u64,
+            /// The rate in units per second (buckets) or the window in
+            /// nanoseconds (windows), as given.
+            param: f64,
         }
 
         #[pymethods]
         impl $name {
             #[new]
             #[pyo3(signature = (
-                capacity, $rate_name, redis_client = None, *, url = None, prefix = "ratelimit",
+                $first, $second, redis_client = None, *, url = None, prefix = "ratelimit",
                 clock = None, failure_policy = "raise", circuit_breaker = Some((5, 1.0)),
                 hash_keys = None, max_key_len = None, connect_timeout = None,
                 response_timeout = None, max_connections = None
@@ -304,8 +341,8 @@ macro_rules! redis_limiter {
             #[allow(clippy::too_many_arguments)]
             fn new(
                 py: Python<'_>,
-                capacity: &Bound<'_, PyAny>,
-                $rate_name: &Bound<'_, PyAny>,
+                $first: &Bound<'_, PyAny>,
+                $second: &Bound<'_, PyAny>,
                 redis_client: Option<&Bound<'_, PyAny>>,
                 url: Option<&str>,
                 prefix: &str,
@@ -328,14 +365,14 @@ macro_rules! redis_limiter {
                     .map(|v| convert::whole("max_connections", v, 1))
                     .transpose()?
                     .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-                let (algorithm, capacity, rate) =
-                    bucket(capacity, stringify!($rate_name), $rate_name, $with_rate)?;
+                let (algorithm, args, limit, param): ($algorithm, String, u64, f64) =
+                    $make($first, $second)?;
                 let config = config(
                     algorithm, redis_client, url, prefix, clock, failure_policy,
                     circuit_breaker, hash_keys, max_key_len, connect_timeout,
                     response_timeout, max_connections,
                 )?;
-                Ok(Self { inner: Remote::new(py, config)?, capacity, rate })
+                Ok(Self { inner: Remote::new(py, config)?, args, limit, param })
             }
 
             /// The original API: `check(key)` as a `RateLimitResult`. Raises
@@ -363,20 +400,6 @@ macro_rules! redis_limiter {
                 Ok(Decision::from(&d))
             }
 
-            /// Admits `cost` units to proceed after a wait of at most
-            /// `max_wait` seconds (`None`: any), or rejects the request and
-            /// consumes nothing.
-            #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
-            fn reserve(
-                &self,
-                py: Python<'_>,
-                key: &Bound<'_, PyAny>,
-                cost: Option<&Bound<'_, PyAny>>,
-                max_wait: Option<&Bound<'_, PyAny>>,
-            ) -> PyResult<Reservation> {
-                self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
-            }
-
             /// Units `key` could use now, consuming nothing (one round trip).
             fn remaining(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<u64> {
                 Ok(self.inner.check(py, key, 0)?.remaining)
@@ -399,18 +422,6 @@ macro_rules! redis_limiter {
                 self.inner.redis_key(py, key)
             }
 
-            /// The capacity.
-            #[getter]
-            fn capacity(&self) -> u64 {
-                self.capacity
-            }
-
-            /// Units per second.
-            #[getter]
-            fn $rate_name(&self) -> f64 {
-                self.rate
-            }
-
             /// The key prefix (namespace).
             #[getter]
             fn prefix(&self) -> &str {
@@ -418,28 +429,159 @@ macro_rules! redis_limiter {
             }
 
             fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-                let rate = pyo3::types::PyFloat::new(py, self.rate).repr()?;
                 let prefix = PyString::new(py, &self.inner.config.prefix).repr()?;
                 let server = PyString::new(py, &self.inner.config.target.address()).repr()?;
                 Ok(format!(
-                    "{}(capacity={}, {}={rate}, prefix={prefix}, server={server})",
+                    "{}({}, prefix={prefix}, server={server})",
                     stringify!($name),
-                    self.capacity,
-                    stringify!($rate_name),
+                    self.args,
                 ))
             }
+
+            $($extra)*
         }
     };
+}
+
+/// `TokenBucketRedis`'s quota arguments.
+fn token_bucket(
+    capacity: &Bound<'_, PyAny>,
+    refill_rate: &Bound<'_, PyAny>,
+) -> PyResult<(TokenBucket, String, u64, f64)> {
+    bucket(capacity, "refill_rate", refill_rate, TokenBucket::with_rate)
+}
+
+/// `LeakyBucketRedis`'s quota arguments.
+fn leaky_bucket(
+    capacity: &Bound<'_, PyAny>,
+    leak_rate: &Bound<'_, PyAny>,
+) -> PyResult<(LeakyBucket, String, u64, f64)> {
+    bucket(capacity, "leak_rate", leak_rate, LeakyBucket::with_rate)
+}
+
+/// `FixedWindowRedis`'s quota arguments.
+fn fixed_window(
+    limit: &Bound<'_, PyAny>,
+    window: &Bound<'_, PyAny>,
+) -> PyResult<(FixedWindow, String, u64, f64)> {
+    self::window(limit, window, FixedWindow::new)
+}
+
+/// `SlidingWindowRedis`'s quota arguments.
+fn sliding_window(
+    limit: &Bound<'_, PyAny>,
+    window: &Bound<'_, PyAny>,
+) -> PyResult<(SlidingWindow, String, u64, f64)> {
+    self::window(limit, window, SlidingWindow::new)
 }
 
 redis_limiter! {
     /// A token bucket per key, shared through Redis with every process
     /// (Python or Rust) on the same server and prefix.
-    TokenBucketRedis(TokenBucket, refill_rate, TokenBucket::with_rate)
+    TokenBucketRedis(TokenBucket, capacity, refill_rate, token_bucket) {
+        /// Admits `cost` units to proceed after a wait of at most
+        /// `max_wait` seconds (`None`: any), or rejects the request and
+        /// consumes nothing.
+        #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
+        fn reserve(
+            &self,
+            py: Python<'_>,
+            key: &Bound<'_, PyAny>,
+            cost: Option<&Bound<'_, PyAny>>,
+            max_wait: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Reservation> {
+            self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
+        }
+
+        /// The capacity.
+        #[getter]
+        fn capacity(&self) -> u64 {
+            self.limit
+        }
+
+        /// Units per second.
+        #[getter]
+        fn refill_rate(&self) -> f64 {
+            self.param
+        }
+    }
 }
 
 redis_limiter! {
     /// A leaky bucket per key, shared through Redis with every process
     /// (Python or Rust) on the same server and prefix.
-    LeakyBucketRedis(LeakyBucket, leak_rate, LeakyBucket::with_rate)
+    LeakyBucketRedis(LeakyBucket, capacity, leak_rate, leaky_bucket) {
+        /// Admits `cost` units to proceed after a wait of at most
+        /// `max_wait` seconds (`None`: any), or rejects the request and
+        /// consumes nothing.
+        #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
+        fn reserve(
+            &self,
+            py: Python<'_>,
+            key: &Bound<'_, PyAny>,
+            cost: Option<&Bound<'_, PyAny>>,
+            max_wait: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Reservation> {
+            self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
+        }
+
+        /// The capacity.
+        #[getter]
+        fn capacity(&self) -> u64 {
+            self.limit
+        }
+
+        /// Units per second.
+        #[getter]
+        fn leak_rate(&self) -> f64 {
+            self.param
+        }
+    }
+}
+
+redis_limiter! {
+    /// At most `limit` units per `window` seconds per key, shared through
+    /// Redis with every process (Python or Rust) on the same server and
+    /// prefix. The windows are aligned to the Unix epoch under the server's
+    /// time (a one-minute window resets on the minute), to the caller's
+    /// clock under `clock=`. Policing only: there is no `reserve`.
+    FixedWindowRedis(FixedWindow, limit, window, fixed_window) {
+        // No `reserve`: a window cannot shape (it has no rate to space
+        // admitted requests by).
+
+        /// The most units admitted per window.
+        #[getter]
+        fn limit(&self) -> u64 {
+            self.limit
+        }
+
+        /// The window, in seconds.
+        #[getter]
+        fn window(&self) -> f64 {
+            self.param / 1e9
+        }
+    }
+}
+
+redis_limiter! {
+    /// About `limit` units in any `window`-second span per key (the sliding
+    /// window counter), shared through Redis with every process (Python or
+    /// Rust) on the same server and prefix. Policing only: there is no
+    /// `reserve`.
+    SlidingWindowRedis(SlidingWindow, limit, window, sliding_window) {
+        // No `reserve`: a window cannot shape (it has no rate to space
+        // admitted requests by).
+
+        /// The limit per window-long span.
+        #[getter]
+        fn limit(&self) -> u64 {
+            self.limit
+        }
+
+        /// The window, in seconds.
+        #[getter]
+        fn window(&self) -> f64 {
+            self.param / 1e9
+        }
+    }
 }

@@ -146,3 +146,16 @@ def test_the_gil_is_released_while_a_call_waits_on_redis():
         call_returned.set()
         listener.close()
     assert order == ["server saw the script call", "call returned"]
+
+
+@pytest.mark.parametrize("cls_name", ["FixedWindowRedis", "SlidingWindowRedis"])
+def test_redis_window_admits_exactly_its_limit(redis_client, cls_name):
+    import rate_limiter
+
+    cls = getattr(rate_limiter, cls_name)
+    # Client time held still, inside one window: no boundary can pass.
+    clock = rate_limiter.ManualClock(1000 * 60 * 10**9 + 10**9)
+    limiter = cls(200, 60, redis_client, clock=clock)
+    admitted = hammer(lambda: limiter.check("hot", 2).allowed, per_thread=25)
+    assert admitted == 100
+    assert limiter.remaining("hot") == 0

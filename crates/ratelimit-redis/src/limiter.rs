@@ -79,7 +79,7 @@ impl Transport for crate::AsyncRedisConnection {
 /// everything.
 ///
 /// One type, two ways to send: `RedisLimiter<A>` (the default, on a
-/// [`RedisPool`]) makes blocking calls; [`AsyncRedisLimiter<A>`](crate::AsyncRedisLimiter)
+/// [`RedisPool`]) makes blocking calls; `AsyncRedisLimiter<A>`
 /// (`RedisLimiter<A, AsyncRedisConnection>`, feature `tokio`) makes the
 /// same calls as `async fn`s, plus `acquire`. Both are built by the same
 /// [`builder`](Self::builder) and decide exactly alike: they build each

@@ -7,10 +7,22 @@
 //! connection lost to a restart marks every idle connection of the pool
 //! stale (a generation counter), so that one failure, not one per pooled
 //! connection, tells the pool to reconnect.
+//!
+//! Outages: when no idle connection is at hand and Redis refused the last
+//! connection attempt (nothing listens: the server is down or restarting),
+//! a check-out does not wait out the connect timeout: one caller at a time
+//! tries a connection itself (refused at once, or used for its call if
+//! Redis is back) and the others fail at once; a caller already waiting
+//! gives up as soon as an attempt made during its wait is refused. The
+//! first attempt that succeeds (that probe, or the pool's own reconnection
+//! in the background) ends the fast failures. A server that
+//! does not answer at all (packets dropped) is still waited for, up to the
+//! connect timeout: the circuit breaker is what shortens that case.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
@@ -24,6 +36,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The default largest number of connections a pool holds.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// How long a waiting check-out sleeps before it looks again at the last
+/// connection attempt (r2d2 does not wake waiters when an attempt fails).
+const WAIT_SLICE: Duration = Duration::from_millis(2);
 /// The most connections a pool may be given: r2d2 allocates a slot for
 /// each when the pool is built, so an unbounded number would exhaust memory
 /// (and abort the process) instead of failing.
@@ -39,14 +54,17 @@ pub const MAX_CONNECTIONS_LIMIT: u32 = 65_536;
 /// with `test_on_check_out(false)` and a `connection_timeout` you can wait
 /// out on the hot path, set response timeouts on the client, and for a
 /// cluster client `retries(0)`: its built-in retries resend requests whose
-/// outcome is unknown.
+/// outcome is unknown. Such pools wait out their `connection_timeout` on
+/// every check-out while Redis refuses connections; the crate's own pool
+/// fails those check-outs at once.
 #[derive(Clone)]
 pub struct RedisPool {
     inner: Arc<Inner>,
 }
 
 enum Kind {
-    Own(r2d2::Pool<Manager>),
+    /// Our pool, and a copy of its manager for the check-outs' own probes.
+    Own(r2d2::Pool<Manager>, Box<Manager>),
     Client(r2d2::Pool<redis::Client>),
     Cluster(r2d2::Pool<ClusterClient>),
 }
@@ -54,6 +72,8 @@ enum Kind {
 struct Inner {
     kind: Kind,
     response_timeout: Option<Duration>,
+    /// How long a check-out waits for a connection (our own pools).
+    connect_timeout: Duration,
     shared: Arc<Shared>,
     cluster: bool,
 }
@@ -64,14 +84,132 @@ struct Shared {
     /// Bumped when a connection is lost: every connection of an older
     /// generation is dropped at its next check-out or return.
     generation: AtomicU64,
-    /// The last connection error, to explain a check-out timeout.
-    last_error: Mutex<Option<redis::RedisError>>,
+    /// The last connection attempt's error, when no attempt succeeded
+    /// since: explains a check-out timeout, and lets a check-out fail fast
+    /// while Redis refuses connections.
+    last_error: Mutex<Option<Failed>>,
+    /// Whether a check-out is trying a connection of its own (one at a
+    /// time: the others fail fast meanwhile).
+    probing: AtomicBool,
+}
+
+/// The one check-out trying a connection itself; the slot is freed on drop.
+struct Probing<'a>(&'a Shared);
+
+impl<'a> Probing<'a> {
+    fn start(shared: &'a Shared) -> Option<Self> {
+        // Acquire/Release: the flag guards no data, but pairing them keeps
+        // one probe's end ordered before the next one's start.
+        shared
+            .probing
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Self(shared))
+    }
+}
+
+impl Drop for Probing<'_> {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Release);
+    }
+}
+
+/// A failed connection attempt.
+struct Failed {
+    at: Instant,
+    error: redis::RedisError,
+}
+
+impl Shared {
+    fn record(&self, outcome: Result<(), &redis::RedisError>) {
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *last = outcome.err().map(|e| Failed {
+            at: Instant::now(),
+            error: e.clone(),
+        });
+    }
+
+    /// The error to fail a check-out with at once, if the last connection
+    /// attempt was made at or after `since` and failed in a way that
+    /// waiting will not fix soon: refused or unreachable (nothing listens),
+    /// or refused credentials or database (a misconfiguration, reported as
+    /// such).
+    fn fail_fast(&self, since: Instant) -> Option<RedisLimitError> {
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let failed = last.as_ref().filter(|f| f.at >= since)?;
+        let err = RedisLimitError::from_connect(failed.error.clone());
+        if err.is_misconfiguration() {
+            return Some(err);
+        }
+        refused(&failed.error).then(|| RedisLimitError::Connect {
+            message: format!(
+                "Redis refused the last connection attempt and no connection is idle (not waiting): {}",
+                failed.error
+            ),
+            source: Some(failed.error.clone()),
+        })
+    }
+
+    /// The error of a check-out that timed out.
+    fn timed_out(&self, e: &r2d2::Error) -> RedisLimitError {
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|f| f.error.clone());
+        match last {
+            Some(last) => match RedisLimitError::from_connect(last) {
+                RedisLimitError::Connect { source, .. } => RedisLimitError::Connect {
+                    message: e.to_string(),
+                    source,
+                },
+                other => other,
+            },
+            None => RedisLimitError::Connect {
+                message: e.to_string(),
+                source: None,
+            },
+        }
+    }
+}
+
+/// Whether a connection attempt failed because nothing listens at the
+/// address or the address cannot be reached: the attempt fails at once,
+/// and so will the next ones until the server is back.
+fn refused(e: &redis::RedisError) -> bool {
+    use std::io::ErrorKind as Io;
+    e.is_connection_refusal()
+        || matches!(
+            io_kind(e),
+            Some(Io::HostUnreachable | Io::NetworkUnreachable | Io::AddrNotAvailable)
+        )
+}
+
+/// The kind of the I/O error behind `e`, if there is one (redis-rs keeps
+/// it behind `source`, possibly in an `Arc`).
+fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {
+    use core::error::Error;
+    let source = e.source()?;
+    if let Some(io) = source.downcast_ref::<std::io::Error>() {
+        return Some(io.kind());
+    }
+    source
+        .downcast_ref::<Arc<dyn Error + Send + Sync>>()?
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
 }
 
 impl core::fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let kind = match self.inner.kind {
-            Kind::Own(_) => "own",
+            Kind::Own(..) => "own",
             Kind::Client(_) => "r2d2::Pool<redis::Client>",
             Kind::Cluster(_) => "r2d2::Pool<ClusterClient>",
         };
@@ -112,32 +250,63 @@ impl RedisPool {
     /// Checks out a connection.
     fn get(&self) -> Result<Pooled, RedisLimitError> {
         let result = match &self.inner.kind {
-            Kind::Own(p) => p.get().map(Pooled::Own),
+            Kind::Own(p, manager) => return self.get_own(p, manager),
             Kind::Client(p) => p.get().map(Pooled::Client),
             Kind::Cluster(p) => p.get().map(|c| Pooled::Cluster(Box::new(c))),
         };
-        result.map_err(|e| {
-            let last = self
-                .inner
-                .shared
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            match last {
-                Some(last) => match RedisLimitError::from_connect(last) {
-                    RedisLimitError::Connect { source, .. } => RedisLimitError::Connect {
-                        message: e.to_string(),
-                        source,
-                    },
-                    other => other,
-                },
-                None => RedisLimitError::Connect {
-                    message: e.to_string(),
-                    source: None,
-                },
+        result.map_err(|e| self.inner.shared.timed_out(&e))
+    }
+
+    /// Checks out a connection of our own pool: an idle one if there is
+    /// one (the usual case: no clock read, no wait). Else, while Redis
+    /// refuses connections, does not wait: one caller at a time tries a
+    /// connection itself (a refusal comes back at once) and uses it if it
+    /// is made, the others fail at once. Else waits up to the connect
+    /// timeout, in short slices, and gives up as soon as an attempt made
+    /// during the wait is refused.
+    fn get_own(
+        &self,
+        pool: &r2d2::Pool<Manager>,
+        manager: &Manager,
+    ) -> Result<Pooled, RedisLimitError> {
+        if let Some(conn) = pool.try_get() {
+            return Ok(Pooled::Own(conn));
+        }
+        let shared = &self.inner.shared;
+        let timeout = self.inner.connect_timeout;
+        let start = Instant::now();
+        // r2d2 retries a failed connection in the background at least
+        // every half connect timeout: a refusal within the last timeout is
+        // the server's current state, unless it just came back, which
+        // the probe below finds out.
+        if let Some(err) = shared.fail_fast(start.checked_sub(timeout).unwrap_or(start)) {
+            let Some(_probing) = Probing::start(shared) else {
+                return Err(err);
+            };
+            return match r2d2::ManageConnection::connect(manager) {
+                // Used for this call and dropped: r2d2 cannot adopt it, and
+                // the pool's own attempts now succeed too.
+                Ok(conn) => Ok(Pooled::Direct(Box::new(conn))),
+                Err(e) => Err(shared
+                    .fail_fast(start)
+                    .unwrap_or_else(|| RedisLimitError::from_connect(e))),
+            };
+        }
+        let deadline = start + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match pool.get_timeout(left.min(WAIT_SLICE)) {
+                Ok(conn) => return Ok(Pooled::Own(conn)),
+                Err(e) => {
+                    if let Some(err) = shared.fail_fast(start) {
+                        return Err(err);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(shared.timed_out(&e));
+                    }
+                }
             }
-        })
+        }
     }
 
     /// Sends one script call on a pooled connection. A cluster redirect
@@ -188,6 +357,7 @@ impl From<r2d2::Pool<redis::Client>> for RedisPool {
             inner: Arc::new(Inner {
                 kind: Kind::Client(pool),
                 response_timeout: None,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 shared: Arc::default(),
                 cluster: false,
             }),
@@ -201,6 +371,7 @@ impl From<r2d2::Pool<ClusterClient>> for RedisPool {
             inner: Arc::new(Inner {
                 kind: Kind::Cluster(pool),
                 response_timeout: None,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 shared: Arc::default(),
                 cluster: true,
             }),
@@ -287,7 +458,9 @@ impl RedisPoolBuilder {
     }
 
     /// How long a call waits for a connection (to be made, or to be free in
-    /// the pool) before failing with `Connect`. Default 500 ms.
+    /// the pool) before failing with `Connect`. Default 500 ms. While Redis
+    /// refuses connections (down or restarting), a call fails at once
+    /// instead of waiting it out.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -397,6 +570,7 @@ impl RedisPoolBuilder {
                 return Err(err);
             }
         }
+        let probe = manager.clone();
         let pool = r2d2::Pool::builder()
             .max_size(self.max_connections)
             .min_idle(Some(0))
@@ -406,8 +580,9 @@ impl RedisPoolBuilder {
             .build_unchecked(manager);
         Ok(RedisPool {
             inner: Arc::new(Inner {
-                kind: Kind::Own(pool),
+                kind: Kind::Own(pool, Box::new(probe)),
                 response_timeout: Some(self.response_timeout),
+                connect_timeout: self.connect_timeout,
                 shared,
                 cluster: self.cluster,
             }),
@@ -440,6 +615,7 @@ fn unresolved(host: &str, why: &str) -> RedisLimitError {
     }
 }
 
+#[derive(Clone)]
 enum Target {
     Single(redis::Client),
     Cluster(ClusterClient),
@@ -447,6 +623,7 @@ enum Target {
 
 /// The crate's own r2d2 manager: timeouts on every connection, validity
 /// without a round trip.
+#[derive(Clone)]
 pub(crate) struct Manager {
     target: Target,
     connect_timeout: Duration,
@@ -489,17 +666,16 @@ impl r2d2::ManageConnection for Manager {
         // connection stale, never a stale one current.
         let generation = self.shared.generation.load(Ordering::Relaxed);
         match self.open() {
-            Ok(link) => Ok(Conn {
-                link,
-                generation,
-                broken: false,
-            }),
+            Ok(link) => {
+                self.shared.record(Ok(()));
+                Ok(Conn {
+                    link,
+                    generation,
+                    broken: false,
+                })
+            }
             Err(e) => {
-                *self
-                    .shared
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+                self.shared.record(Err(&e));
                 Err(e)
             }
         }
@@ -537,6 +713,9 @@ impl Link {
 /// A checked-out connection, whatever the pool.
 pub(crate) enum Pooled {
     Own(r2d2::PooledConnection<Manager>),
+    /// Made by a check-out itself while the pool had none (see
+    /// `RedisPool::get_own`); closed after the call.
+    Direct(Box<Conn>),
     Client(r2d2::PooledConnection<redis::Client>),
     Cluster(Box<r2d2::PooledConnection<ClusterClient>>),
 }
@@ -554,8 +733,41 @@ impl Pooled {
     pub(crate) fn con(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Self::Own(c) => c.link.con(),
+            Self::Direct(c) => c.link.con(),
             Self::Client(c) => &mut **c,
             Self::Cluster(c) => &mut ***c,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::refused;
+
+    fn io_error(kind: io::ErrorKind) -> redis::RedisError {
+        redis::RedisError::from(io::Error::new(kind, "test"))
+    }
+
+    #[test]
+    fn refusals_and_unreachable_addresses_fail_fast_other_errors_wait() {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::HostUnreachable,
+            io::ErrorKind::NetworkUnreachable,
+            io::ErrorKind::AddrNotAvailable,
+        ] {
+            assert!(refused(&io_error(kind)), "{kind:?}");
+        }
+        for kind in [
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::WouldBlock,
+            io::ErrorKind::ConnectionReset,
+        ] {
+            assert!(!refused(&io_error(kind)), "{kind:?}");
+        }
+        let server = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert!(!refused(&server));
     }
 }

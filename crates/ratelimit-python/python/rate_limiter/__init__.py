@@ -29,18 +29,25 @@ from rate_limiter._native import (
     HAS_TLS,
     Decision,
     FixedWindowMemory,
+    FixedWindowRedis,
     LeakyBucketMemory,
     LeakyBucketRedis,
     ManualClock,
     RateLimitResult,
     Reservation,
     SlidingWindowMemory,
+    SlidingWindowRedis,
     TokenBucketMemory,
     TokenBucketRedis,
     __version__,
     _after_fork_in_child,
 )
-from rate_limiter._asyncio import AsyncLeakyBucketRedis, AsyncTokenBucketRedis
+from rate_limiter._asyncio import (
+    AsyncFixedWindowRedis,
+    AsyncLeakyBucketRedis,
+    AsyncSlidingWindowRedis,
+    AsyncTokenBucketRedis,
+)
 
 # A forked child (gunicorn, multiprocessing) opens its own Redis connections
 # instead of sharing its parent's sockets.
@@ -48,11 +55,14 @@ if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = [
+    "AsyncFixedWindowRedis",
     "AsyncLeakyBucketRedis",
+    "AsyncSlidingWindowRedis",
     "AsyncTokenBucketRedis",
     "DEFAULT_MAX_KEYS",
     "Decision",
     "FixedWindowMemory",
+    "FixedWindowRedis",
     "HAS_TLS",
     "InsufficientCapacity",
     "KeyTooLong",
@@ -69,6 +79,7 @@ __all__ = [
     "RedisTimeoutError",
     "Reservation",
     "SlidingWindowMemory",
+    "SlidingWindowRedis",
     "TokenBucketMemory",
     "TokenBucketRedis",
 ]

@@ -10,7 +10,12 @@ calls in flight at once are bounded by that pool's size (and by
 
 import asyncio
 
-from rate_limiter._native import LeakyBucketRedis, TokenBucketRedis
+from rate_limiter._native import (
+    FixedWindowRedis,
+    LeakyBucketRedis,
+    SlidingWindowRedis,
+    TokenBucketRedis,
+)
 
 _to_thread = asyncio.to_thread
 
@@ -34,10 +39,6 @@ class _AsyncRedis:
         """``await``-able ``check``: a ``Decision``."""
         return await _to_thread(self._limiter.check, key, cost)
 
-    async def reserve(self, key, cost=1, max_wait=None):
-        """``await``-able ``reserve``: a ``Reservation``."""
-        return await _to_thread(self._limiter.reserve, key, cost, max_wait)
-
     async def remaining(self, key):
         """``await``-able ``remaining``."""
         return await _to_thread(self._limiter.remaining, key)
@@ -50,7 +51,13 @@ class _AsyncRedis:
         return "Async" + repr(self._limiter)
 
 
-class AsyncTokenBucketRedis(_AsyncRedis):
+class _AsyncBucketRedis(_AsyncRedis):
+    async def reserve(self, key, cost=1, max_wait=None):
+        """``await``-able ``reserve``: a ``Reservation``."""
+        return await _to_thread(self._limiter.reserve, key, cost, max_wait)
+
+
+class AsyncTokenBucketRedis(_AsyncBucketRedis):
     """``TokenBucketRedis`` for asyncio code: the same arguments (a
     ``redis.asyncio.Redis`` client works as well as a ``redis.Redis``), and
     ``await limiter.allow_request(key)``."""
@@ -58,7 +65,21 @@ class AsyncTokenBucketRedis(_AsyncRedis):
     _sync_class = TokenBucketRedis
 
 
-class AsyncLeakyBucketRedis(_AsyncRedis):
+class AsyncLeakyBucketRedis(_AsyncBucketRedis):
     """``LeakyBucketRedis`` for asyncio code (see ``AsyncTokenBucketRedis``)."""
 
     _sync_class = LeakyBucketRedis
+
+
+class AsyncFixedWindowRedis(_AsyncRedis):
+    """``FixedWindowRedis`` for asyncio code (see ``AsyncTokenBucketRedis``);
+    like it, no ``reserve``."""
+
+    _sync_class = FixedWindowRedis
+
+
+class AsyncSlidingWindowRedis(_AsyncRedis):
+    """``SlidingWindowRedis`` for asyncio code (see ``AsyncTokenBucketRedis``);
+    like it, no ``reserve``."""
+
+    _sync_class = SlidingWindowRedis

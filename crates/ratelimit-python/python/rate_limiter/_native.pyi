@@ -144,16 +144,18 @@ class SlidingWindowMemory(_Memory):
 class _Redis:
     def allow_request(self, key: Key) -> RateLimitResult: ...
     def check(self, key: Key, cost: int = 1) -> Decision: ...
-    def reserve(self, key: Key, cost: int = 1, max_wait: Optional[Seconds] = None) -> Reservation: ...
     def remaining(self, key: Key) -> int: ...
     def reset_after(self, key: Key) -> float: ...
     def redis_key(self, key: Key) -> bytes: ...
     @property
-    def capacity(self) -> int: ...
-    @property
     def prefix(self) -> str: ...
 
-class TokenBucketRedis(_Redis):
+class _BucketRedis(_Redis):
+    def reserve(self, key: Key, cost: int = 1, max_wait: Optional[Seconds] = None) -> Reservation: ...
+    @property
+    def capacity(self) -> int: ...
+
+class TokenBucketRedis(_BucketRedis):
     def __init__(
         self,
         capacity: int,
@@ -174,7 +176,7 @@ class TokenBucketRedis(_Redis):
     @property
     def refill_rate(self) -> float: ...
 
-class LeakyBucketRedis(_Redis):
+class LeakyBucketRedis(_BucketRedis):
     def __init__(
         self,
         capacity: int,
@@ -194,4 +196,51 @@ class LeakyBucketRedis(_Redis):
     ) -> None: ...
     @property
     def leak_rate(self) -> float: ...
+
+class FixedWindowRedis(_Redis):
+    def __init__(
+        self,
+        limit: int,
+        window: Seconds,
+        redis_client: Any = None,
+        *,
+        url: Optional[str] = None,
+        prefix: str = "ratelimit",
+        clock: Optional[ManualClock] = None,
+        failure_policy: str = "raise",
+        circuit_breaker: Optional[Tuple[int, float]] = (5, 1.0),
+        hash_keys: Optional[Union[str, bytes]] = None,
+        max_key_len: Optional[int] = None,
+        connect_timeout: Optional[Seconds] = None,
+        response_timeout: Optional[Seconds] = None,
+        max_connections: Optional[int] = None,
+    ) -> None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def window(self) -> float: ...
+
+class SlidingWindowRedis(_Redis):
+    def __init__(
+        self,
+        limit: int,
+        window: Seconds,
+        redis_client: Any = None,
+        *,
+        url: Optional[str] = None,
+        prefix: str = "ratelimit",
+        clock: Optional[ManualClock] = None,
+        failure_policy: str = "raise",
+        circuit_breaker: Optional[Tuple[int, float]] = (5, 1.0),
+        hash_keys: Optional[Union[str, bytes]] = None,
+        max_key_len: Optional[int] = None,
+        connect_timeout: Optional[Seconds] = None,
+        response_timeout: Optional[Seconds] = None,
+        max_connections: Optional[int] = None,
+    ) -> None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def window(self) -> float: ...
+
 __version__: str
