@@ -722,6 +722,14 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
     /// [`refresh_quota`](Self::refresh_quota). See docs/redis.md,
     /// "Changing quotas".
     ///
+    /// **Known gap:** a stored state keeps the expiry it was written with.
+    /// A change that makes states last longer (a slower rate under
+    /// keep-consumed, a larger capacity under keep-available, a longer
+    /// `τ` under proportional) lets a key untouched from before the change
+    /// until after its old expiry be read as fresh: it can admit up to its
+    /// new capacity early. Changes that never lengthen a state (`reset`;
+    /// an equal or faster rate under keep-consumed) are exact.
+    ///
     /// # Errors
     /// `InvalidOption` when the scripts cannot run `quota` exactly (τ of
     /// 2^53 ns or more); a Redis failure (the change is then not made).
