@@ -395,6 +395,18 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
                     if !e.push_change(version, change) {
                         e.adopt(version, &[change.entry()])?;
                     }
+                    if strategy != Strategy::Reset {
+                        // As the blocking `reconfigure_at`: raise every
+                        // key's expiry to what the new quota may need.
+                        let least = e.least_expiry_ms(&quota);
+                        let mut cursor = "0".to_owned();
+                        while let Some(op) = e.extend_expiry(&cursor, least) {
+                            cursor = self.run(op).await?;
+                            if cursor == "0" {
+                                break;
+                            }
+                        }
+                    }
                     return Ok(());
                 }
                 Some(entries) => e.adopt(version, &entries)?,

@@ -722,13 +722,14 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
     /// [`refresh_quota`](Self::refresh_quota). See docs/redis.md,
     /// "Changing quotas".
     ///
-    /// **Known gap:** a stored state keeps the expiry it was written with.
-    /// A change that makes states last longer (a slower rate under
-    /// keep-consumed, a larger capacity under keep-available, a longer
-    /// `τ` under proportional) lets a key untouched from before the change
-    /// until after its old expiry be read as fresh: it can admit up to its
-    /// new capacity early. Changes that never lengthen a state (`reset`;
-    /// an equal or faster rate under keep-consumed) are exact.
+    /// A converted state can outlive the expiry it was written with (a
+    /// slower rate under keep-consumed, say), so on a standalone Redis the
+    /// call then walks the prefix's keys once (`SCAN`, 1 000 keys per
+    /// script call) and raises each expiry to the new `τ′` (plus the
+    /// client-time margin): O(keys) work in the call, not on any check. A
+    /// `reset` needs no walk. **On a cluster the walk is not made**: a key
+    /// untouched from before such a change until after its old expiry is
+    /// read as fresh there (see docs/redis.md, "Changing quotas").
     ///
     /// # Errors
     /// `InvalidOption` when the scripts cannot run `quota` exactly (τ of
@@ -747,6 +748,19 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
                     if !e.push_change(version, change) {
                         // A clone adopted it from the record first.
                         e.adopt(version, &[change.entry()])?;
+                    }
+                    if strategy != Strategy::Reset {
+                        // Converted states may outlive the expiry they were
+                        // written with: raise every key's to what the new
+                        // quota may need (a reset state is a fresh one).
+                        let least = e.least_expiry_ms(&quota);
+                        let mut cursor = "0".to_owned();
+                        while let Some(op) = e.extend_expiry(&cursor, least) {
+                            cursor = self.run(op)?;
+                            if cursor == "0" {
+                                break;
+                            }
+                        }
                     }
                     return Ok(());
                 }

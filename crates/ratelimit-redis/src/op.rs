@@ -1099,6 +1099,53 @@ impl<A: Algorithm> Engine<A> {
         format!("{}#quota", self.keys.prefix()).into_bytes()
     }
 
+    /// One step of the walk that raises the expiry of every state key of
+    /// the prefix to at least `least_ms` after a change of quota (standalone
+    /// Redis; `None` on a cluster, where a script cannot walk the keys):
+    /// the next cursor, `"0"` when done.
+    pub(crate) fn extend_expiry(
+        &self,
+        cursor: &str,
+        least_ms: u64,
+    ) -> Option<Op<'_, A, One<Plain<String>, String>>> {
+        if self.cluster {
+            return None;
+        }
+        let mut pattern = String::new();
+        for c in self.keys.prefix().chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str("|*");
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::cursor(v));
+        Some(Op::new(
+            self,
+            vec![script::extend_call(cursor, &pattern, least_ms, 1000)],
+            false,
+            One::new(Vec::new(), decode),
+        ))
+    }
+
+    /// The least expiry, in milliseconds, that keeps every state alive as
+    /// long as its conversion to `quota` may need: `τ′` (a converted state
+    /// never ends more than `τ′` after the change) rounded up, plus the
+    /// client-time margin.
+    pub(crate) fn least_expiry_ms(&self, quota: &Quota) -> u64 {
+        let tau_ns = quota.capacity().saturating_mul(quota.interval_ns());
+        let margin_ms = match self.time {
+            TimeSource::Client { ttl_margin } => {
+                u64::try_from(ttl_margin.as_millis()).unwrap_or(u64::MAX)
+            }
+            TimeSource::Server => 0,
+        };
+        tau_ns
+            .div_ceil(1_000_000)
+            .saturating_add(1)
+            .saturating_add(margin_ms)
+    }
+
     /// Reads the quota record from `version` on, appending `change` if
     /// the record is at `version` (`""`: only read).
     pub(crate) fn quota_record(&self, version: usize, change: &str) -> Op<'_, A, QuotaRecord> {

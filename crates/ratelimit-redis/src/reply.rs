@@ -394,6 +394,18 @@ pub(crate) fn convert_ask(value: &redis::Value) -> Result<Option<(String, u64)>,
 }
 
 /// Decodes `TIME` (`{seconds, microseconds}`) as nanoseconds.
+/// A SCAN cursor, as `extend.lua` answers it (`"0"` when the walk is
+/// done).
+pub(crate) fn cursor(value: redis::Value) -> Result<String, RedisLimitError> {
+    match &value {
+        redis::Value::BulkString(b) if decimal(b).is_some() => {
+            Ok(String::from_utf8_lossy(b).into_owned())
+        }
+        redis::Value::Int(n) if *n >= 0 => Ok(n.to_string()),
+        _ => Err(unexpected(&value, "a SCAN cursor")),
+    }
+}
+
 pub(crate) fn time(value: redis::Value) -> Result<u64, RedisLimitError> {
     let redis::Value::Array(items) = &value else {
         return Err(unexpected(&value, "TIME"));

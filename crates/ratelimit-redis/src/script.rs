@@ -34,6 +34,8 @@ pub(crate) struct Scripts {
     pub(crate) check_all: redis::Script,
     pub(crate) time: redis::Script,
     pub(crate) quota: redis::Script,
+    /// `extend.lua`: one step of raising a prefix's expiries.
+    pub(crate) extend: redis::Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
@@ -59,6 +61,7 @@ pub(crate) fn scripts() -> &'static Scripts {
             )),
             time: redis::Script::new(include_str!("../lua/time.lua")),
             quota: redis::Script::new(include_str!("../lua/quota.lua")),
+            extend: redis::Script::new(include_str!("../lua/extend.lua")),
         }
     })
 }
@@ -492,6 +495,14 @@ pub(crate) fn quota_call(record: &[u8], version: usize, change: &str) -> Call {
     inv
 }
 
+/// One step of the walk raising the expiry of the state keys matching
+/// `pattern` to at least `least_ms`, from `cursor`: `extend.lua`.
+pub(crate) fn extend_call(cursor: &str, pattern: &str, least_ms: u64, count: u32) -> Call {
+    let mut inv = scripts().extend.prepare_invoke();
+    inv.arg(cursor).arg(pattern).arg(least_ms).arg(count);
+    inv
+}
+
 /// Reads a key's state: `inspect.lua`.
 pub(crate) fn inspect_call(redis_key: &[u8]) -> Call {
     scripts().inspect.key(redis_key)
@@ -524,6 +535,7 @@ mod tests {
             include_str!("../lua/check_all.lua"),
             include_str!("../lua/time.lua"),
             include_str!("../lua/quota.lua"),
+            include_str!("../lua/extend.lua"),
         ] {
             for word in ["KEYS", "ARGV", "Reply", "Time source"] {
                 assert!(body.contains(word), "script header lacks {word}");

@@ -427,3 +427,43 @@ fn an_async_limiter_adopts_another_ones_change() {
         assert_eq!(d.limit, 2);
     });
 }
+
+/// A change that makes states last longer raises their expiry at the
+/// change: a key stored under 10 per second (it expires within a second)
+/// converted to 1 per hour with keep-consumed needs an hour, and must not
+/// vanish (and be read as a fresh, full bucket) when its old expiry comes.
+/// A key of another prefix is not touched.
+#[test]
+fn a_change_that_lengthens_states_raises_their_expiry() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let pttl = |key: &str| -> i64 { server.cli(&["pttl", key]).trim().parse().unwrap() };
+    let l = RedisLimiter::builder(TokenBucket::new(bucket(10, 10)))
+        .prefix("lengthen")
+        .build(pool.clone())
+        .unwrap();
+    let other = RedisLimiter::builder(TokenBucket::new(bucket(10, 10)))
+        .prefix("other")
+        .build(pool)
+        .unwrap();
+    for k in ["a", "b", "c"] {
+        assert!(l.check_n(k, 5).unwrap().allowed);
+    }
+    assert!(other.check_n("a", 5).unwrap().allowed);
+    for key in ["lengthen|a", "lengthen|b", "lengthen|c", "other|a"] {
+        let ttl = pttl(key);
+        assert!((0..=1000).contains(&ttl), "{key}: {ttl}");
+    }
+    let hourly = Quota::new(10, Rate::per_hour(1)).unwrap();
+    l.reconfigure(hourly, Strategy::KeepConsumed).unwrap();
+    // τ′ = 10 hours: every key of the prefix lives at least that long now.
+    for key in ["lengthen|a", "lengthen|b", "lengthen|c"] {
+        let ttl = pttl(key);
+        assert!(ttl > 9 * 3_600_000, "{key}: {ttl}");
+    }
+    assert!(pttl("other|a") <= 1000, "another prefix is left alone");
+    // The converted key: 5 consumed of 10 at one an hour.
+    let d = l.check_n("a", 5).unwrap();
+    assert!(d.allowed && d.remaining == 0, "{d:?}");
+    assert!(!l.check("a").unwrap().allowed);
+}
