@@ -8,8 +8,8 @@ use core::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ratelimit_core::{
-    Algorithm, AlgorithmKind, Decision, FixedWindow, InsufficientCapacity, LeakyBucket,
-    Reservation, SlidingWindow, TokenBucket,
+    Algorithm, AlgorithmKind, Decision, FixedWindow, InsufficientCapacity, LeakyBucket, Quota,
+    Reservation, SlidingWindow, Strategy, TokenBucket,
 };
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TimeSource};
 use ratelimit_replay::{Backend, NotShaping};
@@ -19,8 +19,9 @@ use ratelimit_replay::{Backend, NotShaping};
 /// that runs for more than this much real time could.
 const REPLAY_TTL_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
-/// An algorithm the Redis replay runs: `check` for all four, `reserve`
-/// where the algorithm shapes (the buckets).
+/// An algorithm the Redis replay runs: `check` for all four; `reserve`,
+/// keys' own quotas and changes of quota where the Redis limiter has them
+/// (the buckets).
 pub(crate) trait RedisReplayable: Algorithm {
     /// `reserve_at` on `limiter`, or `None` for a window algorithm.
     fn reserve_at(
@@ -30,6 +31,33 @@ pub(crate) trait RedisReplayable: Algorithm {
         max_wait_ns: Option<u64>,
         now_ns: u64,
     ) -> Option<Result<Reservation, RedisLimitError>>;
+
+    /// `check_with_quota_at` on `limiter`, or `None` for a window.
+    fn check_with_quota_at(
+        limiter: &RedisLimiter<Self>,
+        key: &str,
+        cost: u64,
+        quota: &Quota,
+        now_ns: u64,
+    ) -> Option<Result<Decision, RedisLimitError>>;
+
+    /// `reserve_with_quota_at` on `limiter`, or `None` for a window.
+    fn reserve_with_quota_at(
+        limiter: &RedisLimiter<Self>,
+        key: &str,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        quota: &Quota,
+        now_ns: u64,
+    ) -> Option<Result<Reservation, RedisLimitError>>;
+
+    /// `reconfigure_at` on `limiter`, or `None` for a window.
+    fn reconfigure_at(
+        limiter: &RedisLimiter<Self>,
+        quota: Quota,
+        strategy: Strategy,
+        at_ns: u64,
+    ) -> Option<Result<(), RedisLimitError>>;
 }
 
 macro_rules! shaping {
@@ -43,6 +71,36 @@ macro_rules! shaping {
                 now_ns: u64,
             ) -> Option<Result<Reservation, RedisLimitError>> {
                 Some(limiter.reserve_at(key, cost, max_wait_ns, now_ns))
+            }
+
+            fn check_with_quota_at(
+                limiter: &RedisLimiter<Self>,
+                key: &str,
+                cost: u64,
+                quota: &Quota,
+                now_ns: u64,
+            ) -> Option<Result<Decision, RedisLimitError>> {
+                Some(limiter.check_with_quota_at(key, cost, quota, now_ns))
+            }
+
+            fn reserve_with_quota_at(
+                limiter: &RedisLimiter<Self>,
+                key: &str,
+                cost: u64,
+                max_wait_ns: Option<u64>,
+                quota: &Quota,
+                now_ns: u64,
+            ) -> Option<Result<Reservation, RedisLimitError>> {
+                Some(limiter.reserve_with_quota_at(key, cost, max_wait_ns, quota, now_ns))
+            }
+
+            fn reconfigure_at(
+                limiter: &RedisLimiter<Self>,
+                quota: Quota,
+                strategy: Strategy,
+                at_ns: u64,
+            ) -> Option<Result<(), RedisLimitError>> {
+                Some(limiter.reconfigure_at(quota, strategy, at_ns))
             }
         }
     )*};
@@ -58,6 +116,36 @@ macro_rules! policing {
                 _: Option<u64>,
                 _: u64,
             ) -> Option<Result<Reservation, RedisLimitError>> {
+                None
+            }
+
+            fn check_with_quota_at(
+                _: &RedisLimiter<Self>,
+                _: &str,
+                _: u64,
+                _: &Quota,
+                _: u64,
+            ) -> Option<Result<Decision, RedisLimitError>> {
+                None
+            }
+
+            fn reserve_with_quota_at(
+                _: &RedisLimiter<Self>,
+                _: &str,
+                _: u64,
+                _: Option<u64>,
+                _: &Quota,
+                _: u64,
+            ) -> Option<Result<Reservation, RedisLimitError>> {
+                None
+            }
+
+            fn reconfigure_at(
+                _: &RedisLimiter<Self>,
+                _: Quota,
+                _: Strategy,
+                _: u64,
+            ) -> Option<Result<(), RedisLimitError>> {
                 None
             }
         }
@@ -159,6 +247,43 @@ impl<A: RedisReplayable> Backend for RedisReplay<A> {
             RedisReplayError::NotShaping(NotShaping(self.0.algorithm().kind())),
         )?;
         split(reserved)
+    }
+
+    fn check_with_quota(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        quota: &Quota,
+    ) -> Result<Option<Result<Decision, InsufficientCapacity>>, RedisReplayError> {
+        A::check_with_quota_at(&self.0, key, cost, quota, now_ns)
+            .map(split)
+            .transpose()
+    }
+
+    fn reserve_with_quota(
+        &mut self,
+        key: &str,
+        now_ns: u64,
+        cost: u64,
+        max_wait_ns: Option<u64>,
+        quota: &Quota,
+    ) -> Result<Option<Result<Reservation, InsufficientCapacity>>, RedisReplayError> {
+        A::reserve_with_quota_at(&self.0, key, cost, max_wait_ns, quota, now_ns)
+            .map(split)
+            .transpose()
+    }
+
+    fn reconfigure(
+        &mut self,
+        now_ns: u64,
+        quota: &Quota,
+        strategy: Strategy,
+    ) -> Result<bool, RedisReplayError> {
+        match A::reconfigure_at(&self.0, *quota, strategy, now_ns) {
+            Some(r) => r.map(|()| true).map_err(RedisReplayError::Redis),
+            None => Ok(false),
+        }
     }
 
     fn algorithm(&self) -> Option<AlgorithmKind> {

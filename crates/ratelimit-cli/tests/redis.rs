@@ -9,7 +9,7 @@ mod common;
 use std::net::TcpListener;
 
 use common::{every_scenario_through_the_binary, ratelimit, text};
-use ratelimit_replay::{BUCKET_FILES, WINDOW_FILES, load_scenarios};
+use ratelimit_replay::{BUCKET_FILES, POLICY_FILES, WINDOW_FILES, load_scenarios};
 use ratelimit_testkit::RedisServer;
 
 #[test]
@@ -252,45 +252,19 @@ fn inspect_shows_tokens_ttl_and_reset() {
     assert_eq!(v["ttl_ms"], serde_json::Value::Null);
 }
 
-/// Until the Redis limiter runs quota changes, a `reconfigure` event or a
-/// key's own quota on `--backend redis` stops the replay with an error
-/// naming the line (exit status 1), after answering the lines before it,
-/// rather than answering under the wrong quota.
+/// Both policies files (changes of quota and keys' own quotas), every
+/// scenario, through the binary on Redis, field for field: the Redis
+/// limiter's `reconfigure_at` and `check/reserve_with_quota_at` at the
+/// events' times.
 #[test]
-fn replay_redis_refuses_quota_changes_naming_the_line() {
+fn replay_redis_passes_every_policy_scenario() {
     let server = RedisServer::start();
     let url = server.url();
-    let ok = "{\"t_ns\": 1, \"key\": \"a\", \"op\": \"check\"}\n";
-    for (line, message) in [
-        (
-            r#"{"t_ns": 2, "op": "reconfigure", "capacity": 3, "rate": 1}"#,
-            "error: line 3: reconfigure events are not supported by this backend yet\n",
-        ),
-        (
-            r#"{"t_ns": 2, "key": "a", "op": "reserve", "capacity": 3, "rate": 1}"#,
-            "error: line 3: a key's own quota (capacity and rate on a check or reserve) is not supported by this backend yet\n",
-        ),
-    ] {
-        let out = ratelimit(
-            &[
-                "replay",
-                "--algorithm",
-                "token-bucket",
-                "--capacity",
-                "5",
-                "--rate",
-                "1",
-                "--backend",
-                "redis",
-                "--redis-url",
-                &url,
-            ],
-            &format!("{ok}{ok}{line}\n{ok}"),
-        );
-        assert_eq!(out.status.code(), Some(1), "{line}");
-        assert_eq!(text(&out.stdout).lines().count(), 2, "{line}");
-        assert_eq!(text(&out.stderr), message);
-    }
+    every_scenario_through_the_binary(
+        &POLICY_FILES,
+        120,
+        &["--backend", "redis", "--redis-url", &url],
+    );
 }
 
 /// `inspect` reads a window's key: the stored window index and counts
