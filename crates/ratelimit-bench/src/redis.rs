@@ -16,7 +16,11 @@
 //!   ratio to the token bucket's row of the same run;
 //! - `redis/async_check`: the async limiter, 1, 16 and 64 tasks sharing one
 //!   connection (pipelined) on a one-thread tokio runtime, next to the
-//!   sync pool's one-thread row of the same run.
+//!   sync pool's one-thread row of the same run;
+//! - `redis/check_all_2_limits`, `redis/check_all_3_limits`: one request
+//!   against 2 limits (10/s token bucket and a daily fixed window) and 3
+//!   (plus a per-minute sliding window), all or nothing in one script run,
+//!   with the p50's ratio to `redis/check_pool`'s (target: at most N x).
 //!
 //! Without `redis-server` on PATH the rows are skipped with that reason.
 
@@ -152,7 +156,7 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
         Quota::new(1 << 20, Rate::per_second(1_000_000)).map_err(|e| failed("quota", &e))?;
     let limiter: TokenBucketRedis = RedisLimiter::builder(TokenBucket::new(quota))
         .prefix("bench")
-        .build(pool)
+        .build(pool.clone())
         .map_err(|e| failed("limiter", &e))?;
     let keys: Vec<String> = (0..100).map(|i| format!("user{i}")).collect();
     let _ = limiter
@@ -227,6 +231,7 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
     ));
     out.push(r);
     out.extend(window_rows(&url, duration, &keys, &out)?);
+    out.extend(multi_rows(&pool, &limiter, duration, &keys, &out)?);
     out.extend(async_rows(&url, duration, &keys, &out)?);
     drop(server);
     Ok(out)
@@ -343,12 +348,32 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
     if value.is_none() && !rows.iter().any(|r| r.shape.starts_with("redis/")) {
         return Vec::new();
     }
-    vec![Target {
+    let mut targets = vec![Target {
         name: "async Redis, 64 tasks on one connection, checks/s vs sync pool 1 thread".to_owned(),
         value,
         bound: ">= 3.00".to_owned(),
         met: value.map(|v| v >= 3.0),
-    }]
+    }];
+    let p50 = |shape: &str| {
+        rows.iter()
+            .find(|r| r.shape == shape && r.threads == 1)
+            .and_then(|r| r.note.as_deref())
+            .and_then(|n| n.strip_prefix("p50 "))
+            .and_then(|n| n.split(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    for n in [2_u32, 3] {
+        let shape = format!("redis/check_all_{n}_limits");
+        let value = p50(&shape).zip(p50("redis/check_pool")).map(|(m, s)| m / s);
+        let bound = f64::from(n);
+        targets.push(Target {
+            name: format!("Redis check_all, {n} limits ({shape} / redis/check_pool), p50"),
+            value,
+            bound: format!("<= {bound:.2}"),
+            met: value.map(|v| v <= bound),
+        });
+    }
+    targets
 }
 
 /// Measures named workers the way the comparison measures its own cases
@@ -490,5 +515,90 @@ fn window_rows(
     out.push(batched("ratelimit-redis sliding-window", &|| {
         let _ = sliding.check_batch(&batch);
     }));
+    Ok(out)
+}
+
+// ---- several limits on one request (issue 8) ----
+
+/// `check_all` over 2 and 3 limits of different algorithms on one request,
+/// one thread, each limit on its own prefix; the note gives the p50's ratio
+/// to the single token-bucket check of the same run (`single_rows`).
+fn multi_rows(
+    pool: &RedisPool,
+    per_second: &TokenBucketRedis,
+    duration: Duration,
+    keys: &[String],
+    single_rows: &[Row],
+) -> Result<Vec<Row>, String> {
+    use ratelimit_core::{FixedWindow, SlidingWindow};
+
+    let failed = |what: &str, e: &dyn core::fmt::Display| format!("{what}: {e}");
+    let single_us = single_rows
+        .iter()
+        .find(|r| r.shape == "redis/check_pool" && r.threads == 1)
+        .and_then(|r| r.note.as_deref())
+        .and_then(|n| n.strip_prefix("p50 "))
+        .and_then(|n| n.split(' ').next())
+        .and_then(|n| n.parse::<f64>().ok());
+    // Never exhausted during the run, so every check is admitted and
+    // charges every limit: the all-or-nothing path's full work.
+    let daily = RedisLimiter::builder(
+        FixedWindow::new(1 << 40, Duration::from_secs(86_400)).map_err(|e| failed("window", &e))?,
+    )
+    .prefix("bench-day")
+    .build(pool.clone())
+    .map_err(|e| failed("limiter", &e))?;
+    let minute = RedisLimiter::builder(
+        SlidingWindow::per_minute(100_000).map_err(|e| failed("window", &e))?,
+    )
+    .prefix("bench-min")
+    .build(pool.clone())
+    .map_err(|e| failed("limiter", &e))?;
+    // One probe first: a call that fails would time an error, not a check.
+    let probe = pool
+        .check_all([
+            per_second
+                .limit("probe", 1)
+                .map_err(|e| failed("limit", &e))?,
+            daily.limit("probe", 1).map_err(|e| failed("limit", &e))?,
+            minute.limit("probe", 1).map_err(|e| failed("limit", &e))?,
+        ])
+        .map_err(|e| failed("check_all", &e))?;
+    if !probe.allowed() {
+        return Err("check_all: the probe request was denied".to_owned());
+    }
+    let mut out = Vec::new();
+    let mut case = |n: usize, f: &(dyn Fn(&str) + Sync)| {
+        let (mut r, p50) = row(
+            &format!("redis/check_all_{n}_limits"),
+            "ratelimit-redis",
+            1,
+            1,
+            time_case(1, duration, 1, &|_, i| f(&keys[i as usize % keys.len()])),
+        );
+        r.note = Some(match single_us {
+            Some(s) => format!(
+                "p50 {:.1} us = {:.2} x single check p50",
+                p50 / 1000.0,
+                p50 / 1000.0 / s
+            ),
+            None => format!("p50 {:.1} us", p50 / 1000.0),
+        });
+        out.push(r);
+    };
+    case(2, &|k| {
+        if let (Ok(a), Ok(b)) = (per_second.limit(k, 1), daily.limit(k, 1)) {
+            let _ = pool.check_all([a, b]);
+        }
+    });
+    case(3, &|k| {
+        if let (Ok(a), Ok(b), Ok(c)) = (
+            per_second.limit(k, 1),
+            daily.limit(k, 1),
+            minute.limit(k, 1),
+        ) {
+            let _ = pool.check_all([a, b, c]);
+        }
+    });
     Ok(out)
 }
