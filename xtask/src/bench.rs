@@ -34,6 +34,18 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "compare",
     ])
     .run()?;
+    // The outage rows run the api_gateway example's own binary.
+    Step::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "ratelimit-tower",
+        "--features",
+        "axum redis",
+        "--example",
+        "api_gateway",
+    ])
+    .run()?;
     let mut compare = vec![
         "run",
         "--quiet",

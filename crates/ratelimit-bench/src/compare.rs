@@ -9,7 +9,7 @@ use crate::machine::Machine;
 use crate::measure::{self, Settings, Worker};
 use crate::report::{MemoryRow, Report, Row, Target};
 use crate::shapes::{Fixture, Shape};
-use crate::{http, redis, redis_scale, rss};
+use crate::{http, outage, redis, redis_scale, rss};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -150,6 +150,10 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
             Err(why) => skipped.push(("redis scale rows".to_owned(), why)),
         }
     }
+    match outage::rows(&config.settings, config.only.as_deref()) {
+        Ok(outage_rows) => rows.extend(outage_rows),
+        Err(why) => skipped.push(("outage rows".to_owned(), why)),
+    }
     match http::rows(&config.settings, config.only.as_deref()) {
         Ok(http_rows) => rows.extend(http_rows),
         Err(why) => skipped.push(("http rows".to_owned(), why)),
@@ -179,6 +183,7 @@ pub fn run(config: &Config, exe: &Path, mut log: impl FnMut(&str)) -> Report {
     targets.extend(http::targets(&rows));
     targets.extend(redis::targets(&rows));
     targets.extend(redis_scale::targets(&rows));
+    targets.extend(outage::targets(&rows));
     Report {
         machine: Machine::detect(),
         settings,

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod machine;
 pub mod measure;
 pub mod naive;
+pub mod outage;
 pub mod redis;
 pub mod redis_scale;
 pub mod report;

@@ -2,7 +2,7 @@
 //! gateway example, secure by default.
 //!
 //! ```text
-//! cargo run -p ratelimit-tower --all-features --example api_gateway -- --keys keys.txt [--addr 127.0.0.1:3000] [--redis redis://HOST:PORT/]
+//! cargo run -p ratelimit-tower --all-features --example api_gateway -- --keys keys.txt [--addr 127.0.0.1:3000] [--redis redis://HOST:PORT/ [--failure-policy fallback|fail-closed|fail-open]]
 //! curl -i -H 'X-API-Key: <a key from keys.txt>' http://127.0.0.1:3000/api/search
 //! ```
 //!
@@ -19,7 +19,8 @@
 //! than 10 s to arrive, and refuses header sections above 16 KiB and
 //! bodies above 64 KiB. State is in memory, or in Redis with `--redis`
 //! (shared by every gateway process, falling back to a local limiter while
-//! Redis is unreachable).
+//! Redis is unreachable; `--failure-policy fail-closed` answers 429 instead,
+//! `fail-open` admits).
 
 use core::time::Duration;
 use std::collections::HashMap;
@@ -228,12 +229,13 @@ pub(crate) fn memory_plans() -> Plans<KeyedLimiter<String, TokenBucket>> {
 
 pub(crate) fn redis_plans(
     url: &str,
+    policy: FailurePolicy,
 ) -> Result<Plans<RedisLimiter<TokenBucket>>, Box<dyn core::error::Error>> {
     let pool = RedisPool::open(url)?;
     let bucket = |(capacity, rate): (u64, Rate), prefix: &str| {
         RedisLimiter::builder(TokenBucket::with_rate(capacity, rate)?)
             .prefix(prefix)
-            .failure_policy(FailurePolicy::Fallback)
+            .failure_policy(policy)
             .build(pool.clone())
     };
     Ok(Plans {
@@ -287,10 +289,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn core::error::Error>> {
-    const USAGE: &str = "usage: api_gateway --keys FILE [--addr HOST:PORT] [--redis URL]\n\
+    const USAGE: &str = "usage: api_gateway --keys FILE [--addr HOST:PORT] [--redis URL [--failure-policy fallback|fail-closed|fail-open]]\n\
         FILE: one `<api key> <account> <plan>` per line, plan `free` or `pro`";
     let mut addr = "127.0.0.1:3000".to_owned();
     let mut redis = None;
+    let mut policy = None;
     let mut keys = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -299,6 +302,19 @@ fn run() -> Result<(), Box<dyn core::error::Error>> {
             "--addr" => addr = value()?,
             "--redis" => redis = Some(value()?),
             "--keys" => keys = Some(value()?),
+            "--failure-policy" => {
+                policy = Some(match value()?.as_str() {
+                    "fallback" => FailurePolicy::Fallback,
+                    "fail-closed" => FailurePolicy::FailClosed,
+                    "fail-open" => FailurePolicy::FailOpen,
+                    other => {
+                        return Err(format!(
+                            "--failure-policy: {other:?} is not fallback, fail-closed or fail-open\n{USAGE}"
+                        )
+                        .into());
+                    }
+                });
+            }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
@@ -308,9 +324,15 @@ fn run() -> Result<(), Box<dyn core::error::Error>> {
     let keys = std::fs::read_to_string(&keys)
         .map_err(|e| format!("{keys}: {e}"))
         .and_then(|text| Keys::parse(&text).map_err(|e| format!("{keys}: {e}")))?;
-    let app = match &redis {
-        Some(url) => app(keys, redis_plans(url)?),
-        None => app(keys, memory_plans()),
+    let app = match (&redis, policy) {
+        (Some(url), policy) => app(
+            keys,
+            redis_plans(url, policy.unwrap_or(FailurePolicy::Fallback))?,
+        ),
+        (None, None) => app(keys, memory_plans()),
+        (None, Some(_)) => {
+            return Err(format!("--failure-policy applies to --redis only\n{USAGE}").into());
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

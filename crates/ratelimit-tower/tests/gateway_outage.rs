@@ -17,14 +17,13 @@ mod gateway;
 use core::time::Duration;
 use std::time::Instant;
 
-use gateway::{Keys, PRO, Plans};
+use gateway::Keys;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use ratelimit_core::TokenBucket;
-use ratelimit_redis::{FailurePolicy, Health, RedisLimiter, RedisPool};
+use ratelimit_redis::{FailurePolicy, Health};
 use ratelimit_testkit::RedisServer;
 
 const KEYS: &str = "key-carol carol pro\nkey-alice alice free\n";
@@ -77,28 +76,9 @@ impl Load {
     }
 }
 
-fn plans(url: &str, policy: FailurePolicy) -> Plans<RedisLimiter<TokenBucket>> {
-    if policy == FailurePolicy::Fallback {
-        // The example's own plans.
-        return gateway::redis_plans(url).unwrap();
-    }
-    let pool = RedisPool::open(url).unwrap();
-    let bucket = |(capacity, rate), prefix: &str| {
-        RedisLimiter::builder(TokenBucket::with_rate(capacity, rate).unwrap())
-            .prefix(prefix)
-            .failure_policy(policy)
-            .build(pool.clone())
-            .unwrap()
-    };
-    Plans {
-        free: bucket(gateway::FREE, "gateway:free"),
-        pro: bucket(PRO, "gateway:pro"),
-    }
-}
-
 async fn outage(policy: FailurePolicy) {
     let mut server = RedisServer::start();
-    let plans = plans(&server.url(), policy);
+    let plans = gateway::redis_plans(&server.url(), policy).unwrap();
     let pro = plans.pro.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
