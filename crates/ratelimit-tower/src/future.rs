@@ -49,7 +49,9 @@ pin_project! {
             quota: Option<AnyAlgorithm>,
             inner: Option<S>,
             request: Option<Request<B>>,
-            responder: Arc<Responder<R>>,
+            // Moved on to `Calling` (not cloned: every request would
+            // otherwise touch the count shared by all, twice more).
+            responder: Option<Arc<Responder<R>>>,
         },
         /// The inner service is answering; its response gets the fields
         /// of the limiter's answer, if there was one.
@@ -85,7 +87,7 @@ where
                 quota,
                 inner: Some(inner),
                 request: Some(request),
-                responder,
+                responder: Some(responder),
             },
         }
     }
@@ -148,8 +150,9 @@ where
                     responder,
                 } => {
                     let answer = ready!(probe.poll(check, cx));
-                    probe.finish(&responder.policy, answer.result());
-                    let policy = &responder.policy;
+                    let shared = responder.as_deref().expect(POLLED_AFTER_COMPLETION);
+                    probe.finish(&shared.policy, answer.result());
+                    let policy = &shared.policy;
                     let decision: Decision = match answer.result() {
                         Ok(decision) => *decision,
                         Err(error) => {
@@ -161,7 +164,7 @@ where
                             let error = answer.into_error().expect("the answer is an error");
                             let refusal = Refusal::for_error(policy.name(), error, headers)
                                 .with_limits(refused_by);
-                            return Poll::Ready(Ok(responder.refuse(refusal)));
+                            return Poll::Ready(Ok(shared.refuse(refusal)));
                         }
                     };
                     if !decision.allowed {
@@ -172,14 +175,15 @@ where
                         answer.annotate(&mut headers, policy, quota.as_ref(), false);
                         let refusal = Refusal::for_denial(policy.name(), decision, headers)
                             .with_limits(answer.refused_by());
-                        return Poll::Ready(Ok(responder.refuse(refusal)));
+                        return Poll::Ready(Ok(shared.refuse(refusal)));
                     }
-                    responder.count(Outcome::Allowed);
+                    shared.count(Outcome::Allowed);
+                    let responder = responder.take().expect(POLLED_AFTER_COMPLETION);
                     let mut inner = inner.take().expect(POLLED_AFTER_COMPLETION);
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     State::Calling {
                         future: inner.call(request),
-                        annotation: Some((answer, *quota, Arc::clone(responder))),
+                        annotation: Some((answer, *quota, responder)),
                     }
                 }
                 StateProj::Calling { future, annotation } => {

@@ -21,7 +21,7 @@
 //!   accrues depends on the previous window's count, which a decision does
 //!   not carry.
 
-use core::fmt::{self, Write as _};
+use core::fmt;
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderValue};
@@ -142,7 +142,7 @@ pub(crate) fn annotate_all<'a>(
     policy_only: bool,
 ) {
     let mut policies = String::with_capacity(64);
-    let mut ratelimits = String::with_capacity(64);
+    let mut ratelimits = Vec::with_capacity(64);
     for (policy, decision, quota) in limits {
         if !policies.is_empty() {
             policies.push_str(", ");
@@ -156,7 +156,7 @@ pub(crate) fn annotate_all<'a>(
         if let Some(decision) = decision {
             let mark = ratelimits.len();
             if mark > 0 {
-                ratelimits.push_str(", ");
+                ratelimits.extend_from_slice(b", ");
             }
             if !write_ratelimit(&mut ratelimits, &policy.sf, decision, quota) {
                 ratelimits.truncate(mark);
@@ -164,7 +164,10 @@ pub(crate) fn annotate_all<'a>(
         }
     }
     headers.reserve(2);
-    for (name, list) in [(&RATELIMIT_POLICY, policies), (&RATELIMIT, ratelimits)] {
+    for (name, list) in [
+        (&RATELIMIT_POLICY, policies.into_bytes()),
+        (&RATELIMIT, ratelimits),
+    ] {
         if !list.is_empty() {
             let value = HeaderValue::try_from(list)
                 .expect("SF Strings and integers are a valid header value");
@@ -225,30 +228,81 @@ fn bucket_window(decision: &Decision, quota: &Quota) -> Option<u64> {
 }
 
 /// The `RateLimit` value after `decision`, or `None` when the decision
-/// counted nothing (a backend failing open).
+/// counted nothing (a backend failing open). Written into a buffer of
+/// exactly its length, so that the header value takes it over without a
+/// second allocation (`Bytes` keeps a `Vec` whose length is its capacity
+/// as it is).
 fn ratelimit_value(name: &str, decision: &Decision, quota: &AnyAlgorithm) -> Option<HeaderValue> {
-    let mut text = String::with_capacity(name.len() + 24);
-    write_ratelimit(&mut text, name, decision, quota).then(|| {
-        HeaderValue::try_from(text).expect("an SF String and integers are a valid header value")
-    })
+    let item = RateLimitItem::new(decision, quota)?;
+    let mut text = Vec::with_capacity(item.len(name));
+    item.write(&mut text, name);
+    Some(HeaderValue::try_from(text).expect("an SF String and integers are a valid header value"))
 }
 
 /// Writes the `RateLimit` item after `decision` to `out`, unless the
 /// decision counted nothing (a backend failing open): whether it wrote.
 fn write_ratelimit(
-    out: &mut String,
+    out: &mut Vec<u8>,
     name: &str,
     decision: &Decision,
     quota: &AnyAlgorithm,
 ) -> bool {
-    if decision.reason == Reason::FailOpen {
-        return false;
+    RateLimitItem::new(decision, quota).is_some_and(|item| {
+        item.write(out, name);
+        true
+    })
+}
+
+/// The numbers of one `RateLimit` item: `<name>;r=<remaining>[;t=<t>]`.
+struct RateLimitItem {
+    remaining: u64,
+    t: Option<u64>,
+}
+
+impl RateLimitItem {
+    /// `None` when the decision counted nothing (a backend failing open).
+    fn new(decision: &Decision, quota: &AnyAlgorithm) -> Option<Self> {
+        (decision.reason != Reason::FailOpen).then(|| Self {
+            remaining: decision.remaining,
+            t: effective_window(decision, quota),
+        })
     }
-    let _ = write!(out, "{name};r={}", decision.remaining);
-    if let Some(t) = effective_window(decision, quota) {
-        let _ = write!(out, ";t={t}");
+
+    /// The item's length in bytes under the (already quoted) `name`.
+    fn len(&self, name: &str) -> usize {
+        name.len() + 3 + decimal_len(self.remaining) + self.t.map_or(0, |t| 3 + decimal_len(t))
     }
-    true
+
+    fn write(&self, out: &mut Vec<u8>, name: &str) {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b";r=");
+        push_decimal(out, self.remaining);
+        if let Some(t) = self.t {
+            out.extend_from_slice(b";t=");
+            push_decimal(out, t);
+        }
+    }
+}
+
+/// The number of decimal digits of `n`.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
+/// Appends `n` in decimal (what `write!` does, without the formatting
+/// machinery: this runs for every response).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0_u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 #[cfg(test)]
@@ -258,6 +312,48 @@ mod tests {
     use ratelimit_core::{FixedWindow, Rate, SlidingWindow, TokenBucket};
 
     use super::*;
+
+    #[test]
+    fn decimals_as_write_gives_them() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ]
+        .into_iter()
+        .chain((0..64).map(|b| 1_u64 << b))
+        .chain((1..20).map(|e| 10_u64.pow(e) - 1))
+        {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+            assert_eq!(decimal_len(n), n.to_string().len(), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_ratelimit_value_fills_its_buffer_exactly() {
+        let quota =
+            AnyAlgorithm::TokenBucket(TokenBucket::with_rate(10, Rate::per_second(1)).unwrap());
+        for (remaining, t) in [(0, None), (7, Some(1)), (u64::MAX, Some(u64::MAX))] {
+            let item = RateLimitItem { remaining, t };
+            let mut out = Vec::new();
+            item.write(&mut out, "\"default\"");
+            assert_eq!(out.len(), item.len("\"default\""));
+        }
+        let d = decision(true, 3, 1500, None);
+        let value = ratelimit_value("\"p\"", &d, &quota).unwrap();
+        let mut expected = Vec::new();
+        assert!(write_ratelimit(&mut expected, "\"p\"", &d, &quota));
+        assert_eq!(value.as_bytes(), expected);
+    }
 
     fn decision(allowed: bool, remaining: u64, reset_ms: u64, retry_ms: Option<u64>) -> Decision {
         Decision {
