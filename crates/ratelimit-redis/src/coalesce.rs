@@ -1,22 +1,29 @@
 //! Coalescing (feature `tokio`, opt-in:
 //! [`coalesce`](crate::RedisLimiterBuilder::coalesce)): the async
 //! limiter's concurrent `check`s share round trips. A check joins a queue;
-//! when no batch is in flight, a task sends everything queued as one
-//! `check_batch` call (up to [`MAX_BATCH`] checks; one call per hash slot
-//! on a cluster) and hands each caller its own answer; checks that arrive
-//! meanwhile wait for the next batch, sent as soon as this one returns.
+//! a task sends what is queued as one `check_batch` call (up to
+//! [`MAX_BATCH`] checks; one call per hash slot on a cluster) and hands
+//! each caller its own answer. Up to [`MAX_IN_FLIGHT`] batches are in
+//! flight at once, so that the next batch gathers and is sent while the
+//! server decides the previous one (the client's work and the server's
+//! overlap), but never two batches with a key in common: a queued check
+//! whose key is in flight waits, and so does every later check of that
+//! key, for the batch that holds it to return.
 //!
 //! Exactness and order: the batch script decides its checks one after the
-//! other in queue order, which is arrival order, and a batch is sent only
-//! after the previous one has returned, so checks of one key are decided
-//! in the order they were made, each against the state its predecessors
-//! left, exactly as one call each would be. A Redis failure is settled per
+//! other in queue order, which is arrival order; a key is in at most one
+//! batch in flight, and its later checks go in a later batch, so checks of
+//! one key are decided in the order they were made, each against the state
+//! its predecessors left, exactly as one call each would be (batches in
+//! flight together share no key, so their order does not matter, even when
+//! one is sent again after a lost script). A Redis failure is settled per
 //! check by the failure policy, as for `check_batch`; under `ReturnError`
 //! every caller of the batch gets the error.
 //!
 //! The batch runs in its own task (`tokio::spawn`), so a caller that drops
 //! its future never strands the others.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 
 use ratelimit_core::{Algorithm, Decision, InsufficientCapacity};
@@ -30,6 +37,9 @@ use crate::limiter::RedisLimiter;
 /// The most checks one coalesced call carries.
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// The most coalesced calls in flight at once (each from its own task).
+pub(crate) const MAX_IN_FLIGHT: usize = 2;
+
 type Answer = Result<Decision, RedisLimitError>;
 
 /// One queued check.
@@ -42,8 +52,44 @@ struct Waiter {
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Waiter>,
-    /// Whether a task is sending batches.
-    running: bool,
+    /// How many tasks are sending batches (at most [`MAX_IN_FLIGHT`]).
+    senders: usize,
+    /// The keys of the batches in flight.
+    in_flight: HashSet<Vec<u8>>,
+}
+
+impl Queue {
+    /// Whether a new sender would find something to send: a queued check
+    /// whose key is not in flight.
+    fn sendable(&self) -> bool {
+        self.waiting
+            .iter()
+            .any(|w| !self.in_flight.contains(&w.redis_key))
+    }
+
+    /// Takes the next batch: the queued checks, in order, whose key is not
+    /// in a batch in flight (up to [`MAX_BATCH`]); their keys are in flight
+    /// from now on. A check left behind keeps its key's later checks
+    /// behind it, since that key stays in flight.
+    fn take_batch(&mut self) -> Vec<Waiter> {
+        let mut batch = Vec::new();
+        let mut kept = Vec::with_capacity(self.waiting.len());
+        let mut taken = HashSet::new();
+        for w in self.waiting.drain(..) {
+            if batch.len() < MAX_BATCH && !self.in_flight.contains(&w.redis_key) {
+                taken.insert(w.redis_key.clone());
+                batch.push(w);
+            } else {
+                // The batch is full (so is it for every later check), or
+                // the key is in flight (and stays so for every later check
+                // of it in this pass): the key's order holds.
+                kept.push(w);
+            }
+        }
+        self.waiting = kept;
+        self.in_flight.extend(taken);
+        batch
+    }
 }
 
 /// The queue of one limiter's coalesced checks.
@@ -85,7 +131,11 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
                 cost,
                 reply,
             });
-            !core::mem::replace(&mut q.running, true)
+            let start = q.senders < MAX_IN_FLIGHT && q.sendable();
+            if start {
+                q.senders += 1;
+            }
+            start
         };
         if start {
             let this = self.clone();
@@ -103,20 +153,25 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         let Some(c) = self.coalescer() else {
             return;
         };
+        let mut sent: Vec<Vec<u8>> = Vec::new();
         loop {
             let batch: Vec<Waiter> = {
                 let mut q = c.lock();
-                if q.waiting.is_empty() {
-                    q.running = false;
+                for key in sent.drain(..) {
+                    q.in_flight.remove(&key);
+                }
+                let batch = q.take_batch();
+                if batch.is_empty() {
+                    q.senders -= 1;
                     return;
                 }
-                let n = q.waiting.len().min(MAX_BATCH);
-                q.waiting.drain(..n).collect()
+                batch
             };
             let mut keys = Vec::with_capacity(batch.len());
             let mut costs = Vec::with_capacity(batch.len());
             let mut replies = Vec::with_capacity(batch.len());
             for w in batch {
+                sent.push(w.redis_key.clone());
                 keys.push(w.redis_key);
                 costs.push(w.cost);
                 replies.push(w.reply);

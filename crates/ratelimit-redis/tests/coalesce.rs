@@ -125,3 +125,45 @@ async fn a_failed_batch_answers_every_caller() {
         assert!(e.is_redis_failure(), "{e}");
     }
 }
+
+/// Lets every other task of the current-thread runtime run until it waits
+/// (tokio runs them first in, first out; a paused server answers nothing,
+/// so nothing else can wake).
+async fn settle() {
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_second_batch_goes_while_one_is_in_flight_but_never_with_its_keys() {
+    let server = RedisServer::start();
+    let l = limiter(&server, 2, FailurePolicy::ReturnError).await;
+    assert!(l.check("warm").await.unwrap().allowed);
+    let sent = evalsha_calls(&server);
+    server.pause();
+    let spawn = |key: &'static str| {
+        let l = l.clone();
+        tokio::spawn(async move { l.check(key).await })
+    };
+    // In flight: {x}. Then x again (waits for x's batch) and y (goes in a
+    // second batch at once), then x a third time.
+    let x1 = spawn("x");
+    settle().await;
+    let x2 = spawn("x");
+    let y = spawn("y");
+    let x3 = spawn("x");
+    settle().await;
+    server.resume();
+    let x1 = x1.await.unwrap().unwrap();
+    let y = y.await.unwrap().unwrap();
+    let x2 = x2.await.unwrap().unwrap();
+    let x3 = x3.await.unwrap().unwrap();
+    // x decided in the order of the calls: 1, 0 left, then denied.
+    assert_eq!((x1.allowed, x1.remaining), (true, 1));
+    assert_eq!((x2.allowed, x2.remaining), (true, 0));
+    assert!(!x3.allowed);
+    assert_eq!((y.allowed, y.remaining), (true, 1));
+    // {x1}, {y} while x1 was in flight, then {x2, x3}.
+    assert_eq!(evalsha_calls(&server), sent + 3);
+}
