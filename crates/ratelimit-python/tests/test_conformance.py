@@ -4,8 +4,8 @@ from a ManualClock set to each event's `t_ns`; the memory limiters read it,
 the Redis limiters send it (client time).
 
 The scenario files are the repository's copies
-(crates/ratelimit-replay/conformance/); quota changes (policies-*) are not
-part of the Python API and are not run here."""
+(crates/ratelimit-replay/conformance/). The quota changes (policies-*)
+run through the memory limiters' `reconfigure` and `*_with_quota`."""
 
 import gzip
 import json
@@ -45,13 +45,21 @@ def build(scenario, backend, clock, **options):
     return cls(scenario["capacity"], float(scenario["rate"]), clock=clock, **options)
 
 
-def answer(limiter, event):
+def answer(limiter, event, quota=None):
+    """The event's answer as the scenario files write it; `quota`: the key's
+    own (capacity, rate), if it has one."""
     key, cost = event["key"], event.get("cost", 1)
+
+    def check(cost):
+        if quota is None:
+            return limiter.check(key, cost)
+        return limiter.check_with_quota(key, *quota, cost)
+
     if event["op"] == "check":
         try:
-            d = limiter.check(key, cost)
+            d = check(cost)
         except InsufficientCapacity:
-            d = limiter.check(key, 0)
+            d = check(0)
             return {"allowed": False, "remaining": d.remaining, "retry_after_ns": None,
                     "reset_after_ns": d.reset_after_ns}
         return {"allowed": d.allowed, "remaining": d.remaining,
@@ -59,7 +67,10 @@ def answer(limiter, event):
     max_wait_ns = event.get("max_wait_ns")
     max_wait = None if max_wait_ns is None else max_wait_ns / 1e9
     try:
-        r = limiter.reserve(key, cost, max_wait)
+        if quota is None:
+            r = limiter.reserve(key, cost, max_wait)
+        else:
+            r = limiter.reserve_with_quota(key, *quota, cost, max_wait)
     except InsufficientCapacity:
         return {"allowed": False, "retry_after_ns": None}
     if r.admitted:
@@ -78,6 +89,37 @@ def run(scenario, backend, **options):
             f"  expected {expected}\n  got      {got}"
         )
     return len(scenario["events"])
+
+
+def run_policies(scenario):
+    """A policies scenario: `reconfigure` events change the limiter's quota;
+    a check or reserve with its own capacity and rate puts its key on that
+    quota from then on (as the replay does)."""
+    clock = ManualClock()
+    limiter = build(scenario, "Memory", clock)
+    own = {}
+    for index, (event, expected) in enumerate(zip(scenario["events"], scenario["expected"])):
+        clock.set_ns(event["t_ns"])
+        if event["op"] == "reconfigure":
+            limiter.reconfigure(event["capacity"], float(event["rate"]),
+                                strategy=event.get("strategy"))
+            got = {"reconfigured": True}
+        else:
+            if "capacity" in event:
+                own[event["key"]] = (event["capacity"], float(event["rate"]))
+            got = answer(limiter, event, own.get(event["key"]))
+        assert got == expected, (
+            f"scenario {scenario['id']} ({scenario['algorithm']}) event {index}: {event}\n"
+            f"  expected {expected}\n  got      {got}"
+        )
+    return len(scenario["events"])
+
+
+@pytest.mark.parametrize("name", ["policies-ns.jsonl.gz", "policies-us.jsonl.gz"])
+def test_memory_passes_every_policies_scenario(name):
+    scenarios = load(name)
+    assert len(scenarios) >= 40
+    assert sum(run_policies(s) for s in scenarios) > 500
 
 
 @pytest.mark.parametrize("name", BUCKET_FILES + WINDOW_FILES)

@@ -226,3 +226,80 @@ def test_repr_and_attributes():
     assert (l.capacity, l.leak_rate) == (5, 0.5)
     assert repr(SlidingWindowMemory(100, 60)) == "SlidingWindowMemory(limit=100, window=60.0)"
     assert repr(ManualClock(5)) == "ManualClock(now_ns=5)"
+
+
+def test_reconfigure_keeps_what_each_key_used_by_default():
+    clock = ManualClock()
+    limiter = TokenBucketMemory(capacity=10, refill_rate=1.0, clock=clock)
+    assert limiter.check("u", cost=4).allowed
+    limiter.reconfigure(20, 2.0)
+    assert limiter.remaining("u") == 16  # 4 used stay used, now of 20
+    assert limiter.remaining("fresh") == 20
+    assert (limiter.capacity, limiter.refill_rate) == (20, 2.0)
+    assert repr(limiter) == "TokenBucketMemory(capacity=20, refill_rate=2.0)"
+
+
+@pytest.mark.parametrize(
+    "strategy, left",
+    [("keep-consumed", 16), ("keep-available", 6), ("proportional", 12), ("reset", 20)],
+)
+def test_reconfigure_strategies(strategy, left):
+    clock = ManualClock()
+    limiter = TokenBucketMemory(capacity=10, refill_rate=1.0, clock=clock)
+    assert limiter.check("u", cost=4).allowed
+    limiter.reconfigure(20, 2.0, strategy=strategy)
+    assert limiter.remaining("u") == left
+
+
+def test_a_tighter_quota_gives_no_free_burst():
+    clock = ManualClock()
+    limiter = LeakyBucketMemory(capacity=10, leak_rate=10.0, clock=clock)
+    assert limiter.check("u", cost=8).allowed
+    # The 8 units in use stay in use, now against 4 draining at 1/s: one
+    # more unit waits until 5 of them have drained.
+    limiter.reconfigure(4, 1.0)
+    d = limiter.check("u")
+    assert not d.allowed and d.retry_after_ns == 5 * SECOND
+    clock.advance(5)
+    assert limiter.check("u").allowed
+
+
+def test_reconfigure_refuses_bad_input_and_keeps_the_quota():
+    limiter = TokenBucketMemory(capacity=10, refill_rate=1.0, clock=ManualClock())
+    with pytest.raises(ValueError, match="strategy"):
+        limiter.reconfigure(20, 2.0, strategy="generous")
+    with pytest.raises(ValueError, match="capacity"):
+        limiter.reconfigure(0, 2.0)
+    with pytest.raises(ValueError, match="refill_rate"):
+        limiter.reconfigure(10, -1.0)
+    assert (limiter.capacity, limiter.refill_rate) == (10, 1.0)
+
+
+def test_a_window_keeps_its_counts_under_a_new_limit_and_restarts_under_a_new_window():
+    clock = ManualClock()
+    limiter = FixedWindowMemory(limit=3, window=60, clock=clock)
+    assert limiter.check("k", cost=3).allowed
+    limiter.reconfigure(5, 60)
+    assert limiter.remaining("k") == 2
+    limiter.reconfigure(5, 30)
+    assert limiter.remaining("k") == 5
+    assert (limiter.limit, limiter.window) == (5, 30.0)
+    sliding = SlidingWindowMemory(limit=10, window=1.0, clock=clock)
+    assert sliding.check("k", cost=10).allowed
+    sliding.reconfigure(12, 1.0)
+    assert sliding.remaining("k") == 2
+
+
+def test_a_key_on_its_own_quota():
+    clock = ManualClock()
+    limiter = TokenBucketMemory(capacity=2, refill_rate=1.0, clock=clock)
+    assert limiter.check("alice", cost=2).allowed
+    assert not limiter.check("alice")
+    # Alice upgrades: her 2 units stay used, now of 10.
+    d = limiter.check_with_quota("alice", 10, 10.0)
+    assert d.allowed and d.remaining == 7 and d.limit == 10
+    assert limiter.check("bob", cost=2).allowed and not limiter.check("bob")
+    r = limiter.reserve_with_quota("carol", 5, 1.0, cost=5)
+    assert r.admitted and r.wait_ns == 0
+    with pytest.raises(InsufficientCapacity):
+        limiter.check_with_quota("alice", 10, 1.0, cost=11)

@@ -2,10 +2,11 @@
 rate_limiter; import them from there)."""
 
 import datetime
-from typing import Any, ClassVar, Optional, Tuple, Union
+from typing import Any, ClassVar, Literal, Optional, Tuple, Union
 
 Seconds = Union[int, float, datetime.timedelta]
 Key = Union[str, bytes]
+Strategy = Literal["keep-consumed", "keep-available", "proportional", "reset"]
 
 DEFAULT_MAX_KEYS: int
 HAS_TLS: bool
@@ -93,6 +94,20 @@ class TokenBucketMemory(_Memory):
         max_keys: Optional[int] = None,
     ) -> None: ...
     def reserve(self, key: Key, cost: int = 1, max_wait: Optional[Seconds] = None) -> Reservation: ...
+    def reconfigure(
+        self, capacity: int, refill_rate: float, *, strategy: Optional[Strategy] = None
+    ) -> None: ...
+    def check_with_quota(
+        self, key: Key, capacity: int, refill_rate: float, cost: int = 1
+    ) -> Decision: ...
+    def reserve_with_quota(
+        self,
+        key: Key,
+        capacity: int,
+        refill_rate: float,
+        cost: int = 1,
+        max_wait: Optional[Seconds] = None,
+    ) -> Reservation: ...
     @property
     def capacity(self) -> int: ...
     @property
@@ -108,6 +123,20 @@ class LeakyBucketMemory(_Memory):
         max_keys: Optional[int] = None,
     ) -> None: ...
     def reserve(self, key: Key, cost: int = 1, max_wait: Optional[Seconds] = None) -> Reservation: ...
+    def reconfigure(
+        self, capacity: int, leak_rate: float, *, strategy: Optional[Strategy] = None
+    ) -> None: ...
+    def check_with_quota(
+        self, key: Key, capacity: int, leak_rate: float, cost: int = 1
+    ) -> Decision: ...
+    def reserve_with_quota(
+        self,
+        key: Key,
+        capacity: int,
+        leak_rate: float,
+        cost: int = 1,
+        max_wait: Optional[Seconds] = None,
+    ) -> Reservation: ...
     @property
     def capacity(self) -> int: ...
     @property
@@ -122,6 +151,7 @@ class FixedWindowMemory(_Memory):
         clock: Optional[ManualClock] = None,
         max_keys: Optional[int] = None,
     ) -> None: ...
+    def reconfigure(self, limit: int, window: Seconds) -> None: ...
     @property
     def limit(self) -> int: ...
     @property
@@ -136,6 +166,7 @@ class SlidingWindowMemory(_Memory):
         clock: Optional[ManualClock] = None,
         max_keys: Optional[int] = None,
     ) -> None: ...
+    def reconfigure(self, limit: int, window: Seconds) -> None: ...
     @property
     def limit(self) -> int: ...
     @property
