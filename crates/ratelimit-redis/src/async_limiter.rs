@@ -399,6 +399,10 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
                         // As the blocking `reconfigure_at`: raise every
                         // key's expiry to what the new quota may need.
                         let least = e.least_expiry_ms(&quota);
+                        if e.is_cluster() {
+                            let pattern = e.walk_pattern();
+                            crate::walk::walk_async(self.conn(), &pattern, least).await?;
+                        }
                         let mut cursor = "0".to_owned();
                         while let Some(op) = e.extend_expiry(&cursor, least) {
                             cursor = self.run(op).await?;

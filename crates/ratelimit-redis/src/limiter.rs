@@ -723,13 +723,15 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
     /// "Changing quotas".
     ///
     /// A converted state can outlive the expiry it was written with (a
-    /// slower rate under keep-consumed, say), so on a standalone Redis the
-    /// call then walks the prefix's keys once (`SCAN`, 1 000 keys per
-    /// script call) and raises each expiry to the new `τ′` (plus the
+    /// slower rate under keep-consumed, say), so the call then walks the
+    /// prefix's keys once (`SCAN`, 1 000 keys per script call; on a
+    /// cluster, every master in turn, found with `CLUSTER SLOTS`, which
+    /// needs Redis 7) and raises each expiry to the new `τ′` (plus the
     /// client-time margin): O(keys) work in the call, not on any check. A
-    /// `reset` needs no walk. **On a cluster the walk is not made**: a key
-    /// untouched from before such a change until after its old expiry is
-    /// read as fresh there (see docs/redis.md, "Changing quotas").
+    /// `reset` needs no walk. If the walk fails, the change is made (it is
+    /// in the record) and the error is returned: calling
+    /// [`refresh_quota`](Self::refresh_quota) shows it is there (see
+    /// docs/redis.md, "Changing quotas").
     ///
     /// # Errors
     /// `InvalidOption` when the scripts cannot run `quota` exactly (τ of
@@ -754,6 +756,15 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
                         // written with: raise every key's to what the new
                         // quota may need (a reset state is a fresh one).
                         let least = e.least_expiry_ms(&quota);
+                        if e.is_cluster() {
+                            // Every master, each with its own cursor.
+                            let pool = self.conn();
+                            crate::walk::walk(
+                                |cmd, routing| pool.route(cmd, routing),
+                                &e.walk_pattern(),
+                                least,
+                            )?;
+                        }
                         let mut cursor = "0".to_owned();
                         while let Some(op) = e.extend_expiry(&cursor, least) {
                             cursor = self.run(op)?;

@@ -1101,7 +1101,8 @@ impl<A: Algorithm> Engine<A> {
 
     /// One step of the walk that raises the expiry of every state key of
     /// the prefix to at least `least_ms` after a change of quota (standalone
-    /// Redis; `None` on a cluster, where a script cannot walk the keys):
+    /// Redis; `None` on a cluster, whose masters are walked one by one by
+    /// `crate::walk`):
     /// the next cursor, `"0"` when done.
     pub(crate) fn extend_expiry(
         &self,
@@ -1111,6 +1112,24 @@ impl<A: Algorithm> Engine<A> {
         if self.cluster {
             return None;
         }
+        let pattern = self.walk_pattern();
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::cursor(v));
+        Some(Op::new(
+            self,
+            vec![script::extend_call(cursor, &pattern, least_ms, 1000)],
+            false,
+            One::new(Vec::new(), decode),
+        ))
+    }
+
+    /// Whether the limiter sends to a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The `SCAN` pattern of the prefix's state keys (`<prefix>|*`, glob
+    /// characters of the prefix escaped).
+    pub(crate) fn walk_pattern(&self) -> String {
         let mut pattern = String::new();
         for c in self.keys.prefix().chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -1119,13 +1138,7 @@ impl<A: Algorithm> Engine<A> {
             pattern.push(c);
         }
         pattern.push_str("|*");
-        let decode = Plain(|v, _: &AnyAlgorithm| reply::cursor(v));
-        Some(Op::new(
-            self,
-            vec![script::extend_call(cursor, &pattern, least_ms, 1000)],
-            false,
-            One::new(Vec::new(), decode),
-        ))
+        pattern
     }
 
     /// The least expiry, in milliseconds, that keeps every state alive as

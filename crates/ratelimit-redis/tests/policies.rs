@@ -238,7 +238,14 @@ fn a_change_that_lengthens_states_raises_their_expiry() {
     let server = RedisServer::start();
     let pool = RedisPool::open(&server.url()).unwrap();
     let keys = ["a", "b", "c"];
-    quota::lengthen(&pool, &keys, |key| {
+    let build = |prefix: &str, bucket, time| {
+        RedisLimiter::builder(bucket)
+            .prefix(prefix)
+            .time_source(time)
+            .build(pool.clone())
+            .unwrap()
+    };
+    quota::lengthen("lengthen", build, &keys, |key| {
         server.cli(&["pttl", key]).trim().parse().unwrap()
     });
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::{
-    AnyAlgorithm, Decision, InsufficientCapacity, Quota, Reservation, Shaping, Strategy,
+    AnyAlgorithm, Decision, InsufficientCapacity, Quota, Rate, Reservation, Shaping, Strategy,
+    TokenBucket,
 };
 use ratelimit_redis::{
     AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisPool, TimeSource,
@@ -211,54 +212,82 @@ pub fn run_async(
     }
 }
 
-/// The expiry walk of `reconfigure`: keys `keys` of the prefix
-/// `lengthen` stored under 10 per second (each expires within the
-/// client-time margin of 10 s plus half a second) and converted to 1 per
-/// hour with keep-consumed need 5 hours, and must not vanish (and be read
-/// as fresh, full buckets) when their old expiry comes. `pttl` reads a
-/// Redis key's `PTTL` from the node that holds it. A key of another
-/// prefix is not touched. Explicit (client) time: nothing depends on how
-/// long the test takes, short of the 10 s margin.
-pub fn lengthen(pool: &RedisPool, keys: &[&str], pttl: impl Fn(&str) -> i64) {
+/// What [`lengthen`] calls, on the sync or the async limiter.
+pub trait Lengthen {
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Decision;
+    fn reconfigure_at(&self, quota: Quota, strategy: Strategy, at_ns: u64);
+}
+
+impl Lengthen for RedisLimiter<TokenBucket> {
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Decision {
+        RedisLimiter::<TokenBucket>::check_at(self, key, cost, now_ns).unwrap()
+    }
+    fn reconfigure_at(&self, quota: Quota, strategy: Strategy, at_ns: u64) {
+        RedisLimiter::<TokenBucket>::reconfigure_at(self, quota, strategy, at_ns).unwrap();
+    }
+}
+
+impl Lengthen for Async<TokenBucket> {
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Decision {
+        self.1.block_on(self.0.check_at(key, cost, now_ns)).unwrap()
+    }
+    fn reconfigure_at(&self, quota: Quota, strategy: Strategy, at_ns: u64) {
+        self.1
+            .block_on(self.0.reconfigure_at(quota, strategy, at_ns))
+            .unwrap();
+    }
+}
+
+/// The expiry walk of `reconfigure`: keys `keys` of the prefix `root`
+/// stored under 10 per second (each expires within the client-time
+/// margin of 10 s plus half a second) and converted to 1 per hour with
+/// keep-consumed need 5 hours, and must not vanish (and be read as fresh,
+/// full buckets) when their old expiry comes. `build(prefix, bucket,
+/// time)` makes the limiter; `pttl` reads a Redis key's `PTTL` from the
+/// node that holds it. A key of another prefix (`<root>-other`) is not
+/// touched. Explicit (client) time: nothing depends on how long the test
+/// takes, short of the 10 s margin.
+pub fn lengthen<L: Lengthen>(
+    root: &str,
+    build: impl Fn(&str, TokenBucket, TimeSource) -> L,
+    keys: &[&str],
+    pttl: impl Fn(&str) -> i64,
+) {
     const S: u64 = 1_000_000_000;
     let time = TimeSource::Client {
         ttl_margin: Duration::from_secs(10),
     };
-    let ten = Quota::new(10, ratelimit_core::Rate::per_second(10)).unwrap();
-    let build = |prefix: &str| {
-        RedisLimiter::builder(ratelimit_core::TokenBucket::new(ten))
-            .prefix(prefix)
-            .time_source(time)
-            .build(pool.clone())
-            .unwrap()
-    };
-    let (l, other) = (build("lengthen"), build("other"));
+    let ten = Quota::new(10, Rate::per_second(10)).unwrap();
+    let other_prefix = format!("{root}-other");
+    let (l, other) = (
+        build(root, TokenBucket::new(ten), time),
+        build(&other_prefix, TokenBucket::new(ten), time),
+    );
     let t0 = 1_000 * S;
     for k in keys {
-        assert!(l.check_at(*k, 5, t0).unwrap().allowed);
+        assert!(l.check_at(k, 5, t0).allowed);
     }
-    assert!(other.check_at("a", 5, t0).unwrap().allowed);
+    assert!(other.check_at("a", 5, t0).allowed);
     let short = 0..=10_500;
     for k in keys {
-        let key = format!("lengthen|{k}");
+        let key = format!("{root}|{k}");
         let ttl = pttl(&key);
         assert!(short.contains(&ttl), "{key}: {ttl}");
     }
-    let hourly = Quota::new(10, ratelimit_core::Rate::per_hour(1)).unwrap();
-    l.reconfigure_at(hourly, Strategy::KeepConsumed, t0)
-        .unwrap();
+    let hourly = Quota::new(10, Rate::per_hour(1)).unwrap();
+    l.reconfigure_at(hourly, Strategy::KeepConsumed, t0);
     // τ′ = 10 hours: every key of the prefix lives at least that long now.
     for k in keys {
-        let key = format!("lengthen|{k}");
+        let key = format!("{root}|{k}");
         let ttl = pttl(&key);
         assert!(ttl > 9 * 3_600_000, "{key}: {ttl}");
     }
-    let ttl = pttl("other|a");
+    let ttl = pttl(&format!("{other_prefix}|a"));
     assert!(short.contains(&ttl), "another prefix is left alone: {ttl}");
     // Each converted key: 5 consumed of 10 at one an hour.
     for k in keys {
-        let d = l.check_at(*k, 5, t0 + S).unwrap();
+        let d = l.check_at(k, 5, t0 + S);
         assert!(d.allowed && d.remaining == 0, "{k}: {d:?}");
-        assert!(!l.check_at(*k, 1, t0 + S).unwrap().allowed, "{k}");
+        assert!(!l.check_at(k, 1, t0 + S).allowed, "{k}");
     }
 }
