@@ -36,6 +36,8 @@ use crate::receipt::RedisReceipt;
 use crate::reply::{self, KeyState};
 use crate::script::{self, Admitted, Call, Now, Params};
 
+mod windows;
+
 /// A limiter without its connection: settings, breaker, fallback, counters.
 pub(crate) struct Engine<A: Algorithm> {
     /// This limiter's id, in its receipts.
@@ -58,6 +60,8 @@ pub(crate) struct Engine<A: Algorithm> {
     /// Whether calls carry quota tags: set by the first change of quota
     /// or the first call under a key's own quota, never cleared.
     tagged: AtomicBool,
+    /// A window limiter's changes of quota (`op/windows.rs`).
+    windows: windows::WindowQuotas,
 }
 
 /// One change of a bucket limiter's quota.
@@ -90,6 +94,15 @@ impl<A: Algorithm> core::fmt::Debug for Engine<A> {
     }
 }
 
+/// `cost` against a limit (capacity) of `capacity`.
+fn capacity_of(capacity: u64, cost: u64) -> Result<(), InsufficientCapacity> {
+    if cost > capacity {
+        Err(InsufficientCapacity { cost, capacity })
+    } else {
+        Ok(())
+    }
+}
+
 pub(crate) fn wall_clock_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -118,6 +131,7 @@ impl<A: Algorithm> Engine<A> {
             cluster,
             changes: RwLock::new(Vec::new()),
             tagged: AtomicBool::new(false),
+            windows: windows::WindowQuotas::default(),
         }
     }
 
@@ -159,12 +173,17 @@ impl<A: Algorithm> Engine<A> {
     }
 
     fn capacity_ok(&self, cost: u64) -> Result<(), InsufficientCapacity> {
-        let capacity = self.limit();
-        if cost > capacity {
-            Err(InsufficientCapacity { cost, capacity })
-        } else {
-            Ok(())
-        }
+        capacity_of(self.limit(), cost)
+    }
+
+    /// The parameters a check is sent with: the algorithm's, or under a
+    /// changed window quota that quota's with its tag spec (the last ARGV)
+    /// and its `L` (the decisions' `limit`).
+    fn check_params(&self) -> Result<(Params, Option<(String, u64)>), RedisLimitError> {
+        Ok(match self.window_target()? {
+            Some(t) => (t.params, Some((t.spec, t.limit))),
+            None => (self.params, None),
+        })
     }
 
     // ---- the operations ----
@@ -186,14 +205,19 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, Check>, RedisLimitError> {
-        self.capacity_ok(cost)?;
-        self.params.check_now(now)?;
-        let call = script::check_call(&self.params, &redis_key, cost, now);
+        let (params, tagged) = self.check_params()?;
+        let limit = tagged.as_ref().map(|t| t.1);
+        capacity_of(limit.unwrap_or_else(|| self.limit()), cost)?;
+        params.check_now(now)?;
+        let mut call = script::check_call(&params, &redis_key, cost, now);
+        if let Some((spec, _)) = &tagged {
+            call.arg(spec.as_str());
+        }
         Ok(Op::new(
             self,
             vec![call],
             true,
-            One::new(redis_key, CheckOne { cost }),
+            One::new(redis_key, CheckOne { cost }).limited(limit),
         ))
     }
 
@@ -206,14 +230,19 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, CheckReceipt>, RedisLimitError> {
-        self.capacity_ok(cost)?;
-        self.params.check_now(now)?;
-        let call = script::check_receipt_call(&self.params, &redis_key, cost, now);
+        let (params, tagged) = self.check_params()?;
+        let limit = tagged.as_ref().map(|t| t.1);
+        capacity_of(limit.unwrap_or_else(|| self.limit()), cost)?;
+        params.check_now(now)?;
+        let mut call = script::check_receipt_call(&params, &redis_key, cost, now);
+        if let Some((spec, _)) = &tagged {
+            call.arg(spec.as_str());
+        }
         Ok(Op::new(
             self,
             vec![call],
             true,
-            One::new(redis_key, CheckReceiptOne { cost }),
+            One::new(redis_key, CheckReceiptOne { cost }).limited(limit),
         ))
     }
 
@@ -284,11 +313,13 @@ impl<A: Algorithm> Engine<A> {
         costs: Vec<u64>,
         now: Now,
     ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
-        self.params.check_now(now)?;
+        let (params, tagged) = self.check_params()?;
+        let limit = tagged.as_ref().map_or_else(|| self.limit(), |t| t.1);
+        params.check_now(now)?;
         let mut answers = vec![None; keys.len()];
         let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, cost) in costs.iter().enumerate() {
-            if let Err(e) = self.capacity_ok(*cost) {
+            if let Err(e) = capacity_of(limit, *cost) {
                 answers[i] = Some(Err(e));
             } else {
                 let group = if self.cluster {
@@ -304,7 +335,11 @@ impl<A: Algorithm> Engine<A> {
             .iter()
             .map(|g| {
                 let items = g.iter().map(|&i| (keys[i].as_slice(), costs[i]));
-                script::batch_call(&self.params, items, now)
+                let mut call = script::batch_call(&params, items, now);
+                if let Some((spec, _)) = &tagged {
+                    call.arg(spec.as_str());
+                }
+                call
             })
             .collect();
         Ok(Op::new(
@@ -316,6 +351,7 @@ impl<A: Algorithm> Engine<A> {
                 costs,
                 groups,
                 answers,
+                limit,
             },
         ))
     }
@@ -666,6 +702,9 @@ pub(crate) struct One<S, T> {
     redis_key: Vec<u8>,
     kind: S,
     answer: Option<T>,
+    /// The decision's `limit` when not the engine's (a changed window
+    /// quota).
+    limit: Option<u64>,
 }
 
 impl<S, T> One<S, T> {
@@ -674,7 +713,14 @@ impl<S, T> One<S, T> {
             redis_key,
             kind,
             answer: None,
+            limit: None,
         }
+    }
+
+    /// Decided under `limit` (when given) rather than the engine's.
+    fn limited(mut self, limit: Option<u64>) -> Self {
+        self.limit = limit;
+        self
     }
 }
 
@@ -687,7 +733,7 @@ impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
         _: usize,
         result: Result<redis::Value, RedisLimitError>,
     ) -> Result<(), RedisLimitError> {
-        let limit = e.limit();
+        let limit = self.limit.unwrap_or_else(|| e.limit());
         self.answer = Some(match result.and_then(|v| self.kind.decode(e, v, limit)) {
             Ok(a) => {
                 if a.repaired {
@@ -841,6 +887,8 @@ pub(crate) struct Batch {
     costs: Vec<u64>,
     groups: Vec<Vec<usize>>,
     answers: Vec<Option<Result<Decision, InsufficientCapacity>>>,
+    /// The decisions' `limit`.
+    limit: u64,
 }
 
 impl<A: Algorithm> Request<A> for Batch {
@@ -855,7 +903,7 @@ impl<A: Algorithm> Request<A> for Batch {
         let Some(indices) = self.groups.get(g) else {
             return Err(unanswered());
         };
-        match result.and_then(|v| reply::batch(v, indices.len(), e.limit())) {
+        match result.and_then(|v| reply::batch(v, indices.len(), self.limit)) {
             Ok(decisions) => {
                 for (&i, a) in indices.iter().zip(decisions) {
                     if a.repaired {
@@ -1091,6 +1139,18 @@ impl<A: Algorithm> Engine<A> {
         } else {
             format!("{tat}:{}", target.tag)
         }))
+    }
+
+    /// The server's time in ns (`time.lua`), for a change of quota under
+    /// the server's time.
+    pub(crate) fn server_time(&self) -> Op<'_, A, One<Plain<u64>, u64>> {
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::time(v));
+        Op::new(
+            self,
+            vec![script::time_call()],
+            false,
+            One::new(Vec::new(), decode),
+        )
     }
 
     /// The Redis key of this prefix's quota record (no state key has it:
@@ -1466,17 +1526,5 @@ impl<A: Shaping> Engine<A> {
         };
         let kind = ReserveOne { cost, max_wait_ns };
         self.versioned(redis_key, kind, target, shape, cost, now)
-    }
-
-    /// The server's time in ns (`time.lua`), for a change of quota under
-    /// the server's time.
-    pub(crate) fn server_time(&self) -> Op<'_, A, One<Plain<u64>, u64>> {
-        let decode = Plain(|v, _: &AnyAlgorithm| reply::time(v));
-        Op::new(
-            self,
-            vec![script::time_call()],
-            false,
-            One::new(Vec::new(), decode),
-        )
     }
 }

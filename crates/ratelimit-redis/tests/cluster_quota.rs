@@ -3,7 +3,8 @@
 //! sync limiter (a pool of cluster connections) and the async one (one
 //! async cluster connection); a limiter adopting another one's change
 //! (another pool) when it meets a converted key on another node than the
-//! quota record; and the expiry walk of `reconfigure` reaching the keys of
+//! quota record; the window limiters' changes against the memory
+//! limiter; and the expiry walk of `reconfigure` reaching the keys of
 //! every master.
 
 #![allow(clippy::std_instead_of_core)]
@@ -12,13 +13,14 @@ mod quota;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
-use ratelimit_core::{Quota, Rate, Strategy, TokenBucket};
+use ratelimit_core::{FixedWindow, Quota, Rate, SlidingWindow, Strategy, TokenBucket};
 use ratelimit_redis::{AsyncRedisConnection, RedisLimiter, RedisPool};
 use ratelimit_replay::assert_every_policy_scenario;
 use ratelimit_testkit::RedisCluster;
 
-use quota::{client_time, run_async, run_sync};
+use quota::{AsyncWindow, client_time, run_async, run_sync, windows_match_memory};
 
 const S: u64 = 1_000_000_000;
 
@@ -36,8 +38,8 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
     )
 }
 
-/// One cluster for the scenarios, sync then async, and for two limiters
-/// on separate pools sharing a prefix.
+/// One cluster for the scenarios, sync then async, for two limiters on
+/// separate pools sharing a prefix, and for the window limiters.
 #[test]
 fn every_policy_scenario_matches_exactly_on_a_cluster() {
     let cluster = RedisCluster::start();
@@ -53,6 +55,37 @@ fn every_policy_scenario_matches_exactly_on_a_cluster() {
     assert_every_policy_scenario(|file, s| run_async(&conn, &rt, file, s));
 
     a_change_reaches_another_pool(&cluster, &pool);
+
+    // The window limiters' changes, against the memory limiter, with
+    // another limiter (another pool, another connection) making some.
+    let second = Duration::from_secs(1);
+    let other_pool = RedisPool::cluster_builder(&cluster.urls()).build().unwrap();
+    let fixed = |l, w| FixedWindow::new(l, w).unwrap();
+    let sliding = |l, w| SlidingWindow::new(l, w).unwrap();
+    let sync_fixed = |p: &RedisPool| {
+        RedisLimiter::builder(fixed(5, second))
+            .prefix("wf")
+            .time_source(client_time())
+            .build(p.clone())
+            .unwrap()
+    };
+    let (l, o) = (sync_fixed(&pool), sync_fixed(&other_pool));
+    windows_match_memory(fixed(5, second), fixed, &l, Some(&o), 5, 1_500);
+    let other_conn = rt
+        .block_on(AsyncRedisConnection::open_cluster(&cluster.urls()))
+        .unwrap();
+    let async_sliding = |c: &AsyncRedisConnection| {
+        AsyncWindow(
+            RedisLimiter::builder(sliding(5, second))
+                .prefix("ws")
+                .time_source(client_time())
+                .build(c.clone())
+                .unwrap(),
+            Arc::clone(&rt),
+        )
+    };
+    let (l, o) = (async_sliding(&conn), async_sliding(&other_conn));
+    windows_match_memory(sliding(5, second), sliding, &l, Some(&o), 6, 1_500);
 }
 
 /// Limiter `a` changes the quota; `b`, on a pool of its own, never told,

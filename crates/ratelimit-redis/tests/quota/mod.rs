@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::{
-    AnyAlgorithm, Decision, InsufficientCapacity, Quota, Rate, Reservation, Shaping, Strategy,
-    TokenBucket,
+    Algorithm, AnyAlgorithm, Clock, Decision, InsufficientCapacity, Quota, Rate, Reservation,
+    Shaping, Strategy, TokenBucket,
 };
 use ratelimit_redis::{
     AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisPool, TimeSource,
@@ -290,4 +290,173 @@ pub fn lengthen<L: Lengthen>(
         assert!(d.allowed && d.remaining == 0, "{k}: {d:?}");
         assert!(!l.check_at(k, 1, t0 + S).allowed, "{k}");
     }
+}
+
+/// What the window tests call, on the sync or the async window limiter.
+pub trait WindowOps<A> {
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Result<Decision, RedisLimitError>;
+    fn batch_at(
+        &self,
+        requests: &[(&str, u64)],
+        now_ns: u64,
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
+    fn reconfigure_window_at(&self, window: A, at_ns: u64) -> Result<(), RedisLimitError>;
+    fn version(&self) -> u64;
+    fn refresh(&self) -> u64;
+}
+
+impl<A: Algorithm> WindowOps<A> for RedisLimiter<A> {
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Result<Decision, RedisLimitError> {
+        RedisLimiter::<A>::check_at(self, key, cost, now_ns)
+    }
+    fn batch_at(
+        &self,
+        requests: &[(&str, u64)],
+        now_ns: u64,
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        RedisLimiter::<A>::check_batch_at(self, requests, now_ns)
+    }
+    fn reconfigure_window_at(&self, window: A, at_ns: u64) -> Result<(), RedisLimitError> {
+        RedisLimiter::<A>::reconfigure_window_at(self, window, at_ns)
+    }
+    fn version(&self) -> u64 {
+        self.current_window().unwrap().0
+    }
+    fn refresh(&self) -> u64 {
+        self.refresh_window().unwrap()
+    }
+}
+
+/// The async window limiter, each call `block_on`.
+pub struct AsyncWindow<A: Algorithm>(pub AsyncRedisLimiter<A>, pub Arc<tokio::runtime::Runtime>);
+
+impl<A: Algorithm> WindowOps<A> for AsyncWindow<A> {
+    fn check_at(&self, key: &str, cost: u64, now_ns: u64) -> Result<Decision, RedisLimitError> {
+        self.1.block_on(self.0.check_at(key, cost, now_ns))
+    }
+    fn batch_at(
+        &self,
+        requests: &[(&str, u64)],
+        now_ns: u64,
+    ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+        self.1.block_on(self.0.check_batch_at(requests, now_ns))
+    }
+    fn reconfigure_window_at(&self, window: A, at_ns: u64) -> Result<(), RedisLimitError> {
+        self.1.block_on(self.0.reconfigure_window_at(window, at_ns))
+    }
+    fn version(&self) -> u64 {
+        self.0.current_window().unwrap().0
+    }
+    fn refresh(&self) -> u64 {
+        self.1.block_on(self.0.refresh_window()).unwrap()
+    }
+}
+
+/// A fixed-seed generator: the same sequence on every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn split_capacity<T>(r: Result<T, RedisLimitError>) -> Result<T, InsufficientCapacity> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(RedisLimitError::InsufficientCapacity(e)) => Err(e),
+        Err(e) => panic!("Redis failed: {e}"),
+    }
+}
+
+/// The window limiter `redis` (a fresh prefix, client time) against the
+/// memory limiter, field for field: random checks (and batches) of a few
+/// keys (and rarely touched ones) as time moves on, with a change of
+/// quota every so often (mostly another `L` with the same `W`: the counts
+/// carry over; sometimes another `W`: every key starts afresh). `new`
+/// builds a window of `L` per `W`. Every third change is made by `other`
+/// (another limiter on the same prefix, on its own connection) when
+/// given, and read by `redis` from the quota record.
+pub fn windows_match_memory<A: Algorithm, L: WindowOps<A>>(
+    initial: A,
+    new: fn(u64, Duration) -> A,
+    redis: &L,
+    other: Option<&L>,
+    seed: u64,
+    steps: usize,
+) where
+    A::State: ratelimit_memory::Word,
+{
+    const S: u64 = 1_000_000_000;
+    let clock = Arc::new(ratelimit_core::ManualClock::new(1_000 * S));
+    let memory = ratelimit_memory::KeyedLimiter::<String, _, _>::builder(initial)
+        .clock(Arc::clone(&clock))
+        .build();
+    let mut rng = Rng(seed);
+    let (mut changes, mut resets, mut batches, mut by_other) = (0_u64, 0, 0, 0);
+    let mut window = initial.to_any().period_ns();
+    let key_of = |rng: &mut Rng| {
+        if rng.below(10) == 0 {
+            format!("rare{}", rng.below(200))
+        } else {
+            format!("k{}", rng.below(12))
+        }
+    };
+    for i in 0..steps {
+        clock.advance(Duration::from_nanos(rng.below(60_000_000)));
+        let now = clock.now_ns();
+        match rng.below(25) {
+            0 => {
+                if rng.below(4) == 0 {
+                    window = 500_000_000 * (1 + rng.below(3));
+                    resets += 1;
+                }
+                let to = new(1 + rng.below(8), Duration::from_nanos(window));
+                memory.reconfigure(to, Strategy::KeepConsumed);
+                match other {
+                    Some(o) if changes % 3 == 2 => {
+                        o.reconfigure_window_at(to, now).unwrap();
+                        // A process that has not met a key stored under
+                        // the change decides untouched keys with its older
+                        // quota until it does (or refreshes): the memory
+                        // limiter, one process, has no such lag.
+                        assert_eq!(redis.refresh(), changes + 1);
+                        by_other += 1;
+                    }
+                    _ => redis.reconfigure_window_at(to, now).unwrap(),
+                }
+                changes += 1;
+            }
+            1 | 2 => {
+                let names: Vec<String> = (0..1 + rng.below(4)).map(|_| key_of(&mut rng)).collect();
+                let requests: Vec<(&str, u64)> =
+                    names.iter().map(|k| (k.as_str(), rng.below(4))).collect();
+                let got = redis.batch_at(&requests, now).unwrap();
+                for ((key, cost), got) in requests.iter().zip(got) {
+                    let want = memory.check_n(*key, *cost);
+                    assert_eq!(got, want, "step {i}: batch {key} cost {cost} at {now}");
+                }
+                batches += 1;
+            }
+            _ => {
+                let key = key_of(&mut rng);
+                let cost = rng.below(5);
+                let want = memory.check_n(&key, cost);
+                let got = split_capacity(redis.check_at(&key, cost, now));
+                assert_eq!(got, want, "step {i}: check {key} cost {cost} at {now}");
+            }
+        }
+    }
+    assert!(
+        changes > steps as u64 / 40 && resets > 0 && batches > 0,
+        "{changes} {resets} {batches}"
+    );
+    if other.is_some() {
+        assert!(by_other > 0);
+    }
+    assert_eq!(redis.version(), changes);
 }
