@@ -140,9 +140,14 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
             Err(err) if converted_elsewhere(err) && self.engine().is_window() => {
                 let e = self.engine();
                 let (version, _, _) = e.window_current()?;
+                let was_tagged = e.window_tagged();
                 self.refresh_window().await?;
                 if e.window_current()?.0 == version {
-                    return Err(e.window_stale(version));
+                    if was_tagged {
+                        return Err(e.window_stale(version));
+                    }
+                    // No change to adopt: a key under its own window.
+                    e.window_tag_calls();
                 }
                 Ok(true)
             }
@@ -357,6 +362,61 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         Err(RedisLimitError::UnexpectedReply(
             "the quota record kept changing; the change was not made".to_owned(),
         ))
+    }
+
+    /// `check_n(key, cost)` under the key's own `window`; see the blocking
+    /// [`check_with_window`](RedisLimiter::check_with_window).
+    ///
+    /// # Errors
+    /// As the blocking `check_with_window`.
+    pub async fn check_with_window<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+    ) -> Result<Decision, RedisLimitError> {
+        let now = self.engine().now(None);
+        self.check_own_window(key, cost, window, now).await
+    }
+
+    /// `check_with_window` at the caller's time `now_ns` (client time).
+    ///
+    /// # Errors
+    /// As the blocking `check_with_window`.
+    pub async fn check_with_window_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError> {
+        let now = self.engine().now(Some(now_ns));
+        self.check_own_window(key, cost, window, now).await
+    }
+
+    async fn check_own_window<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+        now: Now,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        if !e.is_window() {
+            return Err(RedisLimitError::InvalidOption(
+                "check_with_window is for the window algorithms; a bucket's is check_with_quota"
+                    .to_owned(),
+            ));
+        }
+        let redis_key = e.keys.redis_key(key)?;
+        loop {
+            let r = self
+                .run(e.check_window(redis_key.clone(), cost, now, Some(window))?)
+                .await;
+            if !self.caught_up(&r).await? {
+                return r;
+            }
+        }
     }
 
     /// [`reconfigure_window_at`](RedisLimiter::reconfigure_window_at) now:

@@ -526,9 +526,14 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
             Err(err) if converted_elsewhere(err) && self.engine().is_window() => {
                 let e = self.engine();
                 let (version, _, _) = e.window_current()?;
+                let was_tagged = e.window_tagged();
                 self.refresh_window()?;
                 if e.window_current()?.0 == version {
-                    return Err(e.window_stale(version));
+                    if was_tagged {
+                        return Err(e.window_stale(version));
+                    }
+                    // No change to adopt: a key under its own window.
+                    e.window_tag_calls();
                 }
                 Ok(true)
             }
@@ -582,6 +587,66 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         Err(RedisLimitError::UnexpectedReply(
             "the quota record kept changing; the change was not made".to_owned(),
         ))
+    }
+
+    /// `check_n(key, cost)` of a window limiter under the key's own
+    /// `window` (its `L` and `W`: a plan, an override) instead of the
+    /// limiter's. When the quota a key is decided under changes (its own
+    /// changes, or it gets or loses one) its counts carry over if `W` is
+    /// the same, else it starts afresh, in the same call. A key on its own
+    /// window does not follow [`reconfigure_window`](Self::reconfigure_window).
+    ///
+    /// # Errors
+    /// `InvalidOption` on a bucket limiter (see `check_with_quota`) or for
+    /// a window the scripts cannot run exactly; `InsufficientCapacity`
+    /// when `cost` is above the window's `L` (after a call with cost 0 that
+    /// still moves the key to `window`); a Redis failure as `check_n`.
+    pub fn check_with_window<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+    ) -> Result<Decision, RedisLimitError> {
+        let now = self.engine().now(None);
+        self.check_own_window(key, cost, window, now)
+    }
+
+    /// `check_with_window` at the caller's time `now_ns` (client time).
+    ///
+    /// # Errors
+    /// As `check_with_window`.
+    pub fn check_with_window_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError> {
+        let now = self.engine().now(Some(now_ns));
+        self.check_own_window(key, cost, window, now)
+    }
+
+    fn check_own_window<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+        now: Now,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        if !e.is_window() {
+            return Err(RedisLimitError::InvalidOption(
+                "check_with_window is for the window algorithms; a bucket's is check_with_quota"
+                    .to_owned(),
+            ));
+        }
+        let redis_key = e.keys.redis_key(key)?;
+        loop {
+            let r = self.run(e.check_window(redis_key.clone(), cost, now, Some(window))?);
+            if !self.caught_up(&r)? {
+                return r;
+            }
+        }
     }
 
     /// [`reconfigure_window_at`](Self::reconfigure_window_at) now: the

@@ -94,6 +94,20 @@ impl<A: Algorithm> core::fmt::Debug for Engine<A> {
     }
 }
 
+/// `cost` against a changed window quota's `limit` (`Ok(Some)`: sent with
+/// a cost of 0 all the same, to bring the key to that quota), or against
+/// the engine's (an error at once).
+fn over_limit(
+    limit: Option<u64>,
+    cost: u64,
+    engine: impl FnOnce() -> u64,
+) -> Result<Option<InsufficientCapacity>, InsufficientCapacity> {
+    match limit {
+        Some(capacity) => Ok(capacity_of(capacity, cost).err()),
+        None => capacity_of(engine(), cost).map(|()| None),
+    }
+}
+
 /// `cost` against a limit (capacity) of `capacity`.
 fn capacity_of(capacity: u64, cost: u64) -> Result<(), InsufficientCapacity> {
     if cost > capacity {
@@ -179,8 +193,11 @@ impl<A: Algorithm> Engine<A> {
     /// The parameters a check is sent with: the algorithm's, or under a
     /// changed window quota that quota's with its tag spec (the last ARGV)
     /// and its `L` (the decisions' `limit`).
-    fn check_params(&self) -> Result<(Params, Option<(String, u64)>), RedisLimitError> {
-        Ok(match self.window_target()? {
+    fn check_params(
+        &self,
+        own: Option<&A>,
+    ) -> Result<(Params, Option<(String, u64)>), RedisLimitError> {
+        Ok(match self.window_target(own)? {
             Some(t) => (t.params, Some((t.spec, t.limit))),
             None => (self.params, None),
         })
@@ -205,20 +222,30 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, Check>, RedisLimitError> {
-        let (params, tagged) = self.check_params()?;
+        self.check_window(redis_key, cost, now, None)
+    }
+
+    /// `check` of a key in its Redis form under a key's own window `own`
+    /// (a window limiter), or the limiter's quota.
+    pub(crate) fn check_window(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+        own: Option<&A>,
+    ) -> Result<Op<'_, A, Check>, RedisLimitError> {
+        let (params, tagged) = self.check_params(own)?;
         let limit = tagged.as_ref().map(|t| t.1);
-        capacity_of(limit.unwrap_or_else(|| self.limit()), cost)?;
+        let over = over_limit(limit, cost, || self.limit())?;
         params.check_now(now)?;
-        let mut call = script::check_call(&params, &redis_key, cost, now);
+        let sent = if over.is_some() { 0 } else { cost };
+        let mut call = script::check_call(&params, &redis_key, sent, now);
         if let Some((spec, _)) = &tagged {
             call.arg(spec.as_str());
         }
-        Ok(Op::new(
-            self,
-            vec![call],
-            true,
-            One::new(redis_key, CheckOne { cost }).limited(limit),
-        ))
+        let mut one = One::new(redis_key, CheckOne { cost }).limited(limit);
+        one.over = over;
+        Ok(Op::new(self, vec![call], true, one))
     }
 
     /// A refundable `check(key, cost)`: the decision, and a receipt when
@@ -230,20 +257,18 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, CheckReceipt>, RedisLimitError> {
-        let (params, tagged) = self.check_params()?;
+        let (params, tagged) = self.check_params(None)?;
         let limit = tagged.as_ref().map(|t| t.1);
-        capacity_of(limit.unwrap_or_else(|| self.limit()), cost)?;
+        let over = over_limit(limit, cost, || self.limit())?;
         params.check_now(now)?;
-        let mut call = script::check_receipt_call(&params, &redis_key, cost, now);
+        let sent = if over.is_some() { 0 } else { cost };
+        let mut call = script::check_receipt_call(&params, &redis_key, sent, now);
         if let Some((spec, _)) = &tagged {
             call.arg(spec.as_str());
         }
-        Ok(Op::new(
-            self,
-            vec![call],
-            true,
-            One::new(redis_key, CheckReceiptOne { cost }).limited(limit),
-        ))
+        let mut one = One::new(redis_key, CheckReceiptOne { cost }).limited(limit);
+        one.over = over;
+        Ok(Op::new(self, vec![call], true, one))
     }
 
     /// Gives back the admission `receipt` records; `None` when the receipt
@@ -313,15 +338,24 @@ impl<A: Algorithm> Engine<A> {
         costs: Vec<u64>,
         now: Now,
     ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
-        let (params, tagged) = self.check_params()?;
+        let (params, tagged) = self.check_params(None)?;
         let limit = tagged.as_ref().map_or_else(|| self.limit(), |t| t.1);
         params.check_now(now)?;
         let mut answers = vec![None; keys.len()];
+        let mut over = Vec::new();
         let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, cost) in costs.iter().enumerate() {
             if let Err(e) = capacity_of(limit, *cost) {
-                answers[i] = Some(Err(e));
-            } else {
+                if tagged.is_none() {
+                    answers[i] = Some(Err(e));
+                    continue;
+                }
+                // Under a changed window quota the key is still sent,
+                // with a cost of 0, to bring it to that quota.
+                over.resize(keys.len(), None);
+                over[i] = Some(e);
+            }
+            {
                 let group = if self.cluster {
                     keyspace::slot(&keys[i])
                 } else {
@@ -334,7 +368,11 @@ impl<A: Algorithm> Engine<A> {
         let calls = groups
             .iter()
             .map(|g| {
-                let items = g.iter().map(|&i| (keys[i].as_slice(), costs[i]));
+                let sent = |i: usize| match over.get(i) {
+                    Some(Some(_)) => 0,
+                    _ => costs[i],
+                };
+                let items = g.iter().map(|&i| (keys[i].as_slice(), sent(i)));
                 let mut call = script::batch_call(&params, items, now);
                 if let Some((spec, _)) = &tagged {
                     call.arg(spec.as_str());
@@ -352,6 +390,7 @@ impl<A: Algorithm> Engine<A> {
                 groups,
                 answers,
                 limit,
+                over,
             },
         ))
     }
@@ -705,6 +744,10 @@ pub(crate) struct One<S, T> {
     /// The decision's `limit` when not the engine's (a changed window
     /// quota).
     limit: Option<u64>,
+    /// The cost is above a changed window quota's limit: the call is sent
+    /// with a cost of 0, only to bring the key to that quota (it changes
+    /// at this call all the same), and the answer is this error.
+    over: Option<InsufficientCapacity>,
 }
 
 impl<S, T> One<S, T> {
@@ -714,6 +757,7 @@ impl<S, T> One<S, T> {
             kind,
             answer: None,
             limit: None,
+            over: None,
         }
     }
 
@@ -750,6 +794,9 @@ impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
     }
 
     fn finish(self) -> Result<T, RedisLimitError> {
+        if let Some(e) = self.over {
+            return Err(e.into());
+        }
         self.answer.ok_or_else(unanswered)
     }
 }
@@ -889,6 +936,9 @@ pub(crate) struct Batch {
     answers: Vec<Option<Result<Decision, InsufficientCapacity>>>,
     /// The decisions' `limit`.
     limit: u64,
+    /// Empty, or per key the error of a cost above a changed window
+    /// quota's limit (sent with a cost of 0, answered with this error).
+    over: Vec<Option<InsufficientCapacity>>,
 }
 
 impl<A: Algorithm> Request<A> for Batch {
@@ -929,9 +979,14 @@ impl<A: Algorithm> Request<A> for Batch {
     }
 
     fn finish(self) -> Result<Self::Output, RedisLimitError> {
+        let over = self.over;
         self.answers
             .into_iter()
-            .map(|a| a.ok_or_else(unanswered))
+            .enumerate()
+            .map(|(i, a)| match over.get(i) {
+                Some(Some(e)) => Ok(Err(*e)),
+                _ => a.ok_or_else(unanswered),
+            })
             .collect()
     }
 }

@@ -219,3 +219,65 @@ fn window_changes_are_for_windows() {
     ));
     assert_eq!(w.current_window().unwrap().0, 0);
 }
+
+/// A key on a window of its own: its counts carry over to and from it
+/// when `W` is the same, it does not follow the limiter's changes, and a
+/// limiter that never used own windows meets such a key by itself.
+#[test]
+fn a_key_moves_to_its_own_window_and_back() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let minute = Duration::from_secs(60);
+    let l = sync_limiter(&pool, "own", fixed(10, minute));
+    let t0 = 600 * S;
+    assert!(l.check_at("alice", 4, t0).unwrap().allowed);
+    // An upgrade: her 4 stay counted, now of 40.
+    let pro = fixed(40, minute);
+    let d = l.check_with_window_at("alice", 1, &pro, t0).unwrap();
+    assert_eq!((d.allowed, d.remaining, d.limit), (true, 35, 40));
+    // Not the limiter's changes.
+    l.reconfigure_window_at(fixed(2, minute), t0).unwrap();
+    assert_eq!(
+        l.check_with_window_at("alice", 0, &pro, t0)
+            .unwrap()
+            .remaining,
+        35
+    );
+    // Another limiter on the prefix that never changed its quota nor used
+    // own windows meets her key: it decides it under the record's quota
+    // (version 1, L = 2), her 5 counted: refused.
+    let m = sync_limiter(&pool, "own", fixed(10, minute));
+    let d = m.check_at("alice", 1, t0).unwrap();
+    assert_eq!((d.allowed, d.limit), (false, 2));
+    // The same with no change of quota at all on the prefix: nothing to
+    // adopt, the key moves back to the limiter's quota with its counts.
+    let (l2, m2) = (
+        sync_limiter(&pool, "own2", fixed(10, minute)),
+        sync_limiter(&pool, "own2", fixed(10, minute)),
+    );
+    assert!(l2.check_with_window_at("bob", 7, &pro, t0).unwrap().allowed);
+    let d = m2.check_at("bob", 1, t0).unwrap();
+    assert_eq!((d.allowed, d.remaining, d.limit), (true, 2, 10));
+    assert_eq!(m2.current_window().unwrap().0, 0);
+    // A plan of another W: a fresh window.
+    let hourly = fixed(100, Duration::from_secs(3600));
+    let d = l.check_with_window_at("alice", 1, &hourly, t0).unwrap();
+    assert_eq!((d.remaining, d.limit), (99, 100));
+    // A cost above her plan: refused, and she is on it all the same (her
+    // count of 1 under the hourly window is dropped by the move).
+    assert!(matches!(
+        l.check_with_window_at("alice", 5, &fixed(3, minute), t0),
+        Err(RedisLimitError::InsufficientCapacity(_))
+    ));
+    let d = l
+        .check_with_window_at("alice", 0, &fixed(3, minute), t0)
+        .unwrap();
+    assert_eq!(d.remaining, 3);
+    // On a bucket limiter: an error.
+    let bucket = TokenBucket::new(Quota::new(10, Rate::per_second(1)).unwrap());
+    let b = sync_limiter(&pool, "bucket", bucket);
+    assert!(matches!(
+        b.check_with_window_at("k", 1, &bucket, t0),
+        Err(RedisLimitError::InvalidOption(_))
+    ));
+}

@@ -137,12 +137,26 @@ impl<A: Algorithm> Engine<A> {
         Ok((changes.len(), limit, window_ns))
     }
 
-    /// What calls are sent with under the current window quota; `None`
-    /// before any change (calls then carry no spec, as they always did).
-    pub(crate) fn window_target(&self) -> Result<Option<WindowTarget>, RedisLimitError> {
-        if !self.window_tagged() {
-            return Ok(None);
-        }
+    /// What calls are sent with under the current window quota (`own`:
+    /// under a key's own window instead); `None` before any change nor
+    /// any key's own window (calls then carry no spec, as they always
+    /// did).
+    pub(crate) fn window_target(
+        &self,
+        own: Option<&A>,
+    ) -> Result<Option<WindowTarget>, RedisLimitError> {
+        let own = match own {
+            Some(w) => {
+                let (limit, window_ns) = (w.limit(), w.to_any().period_ns());
+                let params = self.window_params(limit, window_ns)?;
+                // From now on every call carries a spec: an untagged call
+                // would refuse the keys stored under their own windows.
+                self.windows.tagged.store(true, Ordering::Release);
+                Some((limit, window_ns, params))
+            }
+            None if !self.window_tagged() => return Ok(None),
+            None => None,
+        };
         let changes = self
             .windows
             .changes
@@ -156,16 +170,40 @@ impl<A: Algorithm> Engine<A> {
             .rev()
             .find(|&v| self.window_at(v, &changes).1 != self.window_at(v - 1, &changes).1)
             .unwrap_or(0);
-        let tag = if version == 0 {
-            String::new()
-        } else {
-            format!("v{version}")
-        };
-        Ok(Some(WindowTarget {
-            params: self.window_params(limit, window_ns)?,
-            limit,
-            spec: format!("{version} {base} {tag}"),
+        Ok(Some(match own {
+            // A key's own window: a state of the limiter's quota moves to
+            // it keeping its counts only when W is the same.
+            Some((own_limit, own_w, params)) => WindowTarget {
+                params,
+                limit: own_limit,
+                spec: format!(
+                    "{version} {} q{own_limit}x{own_w}",
+                    if own_w == window_ns {
+                        base
+                    } else {
+                        version + 1
+                    }
+                ),
+            },
+            None => {
+                let tag = if version == 0 {
+                    String::new()
+                } else {
+                    format!("v{version}")
+                };
+                WindowTarget {
+                    params: self.window_params(limit, window_ns)?,
+                    limit,
+                    spec: format!("{version} {base} {tag}"),
+                }
+            }
         }))
+    }
+
+    /// Makes every later call carry a spec (after meeting a key stored
+    /// under a key's own window, with no change of quota to adopt).
+    pub(crate) fn window_tag_calls(&self) {
+        self.windows.tagged.store(true, Ordering::Release);
     }
 
     /// The change to `to` at `at_ns` as this limiter would make it now:

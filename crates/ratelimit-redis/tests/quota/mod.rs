@@ -301,6 +301,13 @@ pub trait WindowOps<A> {
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError>;
     fn reconfigure_window_at(&self, window: A, at_ns: u64) -> Result<(), RedisLimitError>;
+    fn check_own_at(
+        &self,
+        key: &str,
+        cost: u64,
+        window: &A,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError>;
     fn version(&self) -> u64;
     fn refresh(&self) -> u64;
 }
@@ -318,6 +325,15 @@ impl<A: Algorithm> WindowOps<A> for RedisLimiter<A> {
     }
     fn reconfigure_window_at(&self, window: A, at_ns: u64) -> Result<(), RedisLimitError> {
         RedisLimiter::<A>::reconfigure_window_at(self, window, at_ns)
+    }
+    fn check_own_at(
+        &self,
+        key: &str,
+        cost: u64,
+        window: &A,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError> {
+        self.check_with_window_at(key, cost, window, now_ns)
     }
     fn version(&self) -> u64 {
         self.current_window().unwrap().0
@@ -343,6 +359,16 @@ impl<A: Algorithm> WindowOps<A> for AsyncWindow<A> {
     }
     fn reconfigure_window_at(&self, window: A, at_ns: u64) -> Result<(), RedisLimitError> {
         self.1.block_on(self.0.reconfigure_window_at(window, at_ns))
+    }
+    fn check_own_at(
+        &self,
+        key: &str,
+        cost: u64,
+        window: &A,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError> {
+        self.1
+            .block_on(self.0.check_with_window_at(key, cost, window, now_ns))
     }
     fn version(&self) -> u64 {
         self.0.current_window().unwrap().0
@@ -378,10 +404,12 @@ fn split_capacity<T>(r: Result<T, RedisLimitError>) -> Result<T, InsufficientCap
 /// keys (and rarely touched ones) as time moves on, with a change of
 /// quota every so often (mostly another `L` with the same `W`: the counts
 /// carry over; sometimes another `W`: every key starts afresh). `new`
-/// builds a window of `L` per `W`. Every third change is made by `other`
+/// builds a window of `L` per `W`. Some checks are under a key's own
+/// window (one of three plans: two of the first `W`, one of another),
+/// moving keys to and from the limiter's quota. Every third change is made by `other`
 /// (another limiter on the same prefix, on its own connection) when
 /// given, and read by `redis` from the quota record.
-pub fn windows_match_memory<A: Algorithm, L: WindowOps<A>>(
+pub fn windows_match_memory<A: Algorithm + PartialEq, L: WindowOps<A>>(
     initial: A,
     new: fn(u64, Duration) -> A,
     redis: &L,
@@ -399,6 +427,12 @@ pub fn windows_match_memory<A: Algorithm, L: WindowOps<A>>(
     let mut rng = Rng(seed);
     let (mut changes, mut resets, mut batches, mut by_other) = (0_u64, 0, 0, 0);
     let mut window = initial.to_any().period_ns();
+    let plans = [
+        new(3, Duration::from_nanos(window)),
+        new(9, Duration::from_nanos(window)),
+        new(4, Duration::from_nanos(window / 2)),
+    ];
+    let mut owns = 0;
     let key_of = |rng: &mut Rng| {
         if rng.below(10) == 0 {
             format!("rare{}", rng.below(200))
@@ -442,6 +476,16 @@ pub fn windows_match_memory<A: Algorithm, L: WindowOps<A>>(
                 }
                 batches += 1;
             }
+            3..=6 => {
+                // Plan keys overlap the others: keys move both ways.
+                let key = format!("k{}", rng.below(6));
+                let plan = &plans[rng.below(3) as usize];
+                let cost = rng.below(5);
+                let want = memory.check_with_quota(&key, cost, plan);
+                let got = split_capacity(redis.check_own_at(&key, cost, plan, now));
+                assert_eq!(got, want, "step {i}: own {key} cost {cost} at {now}");
+                owns += 1;
+            }
             _ => {
                 let key = key_of(&mut rng);
                 let cost = rng.below(5);
@@ -452,8 +496,8 @@ pub fn windows_match_memory<A: Algorithm, L: WindowOps<A>>(
         }
     }
     assert!(
-        changes > steps as u64 / 40 && resets > 0 && batches > 0,
-        "{changes} {resets} {batches}"
+        changes > steps as u64 / 40 && resets > 0 && batches > 0 && owns > 0,
+        "{changes} {resets} {batches} {owns}"
     );
     if other.is_some() {
         assert!(by_other > 0);
