@@ -36,6 +36,16 @@ pub(crate) struct WindowChange {
     limit: u64,
     window_ns: u64,
     at_ns: u64,
+    /// The oldest version whose counts hold at this change's version (the
+    /// last change of `W`, or 0): set when the change is appended.
+    base: usize,
+}
+
+impl WindowChange {
+    /// The same change (whatever `base`).
+    fn same(&self, other: &Self) -> bool {
+        (self.limit, self.window_ns, self.at_ns) == (other.limit, other.window_ns, other.at_ns)
+    }
 }
 
 impl WindowChange {
@@ -83,6 +93,7 @@ fn parse_entry(entry: &str) -> Result<WindowChange, RedisLimitError> {
         limit,
         window_ns,
         at_ns,
+        base: 0,
     })
 }
 
@@ -164,12 +175,7 @@ impl<A: Algorithm> Engine<A> {
             .unwrap_or_else(PoisonError::into_inner);
         let version = changes.len();
         let (limit, window_ns) = self.window_at(version, &changes);
-        // The oldest version whose counts hold now: after the last change
-        // of W.
-        let base = (1..=version)
-            .rev()
-            .find(|&v| self.window_at(v, &changes).1 != self.window_at(v - 1, &changes).1)
-            .unwrap_or(0);
+        let base = changes.last().map_or(0, |c| c.base);
         Ok(Some(match own {
             // A key's own window: a state of the limiter's quota moves to
             // it keeping its counts only when W is the same.
@@ -231,6 +237,7 @@ impl<A: Algorithm> Engine<A> {
                 limit,
                 window_ns,
                 at_ns,
+                base: 0,
             },
         ))
     }
@@ -246,7 +253,7 @@ impl<A: Algorithm> Engine<A> {
         if changes.len() != version {
             return false;
         }
-        changes.push(change);
+        self.append(&mut changes, change);
         self.windows.tagged.store(true, Ordering::Release);
         true
     }
@@ -273,7 +280,7 @@ impl<A: Algorithm> Engine<A> {
             .unwrap_or_else(PoisonError::into_inner);
         for (i, change) in parsed.into_iter().enumerate() {
             match changes.get(from + i) {
-                Some(known) if *known == change => {}
+                Some(known) if known.same(&change) => {}
                 Some(_) => {
                     return Err(RedisLimitError::Misconfigured {
                         message: format!(
@@ -284,7 +291,7 @@ impl<A: Algorithm> Engine<A> {
                         source: None,
                     });
                 }
-                None if changes.len() == from + i => changes.push(change),
+                None if changes.len() == from + i => self.append(&mut changes, change),
                 None => return Err(super::unanswered()),
             }
         }
@@ -292,6 +299,17 @@ impl<A: Algorithm> Engine<A> {
             self.windows.tagged.store(true, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Appends `change`, with its base.
+    fn append(&self, changes: &mut Vec<WindowChange>, mut change: WindowChange) {
+        let version = changes.len();
+        change.base = if change.window_ns == self.window_at(version, changes).1 {
+            changes.last().map_or(0, |c| c.base)
+        } else {
+            version + 1
+        };
+        changes.push(change);
     }
 
     /// A key of a newer version than the record holds for this limiter.
