@@ -5,7 +5,7 @@
 //! (another pool) when it meets a converted key on another node than the
 //! quota record; the window limiters' changes against the memory
 //! limiter; and the expiry walk of `reconfigure` reaching the keys of
-//! every master.
+//! every master (and failing, the change made, when a master is down).
 
 #![allow(clippy::std_instead_of_core)]
 
@@ -136,7 +136,7 @@ fn a_change_reaches_another_pool(cluster: &RedisCluster, pool: &RedisPool) {
 /// sync and async.
 #[test]
 fn a_change_that_lengthens_states_raises_their_expiry_on_every_node() {
-    let cluster = RedisCluster::start();
+    let mut cluster = RedisCluster::start();
     let names: Vec<String> = (0..30).map(|i| format!("user{i}")).collect();
     let keys: Vec<&str> = names.iter().map(String::as_str).collect();
     for root in ["lengthen", "lengthen-async"] {
@@ -179,4 +179,25 @@ fn a_change_that_lengthens_states_raises_their_expiry_on_every_node() {
         )
     };
     quota::lengthen("lengthen-async", build, &keys, pttl);
+
+    // A master down during the walk: the change is made (it is in the
+    // record, on a live node), and `reconfigure` says the walk failed.
+    let l = RedisLimiter::builder(TokenBucket::new(bucket(10, 10)))
+        .prefix("down")
+        .time_source(client_time())
+        .build(pool.clone())
+        .unwrap();
+    let record = cluster.node_of("down#quota");
+    let victim = (record + 1) % 3;
+    cluster.nodes[victim].kill();
+    let err = l
+        .reconfigure_at(bucket(10, 1), Strategy::KeepConsumed, 1_000 * S)
+        .unwrap_err();
+    assert!(err.is_redis_failure(), "{err}");
+    assert_eq!(l.current_quota(), (1, bucket(10, 1)));
+    let other = RedisLimiter::builder(TokenBucket::new(bucket(10, 10)))
+        .prefix("down")
+        .build(RedisPool::cluster_builder(&cluster.urls()).build().unwrap())
+        .unwrap();
+    assert_eq!(other.refresh_quota().unwrap(), 1);
 }
