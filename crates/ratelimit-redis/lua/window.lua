@@ -13,6 +13,9 @@
 -- ARGV[7]     1 s / g
 -- ARGV[8]     W / g
 -- ARGV[8+i]   the cost for KEYS[i], 0 <= cost <= L
+-- ARGV[9+n]   optional (not with ' refund'), under a changed quota: the
+--             tag spec `<version> <base> <tag>` (see window_untag in
+--             window_lib.lua); without it a tagged state is an error
 --
 -- Reply: 5 * n integers, for each key in order: allowed (0/1), remaining,
 --        retry_after_ns (-1: none), reset_after_ns, repaired (0/1: the
@@ -34,7 +37,9 @@
 -- window (after that both of its counts have slid out).
 --
 -- State text: 'k:count' (fixed), 'k:count:previous' (sliding), decimal:
--- the window index k = floor(now / W) of the last admission and its counts.
+-- the window index k = floor(now / W) of the last admission and its counts;
+-- under a changed quota followed by ':' and the quota's tag ('v<n>',
+-- 'q<L>x<W>').
 --
 -- Exactness: now is split as (seconds, ns) (common.lua). With g dividing
 -- both W and 1 s, N = floor(now / g) = s * (1 s / g) + floor(ns / g) and
@@ -49,6 +54,13 @@ local kind, mode = string.match(ARGV[3], '^(%a+) ?(%a*)$')
 local p = window_setup(kind, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
   tonumber(ARGV[7]), tonumber(ARGV[8]), now_s, now_lo, client)
 
+if mode ~= 'refund' and ARGV[9 + #KEYS] then
+  local n, base, tag = string.match(ARGV[9 + #KEYS], '^(%d+) (%d+) (%w*)$')
+  if not n then
+    error('ratelimit: a window tag spec is `<version> <base> <tag>`')
+  end
+  p.version, p.base, p.tag = tonumber(n), tonumber(base), tag
+end
 if mode == 'refund' then
   return window_refund(p, KEYS[1], tonumber(ARGV[9]), tonumber(ARGV[10]))
 end
@@ -63,6 +75,7 @@ if #KEYS == 1 then
   end
   return answer
 end
+window_check_tags(p, KEYS)
 local reply = {}
 for i = 1, #KEYS do
   local answer = window_decide(p, KEYS[i], tonumber(ARGV[8 + i]), false)

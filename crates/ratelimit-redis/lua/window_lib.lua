@@ -17,11 +17,91 @@ local function window_setup(kind, L, W, g, per_s, Wg, now_s, now_lo, client)
   return p
 end
 
+-- Under a changed quota (docs/redis.md, "Changing quotas"): a call with a
+-- tag spec (window.lua) has p.tag (the tag it stores: '' for the limiter's
+-- first quota, 'v<n>' for its version n, 'q<L>x<W>' for a key's own
+-- quota), p.version (the limiter's version n) and p.base (the oldest
+-- version whose counts still hold: every change since has kept W). A
+-- stored state `<counts>:<tag>` keeps its counts when its tag is p.tag, a
+-- version s with p.base <= s <= n, or an own quota of the same W;
+-- otherwise it is gone (a new W starts every key afresh). A state kept
+-- under another tag is stored again under p.tag (KEEPTTL), one dropped is
+-- deleted, so that a later change of W cannot bring old counts back. A
+-- version above n, or any tag under a call without a spec, is an error:
+-- the caller has not seen that change and must not decide the key with
+-- an older quota (it reads the quota record and calls again).
+-- Returns the untagged text to parse, or nil for a missing state.
+local function window_classify(p, v)
+  local body, tag = string.match(v, '^([%d:]+):(%a%w*)$')
+  if not body then
+    body, tag = v, ''
+  end
+  if p.tag == nil or tag == p.tag then
+    if tag ~= (p.tag or '') then
+      error('ratelimit: the state of this key was converted to another quota (' .. tag ..
+        '); this call runs under the first quota')
+    end
+    return body, true, true
+  end
+  local s = string.match(tag, '^v(%d+)$')
+  if tag == '' then
+    s = '0'
+  end
+  if s then
+    if #s > 15 or tonumber(s) > p.version then
+      error('ratelimit: the state of this key was converted to another quota (' .. tag ..
+        '); this call runs under ' .. (p.tag == '' and 'the first quota' or p.tag))
+    end
+    return body, tonumber(s) >= p.base, false
+  end
+  local w = string.match(tag, '^q%d+x(%d+)$')
+  if not w then
+    -- Not a tag of ours: corrupt, as any other unreadable text.
+    return v, true, true
+  end
+  return body, #w <= 16 and tonumber(w) == p.W, false
+end
+
+-- Raises window_classify's error for any of `keys` before anything is
+-- written (a batch: one key of a newer quota fails the call, and no key
+-- before it is charged).
+local function window_check_tags(p, keys)
+  for i = 1, #keys do
+    local v = redis.pcall('GET', keys[i])
+    if type(v) == 'string' and #v <= 100 then
+      window_classify(p, v)
+    end
+  end
+end
+
+local function window_untag(p, key, v)
+  local body, keep, same = window_classify(p, v)
+  if same then
+    return body
+  end
+  if not keep then
+    redis.call('DEL', key)
+    return nil
+  end
+  if p.tag == '' then
+    redis.call('SET', key, body, 'KEEPTTL')
+  else
+    redis.call('SET', key, body .. ':' .. p.tag, 'KEEPTTL')
+  end
+  return body
+end
+
 -- The state under `key` as (k, cur, prev, corrupt), viewed at now.
 local function window_load(p, key)
   local v = redis.pcall('GET', key)
   if not v then
     return p.k_now, 0, 0, false
+  end
+  if type(v) == 'string' and #v <= 100 then
+    v = window_untag(p, key, v)
+    if not v then
+      return p.k_now, 0, 0, false
+    end
   end
   local sk, sc, sp
   if type(v) == 'string' and #v <= 50 then
@@ -57,6 +137,9 @@ local function window_save(p, key, k, cur, prev, ahead, rel)
     text = string.format('%d:%d:%d', k, cur, prev)
   else
     text = string.format('%d:%d', k, cur)
+  end
+  if p.tag and p.tag ~= '' then
+    text = text .. ':' .. p.tag
   end
   if p.client then
     redis.call('SET', key, text, 'PX', idiv(rel + 999999, 1000000) + tonumber(ARGV[2]))

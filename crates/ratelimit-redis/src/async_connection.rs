@@ -144,6 +144,25 @@ impl AsyncRedisConnection {
         };
         result.map_err(|e| RedisLimitError::from_call(e, self.inner.response_timeout))
     }
+
+    /// Sends one command to the cluster node(s) `routing` names (the
+    /// expiry walk of a change of quota: `crate::walk`). Not a cluster:
+    /// an error.
+    pub(crate) async fn route(
+        &self,
+        cmd: redis::Cmd,
+        routing: redis::cluster_routing::RoutingInfo,
+    ) -> Result<redis::Value, RedisLimitError> {
+        let Link::Cluster(cluster) = &self.inner.link else {
+            return Err(RedisLimitError::InvalidOption(
+                "routing to a node needs a cluster".to_owned(),
+            ));
+        };
+        let mut con = cluster.clone();
+        con.route_command(cmd, routing)
+            .await
+            .map_err(|e| RedisLimitError::from_call(e, self.inner.response_timeout))
+    }
 }
 
 /// How many `MOVED`/`ASK` redirects one call follows (each means the

@@ -102,6 +102,11 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
                 .run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?)
                 .await;
         }
+        if e.window_tagged() {
+            // Under a changed window quota: neither the coalescer nor the
+            // denied-key cache either.
+            return self.window_check(key, cost, e.now(None)).await;
+        }
         if let Some(c) = self.coalescer() {
             return self.check_coalesced(c, key, cost).await;
         }
@@ -132,6 +137,20 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
     /// and says whether to call again (now with tags).
     async fn caught_up<T>(&self, r: &Result<T, RedisLimitError>) -> Result<bool, RedisLimitError> {
         match r {
+            Err(err) if converted_elsewhere(err) && self.engine().is_window() => {
+                let e = self.engine();
+                let (version, _, _) = e.window_current()?;
+                let was_tagged = e.window_tagged();
+                self.refresh_window().await?;
+                if e.window_current()?.0 == version {
+                    if was_tagged {
+                        return Err(e.window_stale(version));
+                    }
+                    // No change to adopt: a key under its own window.
+                    e.window_tag_calls();
+                }
+                Ok(true)
+            }
             Err(err) if converted_elsewhere(err) => {
                 let e = self.engine();
                 let (version, _) = e.current()?;
@@ -154,6 +173,9 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         now: Now,
     ) -> Result<Decision, RedisLimitError> {
         let e = self.engine();
+        if e.is_window() {
+            return self.window_check(key, cost, now).await;
+        }
         let target = e.target(None)?.ok_or_else(|| {
             RedisLimitError::UnexpectedReply("caught up without a quota version".to_owned())
         })?;
@@ -277,7 +299,156 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         requests: &[(K, u64)],
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         let e = self.engine();
-        self.run(e.batch(requests, e.now(None))?).await
+        let now = e.now(None);
+        loop {
+            let r = self.run(e.batch(requests, now)?).await;
+            if !self.window_batch_again(&r).await? {
+                return r;
+            }
+        }
+    }
+
+    /// A window `check` under the window quota this limiter is at, again
+    /// after adopting a newer one it met.
+    async fn window_check<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        now: Now,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        loop {
+            let r = self.run(e.check(key, cost, now)?).await;
+            if !self.caught_up(&r).await? {
+                return r;
+            }
+        }
+    }
+
+    /// After a window batch met a key stored under a quota this limiter
+    /// had not seen: adopts it, and says whether to send the batch again;
+    /// see the blocking limiter's.
+    async fn window_batch_again<T>(
+        &self,
+        r: &Result<T, RedisLimitError>,
+    ) -> Result<bool, RedisLimitError> {
+        let e = self.engine();
+        Ok(e.is_window() && self.caught_up(r).await? && !e.is_cluster())
+    }
+
+    /// Replaces a window limiter's `L` and `W`; see the blocking
+    /// [`reconfigure_window_at`](RedisLimiter::reconfigure_window_at).
+    ///
+    /// # Errors
+    /// As the blocking `reconfigure_window_at`.
+    pub async fn reconfigure_window_at(
+        &self,
+        window: A,
+        at_ns: u64,
+    ) -> Result<(), RedisLimitError> {
+        let e = self.engine();
+        for _ in 0..MAX_APPENDS {
+            let (version, change) = e.window_change(&window, at_ns)?;
+            match self.run(e.quota_record(version, &change.entry())).await? {
+                None => {
+                    if !e.window_push(version, change) {
+                        e.window_adopt(version, &[change.entry()])?;
+                    }
+                    return Ok(());
+                }
+                Some(entries) => e.window_adopt(version, &entries)?,
+            }
+        }
+        Err(RedisLimitError::UnexpectedReply(
+            "the quota record kept changing; the change was not made".to_owned(),
+        ))
+    }
+
+    /// `check_n(key, cost)` under the key's own `window`; see the blocking
+    /// [`check_with_window`](RedisLimiter::check_with_window).
+    ///
+    /// # Errors
+    /// As the blocking `check_with_window`.
+    pub async fn check_with_window<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+    ) -> Result<Decision, RedisLimitError> {
+        let now = self.engine().now(None);
+        self.check_own_window(key, cost, window, now).await
+    }
+
+    /// `check_with_window` at the caller's time `now_ns` (client time).
+    ///
+    /// # Errors
+    /// As the blocking `check_with_window`.
+    pub async fn check_with_window_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError> {
+        let now = self.engine().now(Some(now_ns));
+        self.check_own_window(key, cost, window, now).await
+    }
+
+    async fn check_own_window<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+        now: Now,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        if !e.is_window() {
+            return Err(RedisLimitError::InvalidOption(
+                "check_with_window is for the window algorithms; a bucket's is check_with_quota"
+                    .to_owned(),
+            ));
+        }
+        let redis_key = e.keys.redis_key(key)?;
+        loop {
+            let r = self
+                .run(e.check_window(redis_key.clone(), cost, now, Some(window))?)
+                .await;
+            if !self.caught_up(&r).await? {
+                return r;
+            }
+        }
+    }
+
+    /// [`reconfigure_window_at`](RedisLimiter::reconfigure_window_at) now:
+    /// the server's time (one call to read it), or the caller's clock
+    /// under client time.
+    ///
+    /// # Errors
+    /// As the blocking `reconfigure_window_at`.
+    pub async fn reconfigure_window(&self, window: A) -> Result<(), RedisLimitError> {
+        let e = self.engine();
+        let at_ns = match e.now(None) {
+            Now::Server => self.run(e.server_time()).await?,
+            Now::Client { now_ns, .. } => now_ns,
+        };
+        self.reconfigure_window_at(window, at_ns).await
+    }
+
+    /// Adopts the changes of a window limiter's quota other limiters on
+    /// the prefix made; see the blocking
+    /// [`refresh_window`](RedisLimiter::refresh_window).
+    ///
+    /// # Errors
+    /// As the blocking `refresh_window`.
+    pub async fn refresh_window(&self) -> Result<u64, RedisLimitError> {
+        let e = self.engine();
+        let (version, _, _) = e.window_current()?;
+        let entries = self
+            .run(e.quota_record(version, ""))
+            .await?
+            .unwrap_or_default();
+        e.window_adopt(version, &entries)?;
+        Ok(u64::try_from(e.window_current()?.0).unwrap_or(u64::MAX))
     }
 
     /// `check_batch` at the caller's time `now_ns` (client time).
@@ -287,7 +458,13 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         let e = self.engine();
-        self.run(e.batch(requests, e.now(Some(now_ns)))?).await
+        let now = e.now(Some(now_ns));
+        loop {
+            let r = self.run(e.batch(requests, now)?).await;
+            if !self.window_batch_again(&r).await? {
+                return r;
+            }
+        }
     }
 
     /// Reads `key`'s state without changing it, against the server's clock.
@@ -399,6 +576,10 @@ impl<A: Shaping> RedisLimiter<A, AsyncRedisConnection> {
                         // As the blocking `reconfigure_at`: raise every
                         // key's expiry to what the new quota may need.
                         let least = e.least_expiry_ms(&quota);
+                        if e.is_cluster() {
+                            let pattern = e.walk_pattern();
+                            crate::walk::walk_async(self.conn(), &pattern, least).await?;
+                        }
                         let mut cursor = "0".to_owned();
                         while let Some(op) = e.extend_expiry(&cursor, least) {
                             cursor = self.run(op).await?;

@@ -75,6 +75,9 @@ impl core::fmt::Debug for DeniedCache {
 }
 
 /// What the cache says about a check before it is sent.
+// Short-lived, on the stack of one call, and `Miss` the common answer:
+// boxing it would allocate on every call for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Lookup<'e, A: Algorithm> {
     /// Denied here: nothing to send.
     Hit(Decision),

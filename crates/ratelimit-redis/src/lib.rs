@@ -22,6 +22,7 @@ mod pool;
 mod receipt;
 mod reply;
 mod script;
+mod walk;
 
 #[cfg(feature = "tokio")]
 pub use crate::async_connection::{AsyncRedisConnection, AsyncRedisConnectionBuilder};

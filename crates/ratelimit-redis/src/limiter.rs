@@ -323,6 +323,24 @@ impl<A: Shaping, C: Transport> RedisLimiter<A, C> {
     }
 }
 
+impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
+    /// A window limiter's quota now (the window algorithm with its current
+    /// `L` and `W`) and its version: 0 as built, one more at each change
+    /// (`reconfigure_window`). `None` on a bucket limiter (see
+    /// `current_quota`).
+    pub fn current_window(&self) -> Option<(u64, ratelimit_core::AnyAlgorithm)> {
+        let e = &self.inner.engine;
+        let (version, limit, window_ns) = e.window_current().ok()?;
+        let any = ratelimit_core::AnyAlgorithm::with_window(
+            e.algorithm.kind(),
+            limit,
+            Duration::from_nanos(window_ns),
+        )
+        .ok()?;
+        Some((u64::try_from(version).unwrap_or(u64::MAX), any))
+    }
+}
+
 impl<C: Transport> RedisLimiter<FixedWindow, C> {
     /// A fixed window of at most `limit` units per `window`, with the
     /// default options (prefix `ratelimit`, server time, errors returned,
@@ -471,6 +489,14 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
             let now = e.now(None);
             return self.run(e.check_tagged(e.keys.redis_key(key)?, cost, now, target)?);
         }
+        if e.window_tagged() {
+            // Under a changed window quota: no denied-key cache either.
+            let r = self.run(e.check(key, cost, e.now(None))?);
+            if self.caught_up(&r)? {
+                return self.check_n(key, cost);
+            }
+            return r;
+        }
         if let Some(cache) = self.denied() {
             return match cache.check(e, key, cost)? {
                 Lookup::Hit(d) => Ok(d),
@@ -497,6 +523,20 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
     /// and says whether to call again (now with tags).
     fn caught_up<T>(&self, r: &Result<T, RedisLimitError>) -> Result<bool, RedisLimitError> {
         match r {
+            Err(err) if converted_elsewhere(err) && self.engine().is_window() => {
+                let e = self.engine();
+                let (version, _, _) = e.window_current()?;
+                let was_tagged = e.window_tagged();
+                self.refresh_window()?;
+                if e.window_current()?.0 == version {
+                    if was_tagged {
+                        return Err(e.window_stale(version));
+                    }
+                    // No change to adopt: a key under its own window.
+                    e.window_tag_calls();
+                }
+                Ok(true)
+            }
             Err(err) if converted_elsewhere(err) => {
                 let e = self.engine();
                 let (version, _) = e.current()?;
@@ -506,6 +546,138 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Replaces a window limiter's `L` and `W` (those of `window`) from
+    /// `at_ns` on (the time the scripts' `now` is counted in), for every
+    /// key: a change that keeps `W` keeps every key's counts, under the new
+    /// limit; a new `W` starts every key afresh (docs/semantics.md,
+    /// "Changing a quota while it runs"; windows have no strategies).
+    /// Returns after one call, whatever the number of keys: each key is
+    /// brought to the new quota at its next call, by its tag.
+    ///
+    /// The change is appended to the prefix's quota record
+    /// (`<prefix>#quota`), as a bucket's; another limiter on the prefix
+    /// adopts it when it meets a key stored under it (it never decides
+    /// such a key with its older quota), or at
+    /// [`refresh_window`](Self::refresh_window). No expiry walk: a kept
+    /// state keeps its window, and so its expiry. The batch call, the
+    /// refundable check and `check_all` after a change: see docs/redis.md,
+    /// "Changing quotas".
+    ///
+    /// # Errors
+    /// `InvalidOption` on a bucket limiter (its quota changes with
+    /// `reconfigure`) or for a window the scripts cannot run exactly; a
+    /// Redis failure (the change is then not made).
+    pub fn reconfigure_window_at(&self, window: A, at_ns: u64) -> Result<(), RedisLimitError> {
+        let e = self.engine();
+        for _ in 0..MAX_APPENDS {
+            let (version, change) = e.window_change(&window, at_ns)?;
+            match self.run(e.quota_record(version, &change.entry()))? {
+                None => {
+                    if !e.window_push(version, change) {
+                        // A clone adopted it from the record first.
+                        e.window_adopt(version, &[change.entry()])?;
+                    }
+                    return Ok(());
+                }
+                Some(entries) => e.window_adopt(version, &entries)?,
+            }
+        }
+        Err(RedisLimitError::UnexpectedReply(
+            "the quota record kept changing; the change was not made".to_owned(),
+        ))
+    }
+
+    /// `check_n(key, cost)` of a window limiter under the key's own
+    /// `window` (its `L` and `W`: a plan, an override) instead of the
+    /// limiter's. When the quota a key is decided under changes (its own
+    /// changes, or it gets or loses one) its counts carry over if `W` is
+    /// the same, else it starts afresh, in the same call. A key on its own
+    /// window does not follow [`reconfigure_window`](Self::reconfigure_window).
+    ///
+    /// # Errors
+    /// `InvalidOption` on a bucket limiter (see `check_with_quota`) or for
+    /// a window the scripts cannot run exactly; `InsufficientCapacity`
+    /// when `cost` is above the window's `L` (after a call with cost 0 that
+    /// still moves the key to `window`); a Redis failure as `check_n`.
+    pub fn check_with_window<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+    ) -> Result<Decision, RedisLimitError> {
+        let now = self.engine().now(None);
+        self.check_own_window(key, cost, window, now)
+    }
+
+    /// `check_with_window` at the caller's time `now_ns` (client time).
+    ///
+    /// # Errors
+    /// As `check_with_window`.
+    pub fn check_with_window_at<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+        now_ns: u64,
+    ) -> Result<Decision, RedisLimitError> {
+        let now = self.engine().now(Some(now_ns));
+        self.check_own_window(key, cost, window, now)
+    }
+
+    fn check_own_window<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+        window: &A,
+        now: Now,
+    ) -> Result<Decision, RedisLimitError> {
+        let e = self.engine();
+        if !e.is_window() {
+            return Err(RedisLimitError::InvalidOption(
+                "check_with_window is for the window algorithms; a bucket's is check_with_quota"
+                    .to_owned(),
+            ));
+        }
+        let redis_key = e.keys.redis_key(key)?;
+        loop {
+            let r = self.run(e.check_window(redis_key.clone(), cost, now, Some(window))?);
+            if !self.caught_up(&r)? {
+                return r;
+            }
+        }
+    }
+
+    /// [`reconfigure_window_at`](Self::reconfigure_window_at) now: the
+    /// server's time (one call to read it), or the caller's clock under
+    /// client time.
+    ///
+    /// # Errors
+    /// As `reconfigure_window_at`.
+    pub fn reconfigure_window(&self, window: A) -> Result<(), RedisLimitError> {
+        let e = self.engine();
+        let at_ns = match e.now(None) {
+            Now::Server => self.run(e.server_time())?,
+            Now::Client { now_ns, .. } => now_ns,
+        };
+        self.reconfigure_window_at(window, at_ns)
+    }
+
+    /// Adopts the changes of a window limiter's quota other limiters on
+    /// the prefix made (one call to the quota record): the version it is
+    /// at afterwards.
+    ///
+    /// # Errors
+    /// `InvalidOption` on a bucket limiter (see `refresh_quota`); a Redis
+    /// failure; `Misconfigured` when the record disagrees with a change
+    /// this limiter made.
+    pub fn refresh_window(&self) -> Result<u64, RedisLimitError> {
+        let e = self.engine();
+        let (version, _, _) = e.window_current()?;
+        let entries = self.run(e.quota_record(version, ""))?.unwrap_or_default();
+        e.window_adopt(version, &entries)?;
+        Ok(u64::try_from(e.window_current()?.0).unwrap_or(u64::MAX))
     }
 
     /// `check_n` at the caller's time `now_ns` (client time, whatever the
@@ -622,7 +794,24 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         requests: &[(K, u64)],
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         let e = self.engine();
-        self.run(e.batch(requests, e.now(None))?)
+        let r = self.run(e.batch(requests, e.now(None))?);
+        if self.window_batch_again(&r)? {
+            return self.check_batch(requests);
+        }
+        r
+    }
+
+    /// After a window batch met a key stored under a quota this limiter
+    /// had not seen (the script charged nothing): adopts it, and says
+    /// whether to send the batch again (one Redis: one call, which failed
+    /// whole; on a cluster the other slots' calls were decided, so the
+    /// error is returned).
+    fn window_batch_again<T>(
+        &self,
+        r: &Result<T, RedisLimitError>,
+    ) -> Result<bool, RedisLimitError> {
+        let e = self.engine();
+        Ok(e.is_window() && self.caught_up(r)? && !e.is_cluster())
     }
 
     /// `check_batch` at the caller's time `now_ns` (client time).
@@ -632,7 +821,11 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         let e = self.engine();
-        self.run(e.batch(requests, e.now(Some(now_ns)))?)
+        let r = self.run(e.batch(requests, e.now(Some(now_ns)))?);
+        if self.window_batch_again(&r)? {
+            return self.check_batch_at(requests, now_ns);
+        }
+        r
     }
 
     /// Reads `key`'s state without changing it, against the server's
@@ -723,13 +916,15 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
     /// "Changing quotas".
     ///
     /// A converted state can outlive the expiry it was written with (a
-    /// slower rate under keep-consumed, say), so on a standalone Redis the
-    /// call then walks the prefix's keys once (`SCAN`, 1 000 keys per
-    /// script call) and raises each expiry to the new `τ′` (plus the
+    /// slower rate under keep-consumed, say), so the call then walks the
+    /// prefix's keys once (`SCAN`, 1 000 keys per script call; on a
+    /// cluster, every master in turn, found with `CLUSTER SLOTS`, which
+    /// needs Redis 7) and raises each expiry to the new `τ′` (plus the
     /// client-time margin): O(keys) work in the call, not on any check. A
-    /// `reset` needs no walk. **On a cluster the walk is not made**: a key
-    /// untouched from before such a change until after its old expiry is
-    /// read as fresh there (see docs/redis.md, "Changing quotas").
+    /// `reset` needs no walk. If the walk fails, the change is made (it is
+    /// in the record) and the error is returned: calling
+    /// [`refresh_quota`](Self::refresh_quota) shows it is there (see
+    /// docs/redis.md, "Changing quotas").
     ///
     /// # Errors
     /// `InvalidOption` when the scripts cannot run `quota` exactly (τ of
@@ -754,6 +949,15 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
                         // written with: raise every key's to what the new
                         // quota may need (a reset state is a fresh one).
                         let least = e.least_expiry_ms(&quota);
+                        if e.is_cluster() {
+                            // Every master, each with its own cursor.
+                            let pool = self.conn();
+                            crate::walk::walk(
+                                |cmd, routing| pool.route(cmd, routing),
+                                &e.walk_pattern(),
+                                least,
+                            )?;
+                        }
                         let mut cursor = "0".to_owned();
                         while let Some(op) = e.extend_expiry(&cursor, least) {
                             cursor = self.run(op)?;

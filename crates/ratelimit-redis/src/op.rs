@@ -36,6 +36,8 @@ use crate::receipt::RedisReceipt;
 use crate::reply::{self, KeyState};
 use crate::script::{self, Admitted, Call, Now, Params};
 
+mod windows;
+
 /// A limiter without its connection: settings, breaker, fallback, counters.
 pub(crate) struct Engine<A: Algorithm> {
     /// This limiter's id, in its receipts.
@@ -58,6 +60,8 @@ pub(crate) struct Engine<A: Algorithm> {
     /// Whether calls carry quota tags: set by the first change of quota
     /// or the first call under a key's own quota, never cleared.
     tagged: AtomicBool,
+    /// A window limiter's changes of quota (`op/windows.rs`).
+    windows: windows::WindowQuotas,
 }
 
 /// One change of a bucket limiter's quota.
@@ -90,6 +94,29 @@ impl<A: Algorithm> core::fmt::Debug for Engine<A> {
     }
 }
 
+/// `cost` against a changed window quota's `limit` (`Ok(Some)`: sent with
+/// a cost of 0 all the same, to bring the key to that quota), or against
+/// the engine's (an error at once).
+fn over_limit(
+    limit: Option<u64>,
+    cost: u64,
+    engine: impl FnOnce() -> u64,
+) -> Result<Option<InsufficientCapacity>, InsufficientCapacity> {
+    match limit {
+        Some(capacity) => Ok(capacity_of(capacity, cost).err()),
+        None => capacity_of(engine(), cost).map(|()| None),
+    }
+}
+
+/// `cost` against a limit (capacity) of `capacity`.
+fn capacity_of(capacity: u64, cost: u64) -> Result<(), InsufficientCapacity> {
+    if cost > capacity {
+        Err(InsufficientCapacity { cost, capacity })
+    } else {
+        Ok(())
+    }
+}
+
 pub(crate) fn wall_clock_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -118,6 +145,7 @@ impl<A: Algorithm> Engine<A> {
             cluster,
             changes: RwLock::new(Vec::new()),
             tagged: AtomicBool::new(false),
+            windows: windows::WindowQuotas::default(),
         }
     }
 
@@ -159,12 +187,20 @@ impl<A: Algorithm> Engine<A> {
     }
 
     fn capacity_ok(&self, cost: u64) -> Result<(), InsufficientCapacity> {
-        let capacity = self.limit();
-        if cost > capacity {
-            Err(InsufficientCapacity { cost, capacity })
-        } else {
-            Ok(())
-        }
+        capacity_of(self.limit(), cost)
+    }
+
+    /// The parameters a check is sent with: the algorithm's, or under a
+    /// changed window quota that quota's with its tag spec (the last ARGV)
+    /// and its `L` (the decisions' `limit`).
+    fn check_params(
+        &self,
+        own: Option<&A>,
+    ) -> Result<(Params, Option<(String, u64)>), RedisLimitError> {
+        Ok(match self.window_target(own)? {
+            Some(t) => (t.params, Some((t.spec, t.limit))),
+            None => (self.params, None),
+        })
     }
 
     // ---- the operations ----
@@ -186,15 +222,30 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, Check>, RedisLimitError> {
-        self.capacity_ok(cost)?;
-        self.params.check_now(now)?;
-        let call = script::check_call(&self.params, &redis_key, cost, now);
-        Ok(Op::new(
-            self,
-            vec![call],
-            true,
-            One::new(redis_key, CheckOne { cost }),
-        ))
+        self.check_window(redis_key, cost, now, None)
+    }
+
+    /// `check` of a key in its Redis form under a key's own window `own`
+    /// (a window limiter), or the limiter's quota.
+    pub(crate) fn check_window(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+        own: Option<&A>,
+    ) -> Result<Op<'_, A, Check>, RedisLimitError> {
+        let (params, tagged) = self.check_params(own)?;
+        let limit = tagged.as_ref().map(|t| t.1);
+        let over = over_limit(limit, cost, || self.limit())?;
+        params.check_now(now)?;
+        let sent = if over.is_some() { 0 } else { cost };
+        let mut call = script::check_call(&params, &redis_key, sent, now);
+        if let Some((spec, _)) = &tagged {
+            call.arg(spec.as_str());
+        }
+        let mut one = One::new(redis_key, CheckOne { cost }).limited(limit);
+        one.over = over;
+        Ok(Op::new(self, vec![call], true, one))
     }
 
     /// A refundable `check(key, cost)`: the decision, and a receipt when
@@ -206,15 +257,18 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, CheckReceipt>, RedisLimitError> {
-        self.capacity_ok(cost)?;
-        self.params.check_now(now)?;
-        let call = script::check_receipt_call(&self.params, &redis_key, cost, now);
-        Ok(Op::new(
-            self,
-            vec![call],
-            true,
-            One::new(redis_key, CheckReceiptOne { cost }),
-        ))
+        let (params, tagged) = self.check_params(None)?;
+        let limit = tagged.as_ref().map(|t| t.1);
+        let over = over_limit(limit, cost, || self.limit())?;
+        params.check_now(now)?;
+        let sent = if over.is_some() { 0 } else { cost };
+        let mut call = script::check_receipt_call(&params, &redis_key, sent, now);
+        if let Some((spec, _)) = &tagged {
+            call.arg(spec.as_str());
+        }
+        let mut one = One::new(redis_key, CheckReceiptOne { cost }).limited(limit);
+        one.over = over;
+        Ok(Op::new(self, vec![call], true, one))
     }
 
     /// Gives back the admission `receipt` records; `None` when the receipt
@@ -284,13 +338,24 @@ impl<A: Algorithm> Engine<A> {
         costs: Vec<u64>,
         now: Now,
     ) -> Result<Op<'_, A, Batch>, RedisLimitError> {
-        self.params.check_now(now)?;
+        let (params, tagged) = self.check_params(None)?;
+        let limit = tagged.as_ref().map_or_else(|| self.limit(), |t| t.1);
+        params.check_now(now)?;
         let mut answers = vec![None; keys.len()];
+        let mut over = Vec::new();
         let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, cost) in costs.iter().enumerate() {
-            if let Err(e) = self.capacity_ok(*cost) {
-                answers[i] = Some(Err(e));
-            } else {
+            if let Err(e) = capacity_of(limit, *cost) {
+                if tagged.is_none() {
+                    answers[i] = Some(Err(e));
+                    continue;
+                }
+                // Under a changed window quota the key is still sent,
+                // with a cost of 0, to bring it to that quota.
+                over.resize(keys.len(), None);
+                over[i] = Some(e);
+            }
+            {
                 let group = if self.cluster {
                     keyspace::slot(&keys[i])
                 } else {
@@ -303,8 +368,16 @@ impl<A: Algorithm> Engine<A> {
         let calls = groups
             .iter()
             .map(|g| {
-                let items = g.iter().map(|&i| (keys[i].as_slice(), costs[i]));
-                script::batch_call(&self.params, items, now)
+                let sent = |i: usize| match over.get(i) {
+                    Some(Some(_)) => 0,
+                    _ => costs[i],
+                };
+                let items = g.iter().map(|&i| (keys[i].as_slice(), sent(i)));
+                let mut call = script::batch_call(&params, items, now);
+                if let Some((spec, _)) = &tagged {
+                    call.arg(spec.as_str());
+                }
+                call
             })
             .collect();
         Ok(Op::new(
@@ -316,6 +389,8 @@ impl<A: Algorithm> Engine<A> {
                 costs,
                 groups,
                 answers,
+                limit,
+                over,
             },
         ))
     }
@@ -666,6 +741,13 @@ pub(crate) struct One<S, T> {
     redis_key: Vec<u8>,
     kind: S,
     answer: Option<T>,
+    /// The decision's `limit` when not the engine's (a changed window
+    /// quota).
+    limit: Option<u64>,
+    /// The cost is above a changed window quota's limit: the call is sent
+    /// with a cost of 0, only to bring the key to that quota (it changes
+    /// at this call all the same), and the answer is this error.
+    over: Option<InsufficientCapacity>,
 }
 
 impl<S, T> One<S, T> {
@@ -674,7 +756,15 @@ impl<S, T> One<S, T> {
             redis_key,
             kind,
             answer: None,
+            limit: None,
+            over: None,
         }
+    }
+
+    /// Decided under `limit` (when given) rather than the engine's.
+    fn limited(mut self, limit: Option<u64>) -> Self {
+        self.limit = limit;
+        self
     }
 }
 
@@ -687,7 +777,7 @@ impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
         _: usize,
         result: Result<redis::Value, RedisLimitError>,
     ) -> Result<(), RedisLimitError> {
-        let limit = e.limit();
+        let limit = self.limit.unwrap_or_else(|| e.limit());
         self.answer = Some(match result.and_then(|v| self.kind.decode(e, v, limit)) {
             Ok(a) => {
                 if a.repaired {
@@ -704,6 +794,9 @@ impl<A: Algorithm, S: Single<A, Output = T>, T> Request<A> for One<S, T> {
     }
 
     fn finish(self) -> Result<T, RedisLimitError> {
+        if let Some(e) = self.over {
+            return Err(e.into());
+        }
         self.answer.ok_or_else(unanswered)
     }
 }
@@ -841,6 +934,11 @@ pub(crate) struct Batch {
     costs: Vec<u64>,
     groups: Vec<Vec<usize>>,
     answers: Vec<Option<Result<Decision, InsufficientCapacity>>>,
+    /// The decisions' `limit`.
+    limit: u64,
+    /// Empty, or per key the error of a cost above a changed window
+    /// quota's limit (sent with a cost of 0, answered with this error).
+    over: Vec<Option<InsufficientCapacity>>,
 }
 
 impl<A: Algorithm> Request<A> for Batch {
@@ -855,7 +953,7 @@ impl<A: Algorithm> Request<A> for Batch {
         let Some(indices) = self.groups.get(g) else {
             return Err(unanswered());
         };
-        match result.and_then(|v| reply::batch(v, indices.len(), e.limit())) {
+        match result.and_then(|v| reply::batch(v, indices.len(), self.limit)) {
             Ok(decisions) => {
                 for (&i, a) in indices.iter().zip(decisions) {
                     if a.repaired {
@@ -881,9 +979,14 @@ impl<A: Algorithm> Request<A> for Batch {
     }
 
     fn finish(self) -> Result<Self::Output, RedisLimitError> {
+        let over = self.over;
         self.answers
             .into_iter()
-            .map(|a| a.ok_or_else(unanswered))
+            .enumerate()
+            .map(|(i, a)| match over.get(i) {
+                Some(Some(e)) => Ok(Err(*e)),
+                _ => a.ok_or_else(unanswered),
+            })
             .collect()
     }
 }
@@ -1093,6 +1196,18 @@ impl<A: Algorithm> Engine<A> {
         }))
     }
 
+    /// The server's time in ns (`time.lua`), for a change of quota under
+    /// the server's time.
+    pub(crate) fn server_time(&self) -> Op<'_, A, One<Plain<u64>, u64>> {
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::time(v));
+        Op::new(
+            self,
+            vec![script::time_call()],
+            false,
+            One::new(Vec::new(), decode),
+        )
+    }
+
     /// The Redis key of this prefix's quota record (no state key has it:
     /// state keys are `<prefix>|...`).
     pub(crate) fn record_key(&self) -> Vec<u8> {
@@ -1101,7 +1216,8 @@ impl<A: Algorithm> Engine<A> {
 
     /// One step of the walk that raises the expiry of every state key of
     /// the prefix to at least `least_ms` after a change of quota (standalone
-    /// Redis; `None` on a cluster, where a script cannot walk the keys):
+    /// Redis; `None` on a cluster, whose masters are walked one by one by
+    /// `crate::walk`):
     /// the next cursor, `"0"` when done.
     pub(crate) fn extend_expiry(
         &self,
@@ -1111,6 +1227,24 @@ impl<A: Algorithm> Engine<A> {
         if self.cluster {
             return None;
         }
+        let pattern = self.walk_pattern();
+        let decode = Plain(|v, _: &AnyAlgorithm| reply::cursor(v));
+        Some(Op::new(
+            self,
+            vec![script::extend_call(cursor, &pattern, least_ms, 1000)],
+            false,
+            One::new(Vec::new(), decode),
+        ))
+    }
+
+    /// Whether the limiter sends to a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The `SCAN` pattern of the prefix's state keys (`<prefix>|*`, glob
+    /// characters of the prefix escaped).
+    pub(crate) fn walk_pattern(&self) -> String {
         let mut pattern = String::new();
         for c in self.keys.prefix().chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -1119,13 +1253,7 @@ impl<A: Algorithm> Engine<A> {
             pattern.push(c);
         }
         pattern.push_str("|*");
-        let decode = Plain(|v, _: &AnyAlgorithm| reply::cursor(v));
-        Some(Op::new(
-            self,
-            vec![script::extend_call(cursor, &pattern, least_ms, 1000)],
-            false,
-            One::new(Vec::new(), decode),
-        ))
+        pattern
     }
 
     /// The least expiry, in milliseconds, that keeps every state alive as
@@ -1453,17 +1581,5 @@ impl<A: Shaping> Engine<A> {
         };
         let kind = ReserveOne { cost, max_wait_ns };
         self.versioned(redis_key, kind, target, shape, cost, now)
-    }
-
-    /// The server's time in ns (`time.lua`), for a change of quota under
-    /// the server's time.
-    pub(crate) fn server_time(&self) -> Op<'_, A, One<Plain<u64>, u64>> {
-        let decode = Plain(|v, _: &AnyAlgorithm| reply::time(v));
-        Op::new(
-            self,
-            vec![script::time_call()],
-            false,
-            One::new(Vec::new(), decode),
-        )
     }
 }

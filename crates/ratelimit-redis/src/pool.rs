@@ -334,6 +334,24 @@ impl RedisPool {
         }
     }
 
+    /// Sends one command to the cluster node(s) `routing` names (the
+    /// expiry walk of a change of quota: `crate::walk`). Not a cluster:
+    /// an error.
+    pub(crate) fn route(
+        &self,
+        cmd: &redis::Cmd,
+        routing: redis::cluster_routing::RoutingInfo,
+    ) -> Result<redis::Value, RedisLimitError> {
+        let mut conn = self.get()?;
+        let Some(cluster) = conn.cluster() else {
+            return Err(RedisLimitError::InvalidOption(
+                "routing to a node needs a cluster".to_owned(),
+            ));
+        };
+        let result = cluster.route_command(cmd, routing);
+        result.map_err(|e| self.call_failed(&mut conn, e))
+    }
+
     /// Classifies a call's error and, when the connection was lost, marks
     /// every idle connection stale (a lost connection usually means the
     /// server restarted or failed over).
@@ -708,6 +726,13 @@ impl Link {
             Self::Cluster(c) => &mut **c,
         }
     }
+
+    fn cluster(&mut self) -> Option<&mut ClusterConnection> {
+        match self {
+            Self::Single(_) => None,
+            Self::Cluster(c) => Some(&mut **c),
+        }
+    }
 }
 
 /// A checked-out connection, whatever the pool.
@@ -726,6 +751,16 @@ impl Pooled {
     pub(crate) fn mark_broken(&mut self) {
         if let Self::Own(c) = self {
             c.broken = true;
+        }
+    }
+
+    /// The cluster connection, if this is one (routing to given nodes).
+    fn cluster(&mut self) -> Option<&mut ClusterConnection> {
+        match self {
+            Self::Own(c) => c.link.cluster(),
+            Self::Direct(c) => c.link.cluster(),
+            Self::Client(_) => None,
+            Self::Cluster(c) => Some(&mut ***c),
         }
     }
 

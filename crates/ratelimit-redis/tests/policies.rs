@@ -6,214 +6,17 @@
 
 #![allow(clippy::std_instead_of_core)]
 
+mod quota;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use ratelimit_core::{
-    AnyAlgorithm, Decision, InsufficientCapacity, Quota, Rate, Reservation, Shaping, Strategy,
-    TokenBucket,
-};
-use std::sync::Arc;
-
-use ratelimit_redis::{
-    AsyncRedisConnection, AsyncRedisLimiter, RedisLimitError, RedisLimiter, RedisPool, TimeSource,
-};
-use ratelimit_replay::{Backend, Mismatch, Scenario, assert_every_policy_scenario, run_scenario};
+use ratelimit_core::{Quota, Rate, Strategy, TokenBucket};
+use ratelimit_redis::{AsyncRedisConnection, AsyncRedisLimiter, RedisLimiter, RedisPool};
+use ratelimit_replay::assert_every_policy_scenario;
 use ratelimit_testkit::RedisServer;
 
-fn split<T>(
-    r: Result<T, RedisLimitError>,
-) -> Result<Result<T, InsufficientCapacity>, RedisLimitError> {
-    match r {
-        Ok(v) => Ok(Ok(v)),
-        Err(RedisLimitError::InsufficientCapacity(e)) => Ok(Err(e)),
-        Err(e) => Err(e),
-    }
-}
-
-/// The sync bucket limiter as a replay backend, with reconfiguration and
-/// keys' own quotas.
-struct Sync<A: Shaping>(RedisLimiter<A>);
-
-impl<A: Shaping> Backend for Sync<A> {
-    type Error = RedisLimitError;
-
-    fn check(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-    ) -> Result<Result<Decision, InsufficientCapacity>, RedisLimitError> {
-        split(self.0.check_at(key, cost, now_ns))
-    }
-
-    fn reserve(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-        max_wait_ns: Option<u64>,
-    ) -> Result<Result<Reservation, InsufficientCapacity>, RedisLimitError> {
-        split(self.0.reserve_at(key, cost, max_wait_ns, now_ns))
-    }
-
-    fn check_with_quota(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-        quota: &Quota,
-    ) -> Result<Option<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
-        split(self.0.check_with_quota_at(key, cost, quota, now_ns)).map(Some)
-    }
-
-    fn reserve_with_quota(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-        max_wait_ns: Option<u64>,
-        quota: &Quota,
-    ) -> Result<Option<Result<Reservation, InsufficientCapacity>>, RedisLimitError> {
-        split(
-            self.0
-                .reserve_with_quota_at(key, cost, max_wait_ns, quota, now_ns),
-        )
-        .map(Some)
-    }
-
-    fn reconfigure(
-        &mut self,
-        now_ns: u64,
-        quota: &Quota,
-        strategy: Strategy,
-    ) -> Result<bool, RedisLimitError> {
-        self.0.reconfigure_at(*quota, strategy, now_ns)?;
-        Ok(true)
-    }
-}
-
-/// The async bucket limiter as a replay backend, each call `block_on`.
-struct Async<A: Shaping>(AsyncRedisLimiter<A>, Arc<tokio::runtime::Runtime>);
-
-impl<A: Shaping> Backend for Async<A> {
-    type Error = RedisLimitError;
-
-    fn check(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-    ) -> Result<Result<Decision, InsufficientCapacity>, RedisLimitError> {
-        split(self.1.block_on(self.0.check_at(key, cost, now_ns)))
-    }
-
-    fn reserve(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-        max_wait_ns: Option<u64>,
-    ) -> Result<Result<Reservation, InsufficientCapacity>, RedisLimitError> {
-        split(
-            self.1
-                .block_on(self.0.reserve_at(key, cost, max_wait_ns, now_ns)),
-        )
-    }
-
-    fn check_with_quota(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-        quota: &Quota,
-    ) -> Result<Option<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
-        let f = self.0.check_with_quota_at(key, cost, quota, now_ns);
-        split(self.1.block_on(f)).map(Some)
-    }
-
-    fn reserve_with_quota(
-        &mut self,
-        key: &str,
-        now_ns: u64,
-        cost: u64,
-        max_wait_ns: Option<u64>,
-        quota: &Quota,
-    ) -> Result<Option<Result<Reservation, InsufficientCapacity>>, RedisLimitError> {
-        let f = self
-            .0
-            .reserve_with_quota_at(key, cost, max_wait_ns, quota, now_ns);
-        split(self.1.block_on(f)).map(Some)
-    }
-
-    fn reconfigure(
-        &mut self,
-        now_ns: u64,
-        quota: &Quota,
-        strategy: Strategy,
-    ) -> Result<bool, RedisLimitError> {
-        self.1
-            .block_on(self.0.reconfigure_at(*quota, strategy, now_ns))?;
-        Ok(true)
-    }
-}
-
-/// Replays keep state however long virtual time stands still.
-fn client_time() -> TimeSource {
-    TimeSource::Client {
-        ttl_margin: Duration::from_secs(3600),
-    }
-}
-
-fn run_sync(pool: &RedisPool, file: &str, s: &Scenario) -> Result<(), Box<Mismatch>> {
-    let prefix = format!("policies:{file}:{}", s.id);
-    match s.any_algorithm().expect("scenario algorithm is valid") {
-        AnyAlgorithm::TokenBucket(a) => {
-            let l = RedisLimiter::builder(a)
-                .prefix(prefix)
-                .time_source(client_time())
-                .build(pool.clone())
-                .unwrap();
-            run_scenario(s, &mut Sync(l))
-        }
-        AnyAlgorithm::LeakyBucket(a) => {
-            let l = RedisLimiter::builder(a)
-                .prefix(prefix)
-                .time_source(client_time())
-                .build(pool.clone())
-                .unwrap();
-            run_scenario(s, &mut Sync(l))
-        }
-        other => panic!("the policy files hold buckets only, not {other:?}"),
-    }
-}
-
-fn run_async(
-    conn: &AsyncRedisConnection,
-    rt: &Arc<tokio::runtime::Runtime>,
-    file: &str,
-    s: &Scenario,
-) -> Result<(), Box<Mismatch>> {
-    let prefix = format!("policies-async:{file}:{}", s.id);
-    match s.any_algorithm().expect("scenario algorithm is valid") {
-        AnyAlgorithm::TokenBucket(a) => {
-            let l = RedisLimiter::builder(a)
-                .prefix(prefix)
-                .time_source(client_time())
-                .build(conn.clone())
-                .unwrap();
-            run_scenario(s, &mut Async(l, Arc::clone(rt)))
-        }
-        AnyAlgorithm::LeakyBucket(a) => {
-            let l = RedisLimiter::builder(a)
-                .prefix(prefix)
-                .time_source(client_time())
-                .build(conn.clone())
-                .unwrap();
-            run_scenario(s, &mut Async(l, Arc::clone(rt)))
-        }
-        other => panic!("the policy files hold buckets only, not {other:?}"),
-    }
-}
+use quota::{client_time, run_async, run_sync};
 
 #[test]
 fn every_policy_scenario_matches_exactly_async() {
@@ -429,41 +232,20 @@ fn an_async_limiter_adopts_another_ones_change() {
 }
 
 /// A change that makes states last longer raises their expiry at the
-/// change: a key stored under 10 per second (it expires within a second)
-/// converted to 1 per hour with keep-consumed needs an hour, and must not
-/// vanish (and be read as a fresh, full bucket) when its old expiry comes.
-/// A key of another prefix is not touched.
+/// change (`quota::lengthen`, on one Redis).
 #[test]
 fn a_change_that_lengthens_states_raises_their_expiry() {
     let server = RedisServer::start();
     let pool = RedisPool::open(&server.url()).unwrap();
-    let pttl = |key: &str| -> i64 { server.cli(&["pttl", key]).trim().parse().unwrap() };
-    let l = RedisLimiter::builder(TokenBucket::new(bucket(10, 10)))
-        .prefix("lengthen")
-        .build(pool.clone())
-        .unwrap();
-    let other = RedisLimiter::builder(TokenBucket::new(bucket(10, 10)))
-        .prefix("other")
-        .build(pool)
-        .unwrap();
-    for k in ["a", "b", "c"] {
-        assert!(l.check_n(k, 5).unwrap().allowed);
-    }
-    assert!(other.check_n("a", 5).unwrap().allowed);
-    for key in ["lengthen|a", "lengthen|b", "lengthen|c", "other|a"] {
-        let ttl = pttl(key);
-        assert!((0..=1000).contains(&ttl), "{key}: {ttl}");
-    }
-    let hourly = Quota::new(10, Rate::per_hour(1)).unwrap();
-    l.reconfigure(hourly, Strategy::KeepConsumed).unwrap();
-    // τ′ = 10 hours: every key of the prefix lives at least that long now.
-    for key in ["lengthen|a", "lengthen|b", "lengthen|c"] {
-        let ttl = pttl(key);
-        assert!(ttl > 9 * 3_600_000, "{key}: {ttl}");
-    }
-    assert!(pttl("other|a") <= 1000, "another prefix is left alone");
-    // The converted key: 5 consumed of 10 at one an hour.
-    let d = l.check_n("a", 5).unwrap();
-    assert!(d.allowed && d.remaining == 0, "{d:?}");
-    assert!(!l.check("a").unwrap().allowed);
+    let keys = ["a", "b", "c"];
+    let build = |prefix: &str, bucket, time| {
+        RedisLimiter::builder(bucket)
+            .prefix(prefix)
+            .time_source(time)
+            .build(pool.clone())
+            .unwrap()
+    };
+    quota::lengthen("lengthen", build, &keys, |key| {
+        server.cli(&["pttl", key]).trim().parse().unwrap()
+    });
 }
