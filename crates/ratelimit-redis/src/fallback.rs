@@ -3,14 +3,16 @@
 //! on the limiter's monotonic clock, keyed by the full Redis key (bounded in
 //! bytes: keys are at most `max_key_len` bytes, or hashed). It is built on
 //! the first failure and only consulted while Redis fails; its bound on
-//! keys is the memory backend's default.
+//! keys is the memory backend's default. It follows the limiter's quota:
+//! asked under a quota other than its own (the limiter adopted a change),
+//! it reconfigures itself (keep-consumed) before it answers.
 
 use core::time::Duration;
 use std::sync::{Arc, OnceLock};
 
 use ratelimit_core::{
     Algorithm, AnyAlgorithm, AnyBucket, Clock, Decision, InsufficientCapacity, Reason, Reservation,
-    Shaping,
+    Strategy,
 };
 use ratelimit_memory::KeyedLimiter;
 
@@ -39,30 +41,49 @@ where
         .build()
 }
 
+/// `limiter`, reconfigured to `algorithm` first if it is on another quota
+/// (keep-consumed: what the local keys used stays used). Two callers racing
+/// to the same quota both reconfigure; the second change is to the quota
+/// the keys are already on, which converts nothing.
+fn follow<A>(
+    limiter: &KeyedLimiter<Vec<u8>, A, SharedClock>,
+    algorithm: A,
+) -> &KeyedLimiter<Vec<u8>, A, SharedClock>
+where
+    A: Algorithm + PartialEq,
+    A::State: ratelimit_memory::Word,
+{
+    if limiter.algorithm() != algorithm {
+        limiter.reconfigure(algorithm, Strategy::KeepConsumed);
+    }
+    limiter
+}
+
 impl Fallback {
     fn bucket(
         &self,
         bucket: AnyBucket,
         clock: &SharedClock,
     ) -> &KeyedLimiter<Vec<u8>, AnyBucket, SharedClock> {
-        self.buckets.get_or_init(|| build(bucket, clock))
+        follow(self.buckets.get_or_init(|| build(bucket, clock)), bucket)
     }
 
-    /// The local answer to `check`, marked [`Reason::Fallback`].
-    pub(crate) fn check<A: Algorithm>(
+    /// The local answer to `check` under `algorithm` (the limiter's quota
+    /// now), marked [`Reason::Fallback`].
+    pub(crate) fn check(
         &self,
-        algorithm: &A,
+        algorithm: &AnyAlgorithm,
         clock: &SharedClock,
         redis_key: &[u8],
         cost: u64,
     ) -> Result<Decision, InsufficientCapacity> {
-        let any = algorithm.to_any();
-        let d = match any.as_bucket() {
+        let d = match algorithm.as_bucket() {
             Some(bucket) => self.bucket(bucket, clock).check_n(redis_key, cost),
-            None => self
-                .windows
-                .get_or_init(|| build(any, clock))
-                .check_n(redis_key, cost),
+            None => follow(
+                self.windows.get_or_init(|| build(*algorithm, clock)),
+                *algorithm,
+            )
+            .check_n(redis_key, cost),
         };
         d.map(|d| Decision {
             reason: Reason::Fallback,
@@ -70,18 +91,16 @@ impl Fallback {
         })
     }
 
-    /// The local answer to `reserve`, marked [`Reason::Fallback`].
-    pub(crate) fn reserve<A: Shaping>(
+    /// The local answer to `reserve` under `bucket` (the limiter's quota
+    /// now), marked [`Reason::Fallback`].
+    pub(crate) fn reserve(
         &self,
-        algorithm: &A,
+        bucket: AnyBucket,
         clock: &SharedClock,
         redis_key: &[u8],
         cost: u64,
         max_wait_ns: Option<u64>,
     ) -> Result<Reservation, InsufficientCapacity> {
-        let Some(bucket) = algorithm.to_any().as_bucket() else {
-            unreachable!("only the buckets shape")
-        };
         self.bucket(bucket, clock)
             .reserve(redis_key, cost, max_wait_ns.map(Duration::from_nanos))
             .map(|r| match r {

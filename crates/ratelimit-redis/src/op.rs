@@ -443,7 +443,8 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         reason: Option<Reason>,
     ) -> Result<Decision, InsufficientCapacity> {
-        let limit = self.limit();
+        let algorithm = self.policy_algorithm();
+        let limit = algorithm.limit();
         let mut d = match self.policy {
             FailurePolicy::FailOpen => Decision {
                 allowed: true,
@@ -455,12 +456,12 @@ impl<A: Algorithm> Engine<A> {
             },
             FailurePolicy::Fallback => {
                 self.fallback
-                    .check(&self.algorithm, &self.clock, redis_key, cost)?
+                    .check(&algorithm, &self.clock, redis_key, cost)?
             }
             _ => Decision {
                 allowed: false,
                 remaining: 0,
-                retry_after: Some(self.fail_closed_retry()),
+                retry_after: Some(fail_closed_retry(&algorithm)),
                 reset_after: Duration::ZERO,
                 limit,
                 reason: Reason::FailClosed,
@@ -472,14 +473,29 @@ impl<A: Algorithm> Engine<A> {
         Ok(d)
     }
 
-    /// The failure policy's `retry_after` when it denies (`FailClosed`):
-    /// a bucket's interval, a window's `W / L` rounded up.
-    fn fail_closed_retry(&self) -> Duration {
-        match self.params {
-            Params::Bucket { interval_ns, .. } => Duration::from_nanos(interval_ns),
-            Params::Window {
-                limit, window_ns, ..
-            } => Duration::from_nanos(window_ns.div_ceil(limit)),
+    /// The algorithm the failure policy answers with: the limiter's quota
+    /// now, after every change it has adopted (`reconfigure`,
+    /// `reconfigure_window`), not only the one it was built with. Keys on
+    /// their own quota are answered under the limiter's.
+    fn policy_algorithm(&self) -> AnyAlgorithm {
+        let built = self.algorithm.to_any();
+        if self.is_window() {
+            return match self.window_current() {
+                Ok((version, limit, window_ns)) if version > 0 => {
+                    AnyAlgorithm::with_window(built.kind(), limit, Duration::from_nanos(window_ns))
+                        .unwrap_or(built)
+                }
+                _ => built,
+            };
+        }
+        match (self.current(), built) {
+            (Ok((version, quota)), AnyAlgorithm::TokenBucket(_)) if version > 0 => {
+                AnyAlgorithm::TokenBucket(ratelimit_core::TokenBucket::new(quota))
+            }
+            (Ok((version, quota)), AnyAlgorithm::LeakyBucket(_)) if version > 0 => {
+                AnyAlgorithm::LeakyBucket(ratelimit_core::LeakyBucket::new(quota))
+            }
+            _ => built,
         }
     }
 
@@ -556,7 +572,8 @@ impl<A: Shaping> Engine<A> {
         max_wait_ns: Option<u64>,
         reason: Option<Reason>,
     ) -> Result<Reservation, InsufficientCapacity> {
-        let limit = self.limit();
+        let algorithm = self.policy_algorithm();
+        let limit = algorithm.limit();
         let mut r = match self.policy {
             FailurePolicy::FailOpen => Reservation::Admitted {
                 wait: Duration::ZERO,
@@ -565,11 +582,14 @@ impl<A: Shaping> Engine<A> {
                 reason: Reason::FailOpen,
             },
             FailurePolicy::Fallback => {
+                let Some(bucket) = algorithm.as_bucket() else {
+                    unreachable!("only the buckets shape")
+                };
                 self.fallback
-                    .reserve(&self.algorithm, &self.clock, redis_key, cost, max_wait_ns)?
+                    .reserve(bucket, &self.clock, redis_key, cost, max_wait_ns)?
             }
             _ => Reservation::Rejected {
-                retry_after: Some(self.fail_closed_retry()),
+                retry_after: Some(fail_closed_retry(&algorithm)),
                 reset_after: Duration::ZERO,
                 limit,
                 reason: Reason::FailClosed,
@@ -734,6 +754,19 @@ pub(crate) trait Single<A: Algorithm> {
         redis_key: &[u8],
         err: RedisLimitError,
     ) -> Result<Self::Output, RedisLimitError>;
+}
+
+/// The failure policy's `retry_after` when it denies (`FailClosed`): a
+/// bucket's interval, a window's `W / L` rounded up.
+fn fail_closed_retry(algorithm: &AnyAlgorithm) -> Duration {
+    match (algorithm.quota(), algorithm.window()) {
+        (Some(quota), _) => Duration::from_nanos(quota.interval_ns()),
+        (None, Some(window)) => {
+            let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+            Duration::from_nanos(window_ns.div_ceil(algorithm.limit().max(1)))
+        }
+        (None, None) => Duration::ZERO,
+    }
 }
 
 /// A [`Single`] operation on `redis_key`, with its answer once settled.

@@ -249,3 +249,65 @@ fn a_change_that_lengthens_states_raises_their_expiry() {
         server.cli(&["pttl", key]).trim().parse().unwrap()
     });
 }
+
+/// While Redis is down, the failure policies answer under the quota the
+/// limiter enforces now, not the one it was built with: the fallback's
+/// local limiter follows a change, fail-closed's `limit` and retry are the
+/// new quota's (buckets and windows).
+#[test]
+fn the_failure_policies_answer_under_the_quota_now() {
+    use ratelimit_core::{FixedWindow, Reason};
+    use ratelimit_redis::FailurePolicy;
+
+    let mut server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let build = |prefix: &str, policy| {
+        RedisLimiter::builder(TokenBucket::new(
+            Quota::new(10, Rate::per_hour(10)).unwrap(),
+        ))
+        .prefix(prefix)
+        .failure_policy(policy)
+        .circuit_breaker(None)
+        .build(pool.clone())
+        .unwrap()
+    };
+    let fallback = build("fb", FailurePolicy::Fallback);
+    let closed = build("fc", FailurePolicy::FailClosed);
+    let window = RedisLimiter::builder(FixedWindow::new(10, Duration::from_secs(3600)).unwrap())
+        .prefix("fw")
+        .failure_policy(FailurePolicy::Fallback)
+        .circuit_breaker(None)
+        .build(pool.clone())
+        .unwrap();
+    let tighter = Quota::new(3, Rate::per_hour(1)).unwrap();
+    fallback
+        .reconfigure(tighter, Strategy::KeepConsumed)
+        .unwrap();
+    closed.reconfigure(tighter, Strategy::KeepConsumed).unwrap();
+    window
+        .reconfigure_window(FixedWindow::new(2, Duration::from_secs(3600)).unwrap())
+        .unwrap();
+    server.kill();
+
+    let answers: Vec<_> = (0..4).map(|_| fallback.check("k").unwrap()).collect();
+    assert!(
+        answers
+            .iter()
+            .all(|d| d.reason == Reason::Fallback && d.limit == 3)
+    );
+    assert_eq!(
+        answers.iter().map(|d| d.allowed).collect::<Vec<_>>(),
+        [true, true, true, false],
+        "the local limiter admits the new capacity, not the built one"
+    );
+    let d = closed.check("k").unwrap();
+    assert!(!d.allowed);
+    assert_eq!((d.reason, d.limit), (Reason::FailClosed, 3));
+    assert_eq!(d.retry_after, Some(Duration::from_secs(3600)));
+    let w: Vec<_> = (0..3).map(|_| window.check("k").unwrap()).collect();
+    assert!(
+        w.iter()
+            .all(|d| d.reason == Reason::Fallback && d.limit == 2)
+    );
+    assert_eq!(w.iter().filter(|d| d.allowed).count(), 2);
+}
