@@ -88,74 +88,101 @@ fn server_cpu(server: &RedisServer) -> f64 {
     field("used_cpu_user:") + field("used_cpu_sys:")
 }
 
-/// `INFO commandstats` of one command: (calls, usec_per_call).
-fn command_stats(server: &RedisServer, command: &str) -> (u64, f64) {
+/// `INFO commandstats` of one command: (calls, usec), both cumulative.
+fn command_stats(server: &RedisServer, command: &str) -> (u64, u64) {
     let info = server.cli(&["info", "commandstats"]);
     let prefix = format!("cmdstat_{command}:");
     let Some(line) = info.lines().find_map(|l| l.strip_prefix(prefix.as_str())) else {
-        return (0, 0.0);
+        return (0, 0);
     };
     let mut calls = 0;
-    let mut per = 0.0;
+    let mut usec = 0;
     for kv in line.trim().split(',') {
         match kv.split_once('=') {
             Some(("calls", v)) => calls = v.parse().unwrap_or(0),
-            Some(("usec_per_call", v)) => per = v.parse().unwrap_or(0.0),
+            Some(("usec", v)) => usec = v.parse().unwrap_or(0),
             _ => {}
         }
     }
-    (calls, per)
+    (calls, usec)
 }
 
-/// What one CPU case measured.
+/// What one CPU case measured, summed over its rounds.
+#[derive(Default)]
 struct Cpu {
     checks: u64,
     wall: Duration,
     cpu_ns_per_check: f64,
+    /// Server CPU seconds over every round.
+    cpu_s: f64,
+    /// The command's own time (`INFO commandstats`) and calls, over
+    /// every round.
+    command_usec: u64,
+    command_calls: u64,
     /// `usec_per_call` of the command the case sends.
     command_us: f64,
 }
 
-/// Runs `op(thread, i)` (doing `per_call` checks) on `THREADS` threads for
-/// `duration`, reading the server's CPU before and after.
-fn cpu_case(
-    server: &RedisServer,
-    command: &str,
-    duration: Duration,
+/// One case of the CPU rows: the command it sends (`fcall`, `evalsha`),
+/// the checks per call, and the call `op(thread, i)`.
+struct Case<'a> {
+    command: &'a str,
     per_call: u64,
-    op: &(dyn Fn(usize, u64) + Sync),
-) -> Cpu {
-    // Warm every thread's connection and the script cache.
-    for t in 0..THREADS {
-        op(t, 0);
+    op: &'a (dyn Fn(usize, u64) + Sync),
+}
+
+/// How many interleaved rounds the CPU cases run: the machine's load
+/// drifts (other processes), and interleaving spreads it over every case
+/// alike instead of charging it to whichever case ran during it.
+const CPU_ROUNDS: u32 = 5;
+
+/// Runs each case for `duration` in all, in `CPU_ROUNDS` interleaved
+/// rounds: each round runs each case's `op(thread, i)` on `THREADS`
+/// threads for `duration / CPU_ROUNDS`, reading the server's CPU and the
+/// command's stats before and after.
+fn cpu_cases(server: &RedisServer, duration: Duration, cases: &[Case<'_>]) -> Vec<Cpu> {
+    // Warm every thread's connection and the script cache or library.
+    for case in cases {
+        for t in 0..THREADS {
+            (case.op)(t, 0);
+        }
     }
-    let _ = server.cli(&["config", "resetstat"]);
-    let before = server_cpu(server);
-    let start = Instant::now();
-    let calls: u64 = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                s.spawn(move || {
-                    let mut i = 0;
-                    while start.elapsed() < duration {
-                        op(t, i);
-                        i += 1;
-                    }
-                    i
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
-    });
-    let wall = start.elapsed();
-    let after = server_cpu(server);
-    let checks = calls * per_call;
-    Cpu {
-        checks,
-        wall,
-        cpu_ns_per_check: (after - before) * 1e9 / checks.max(1) as f64,
-        command_us: command_stats(server, command).1,
+    let slice = duration / CPU_ROUNDS;
+    let mut out: Vec<Cpu> = cases.iter().map(|_| Cpu::default()).collect();
+    for _ in 0..CPU_ROUNDS {
+        for (case, sum) in cases.iter().zip(&mut out) {
+            let (calls0, usec0) = command_stats(server, case.command);
+            let before = server_cpu(server);
+            let start = Instant::now();
+            let op = case.op;
+            let calls: u64 = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..THREADS)
+                    .map(|t| {
+                        s.spawn(move || {
+                            let mut i = 0;
+                            while start.elapsed() < slice {
+                                op(t, i);
+                                i += 1;
+                            }
+                            i
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+            });
+            sum.wall += start.elapsed();
+            sum.cpu_s += server_cpu(server) - before;
+            let (calls1, usec1) = command_stats(server, case.command);
+            sum.command_calls += calls1.saturating_sub(calls0);
+            sum.command_usec += usec1.saturating_sub(usec0);
+            sum.checks += calls * case.per_call;
+        }
     }
+    for c in &mut out {
+        c.cpu_ns_per_check = c.cpu_s * 1e9 / c.checks.max(1) as f64;
+        c.command_us = c.command_usec as f64 / c.command_calls.max(1) as f64;
+    }
+    out
 }
 
 fn cpu_row(shape: &str, implementation: &str, per_call: u64, c: &Cpu, note: String) -> Row {
@@ -218,14 +245,13 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
     let (interval_us, tolerance_us) = (1.0_f64, f64::from(1u32 << 20));
 
     let mut out = Vec::new();
-    let single = |limiter: &TokenBucketRedis, command: &str| {
-        cpu_case(&server, command, duration, 1, &|t, i| {
-            let _ = limiter.check(&keys[(t * 50 + i as usize) % 100]);
-        })
+    let fcall_op = |t: usize, i: u64| {
+        let _ = limiter.check(&keys[(t * 50 + i as usize) % 100]);
     };
-    let ours = single(&limiter, "fcall");
-    let ours_eval = single(&eval_limiter, "evalsha");
-    let base = cpu_case(&server, "evalsha", duration, 1, &|t, i| {
+    let eval_op = |t: usize, i: u64| {
+        let _ = eval_limiter.check(&keys[(t * 50 + i as usize) % 100]);
+    };
+    let plain_op = |t: usize, i: u64| {
         let mut con = conns[t]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -235,8 +261,34 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
             .arg(tolerance_us)
             .arg(1)
             .invoke(&mut *con);
-    });
-    for (implementation, command, c) in [(FCALL, "FCALL", &ours), (EVALSHA, "EVALSHA", &ours_eval)] {
+    };
+    let batch: Vec<(&str, u64)> = keys.iter().map(|k| (k.as_str(), 1)).collect();
+    let fcall_batch = |_: usize, _: u64| {
+        let _ = limiter.check_batch(&batch);
+    };
+    let eval_batch = |_: usize, _: u64| {
+        let _ = eval_limiter.check_batch(&batch);
+    };
+    let case = |command, per_call, op| Case {
+        command,
+        per_call,
+        op,
+    };
+    let measured = cpu_cases(
+        &server,
+        duration,
+        &[
+            case("fcall", 1, &fcall_op),
+            case("evalsha", 1, &eval_op),
+            case("evalsha", 1, &plain_op),
+            case("fcall", 100, &fcall_batch),
+            case("evalsha", 100, &eval_batch),
+        ],
+    );
+    let [ours, ours_eval, base, fcall_batched, eval_batched] = measured.as_slice() else {
+        return Err("the CPU cases did not all run".to_owned());
+    };
+    for (implementation, command, c) in [(FCALL, "FCALL", ours), (EVALSHA, "EVALSHA", ours_eval)] {
         out.push(cpu_row(
             "redis/server_cpu",
             implementation,
@@ -254,26 +306,19 @@ pub fn rows(settings: &Settings) -> Result<Vec<Row>, String> {
         "redis/server_cpu",
         PLAIN,
         1,
-        &base,
+        base,
         format!(
             "server CPU {:.2} us/check; EVALSHA {:.2} us/call",
             base.cpu_ns_per_check / 1000.0,
             base.command_us
         ),
     ));
-    let batch: Vec<(&str, u64)> = keys.iter().map(|k| (k.as_str(), 1)).collect();
-    for (implementation, command, limiter) in [
-        (FCALL, "fcall", &limiter),
-        (EVALSHA, "evalsha", &eval_limiter),
-    ] {
-        let c = cpu_case(&server, command, duration, 100, &|_, _| {
-            let _ = limiter.check_batch(&batch);
-        });
+    for (implementation, c) in [(FCALL, fcall_batched), (EVALSHA, eval_batched)] {
         out.push(cpu_row(
             "redis/server_cpu_batch",
             implementation,
             100,
-            &c,
+            c,
             format!(
                 "server CPU {:.3} us/check = {:.0} k checks/s per Redis core; {:.2} x plain single",
                 c.cpu_ns_per_check / 1000.0,
@@ -517,14 +562,12 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
             met: batch.map(|v| v >= 300_000.0),
         });
     }
-    targets.push(
-        Target {
-            name: "hot-key flood: % of Redis calls saved by the denied-key cache".to_owned(),
-            value: saved("ratelimit-redis (denied-key cache)"),
-            bound: "> 90".to_owned(),
-            met: saved("ratelimit-redis (denied-key cache)").map(|v| v > 90.0),
-        },
-    );
+    targets.push(Target {
+        name: "hot-key flood: % of Redis calls saved by the denied-key cache".to_owned(),
+        value: saved("ratelimit-redis (denied-key cache)"),
+        bound: "> 90".to_owned(),
+        met: saved("ratelimit-redis (denied-key cache)").map(|v| v > 90.0),
+    });
     targets
 }
 

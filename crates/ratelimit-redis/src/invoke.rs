@@ -119,9 +119,9 @@ fn function_missing(e: &RedisError) -> bool {
 fn fcall_refused(e: &RedisError) -> bool {
     match e.kind() {
         ErrorKind::Server(ServerErrorKind::NoPerm) => true,
-        ErrorKind::Server(ServerErrorKind::ResponseError) => e
-            .detail()
-            .is_some_and(|d| d.starts_with("unknown command")),
+        ErrorKind::Server(ServerErrorKind::ResponseError) => {
+            e.detail().is_some_and(|d| d.starts_with("unknown command"))
+        }
         _ => false,
     }
 }
@@ -148,7 +148,11 @@ impl Path {
     }
 
     /// Runs `call` on `con` (sync).
-    pub(crate) fn run(&self, con: &mut dyn redis::ConnectionLike, call: &Call) -> RedisResult<Value> {
+    pub(crate) fn run(
+        &self,
+        con: &mut dyn redis::ConnectionLike,
+        call: &Call,
+    ) -> RedisResult<Value> {
         if self.functions() {
             let fcall = call.fcall_cmd();
             match fcall.query::<Value>(con) {
@@ -188,9 +192,7 @@ impl Path {
                 Err(e) => match self.after_fcall(&e) {
                     Next::Fail => return Err(e),
                     Next::Eval => {}
-                    Next::Load => match script::function_load_cmd()
-                        .query_async::<Value>(con)
-                        .await
+                    Next::Load => match script::function_load_cmd().query_async::<Value>(con).await
                     {
                         Ok(_) => return fcall.query_async(con).await,
                         Err(le) if self.fall_back(&le) => {}

@@ -20,7 +20,7 @@ use ratelimit_redis::{
 };
 use ratelimit_replay::{assert_every_scenario, assert_every_window_scenario};
 use ratelimit_testkit::{RedisCluster, RedisServer};
-use support::{AsyncFactory, Factory, runtime, run_one_on};
+use support::{AsyncFactory, Factory, run_one_on, runtime};
 
 fn every_scenario_on<F: Factory>(factory: &F) {
     assert_every_scenario(|file, s| run_one_on(factory, file, s));
@@ -127,7 +127,11 @@ fn the_default_is_functions_where_the_server_runs_them() {
             .unwrap();
     assert!(limiter.check("k").unwrap().allowed);
     assert!(p.uses_functions());
-    assert_eq!(calls(&server, "fcall"), 2, "one answered Function not found");
+    assert_eq!(
+        calls(&server, "fcall"),
+        2,
+        "one answered Function not found"
+    );
     assert_eq!(calls(&server, "function|load"), 1);
     assert_eq!(calls(&server, "evalsha"), 0);
 }
@@ -156,14 +160,16 @@ fn every_scenario_on_a_cluster_on_each_path_sync_and_async() {
 /// A token bucket of 10 per hour under a fixed client time: each admission
 /// leaves exactly one less, whatever happens to the library in between.
 fn bucket<C: ratelimit_redis::Transport>(conn: C, prefix: &str) -> RedisLimiter<TokenBucket, C> {
-    RedisLimiter::builder(TokenBucket::new(Quota::new(10, Rate::per_hour(10)).unwrap()))
-        .prefix(prefix)
-        .time_source(TimeSource::Client {
-            ttl_margin: Duration::from_secs(3600),
-        })
-        .failure_policy(FailurePolicy::ReturnError)
-        .build(conn)
-        .unwrap()
+    RedisLimiter::builder(TokenBucket::new(
+        Quota::new(10, Rate::per_hour(10)).unwrap(),
+    ))
+    .prefix(prefix)
+    .time_source(TimeSource::Client {
+        ttl_margin: Duration::from_secs(3600),
+    })
+    .failure_policy(FailurePolicy::ReturnError)
+    .build(conn)
+    .unwrap()
 }
 
 const T0: u64 = 1_700_000_000_123_456_789;
@@ -194,7 +200,12 @@ fn a_library_flushed_mid_run_is_reloaded_and_nothing_counts_twice() {
         assert_eq!(d.remaining, 9 - i);
     }
     assert!(!limiter.check_at("k", 1, T0).unwrap().allowed);
-    assert!(!f.rt.block_on(alimiter.check_at("k", 1, T0)).unwrap().allowed);
+    assert!(
+        !f.rt
+            .block_on(alimiter.check_at("k", 1, T0))
+            .unwrap()
+            .allowed
+    );
     // Loaded once at the start, once after the flush (the first of the
     // two limiters to find it missing; the other found it back).
     let loads = calls(&server, "function|load");
@@ -243,7 +254,15 @@ fn a_cluster_node_that_lost_the_library_gets_it_back() {
 /// `FUNCTION` command (so `FUNCTION LOAD`), but not `FCALL`.
 fn denied_url(server: &RedisServer) -> String {
     let out = server.cli(&[
-        "acl", "setuser", "nofunc", "on", ">pw", "~*", "&*", "+@all", "-function",
+        "acl",
+        "setuser",
+        "nofunc",
+        "on",
+        ">pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-function",
     ]);
     assert_eq!(out.trim(), "OK");
     server.url().replacen("redis://", "redis://nofunc:pw@", 1)
@@ -279,14 +298,19 @@ fn a_user_denied_functions_falls_back_to_evalsha() {
     // Forced functions: every call fails, with the server's reason.
     let forced = bucket(pool(&url, ServerScripts::Functions), "forced");
     let err = forced.check_at("k", 1, T0).unwrap_err().to_string();
-    assert!(err.contains("NOPERM") || err.contains("permission"), "{err}");
+    assert!(
+        err.contains("NOPERM") || err.contains("permission"),
+        "{err}"
+    );
     let f = async_factory(&url, ServerScripts::Functions);
     let aforced = bucket(f.conn.clone(), "aforced");
-    let err = f
-        .rt
-        .block_on(aforced.check_at("k", 1, T0))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("NOPERM") || err.contains("permission"), "{err}");
+    let err =
+        f.rt.block_on(aforced.check_at("k", 1, T0))
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("NOPERM") || err.contains("permission"),
+        "{err}"
+    );
     assert!(libraries(&server).is_empty());
 }
