@@ -14,7 +14,9 @@
 //! [`ServerScripts::Auto`] uses functions until the server shows it cannot
 //! run them: `FCALL` is an unknown command (Redis before 7) or refused by
 //! an ACL, or `FUNCTION LOAD` fails with an error reply (refused by an
-//! ACL, or any other refusal). From then on, every call of that pool or
+//! ACL, or any other refusal but a passing state of the server: out of
+//! memory, busy, loading, a replica, a cluster reconfiguring, which fail
+//! the call instead). From then on, every call of that pool or
 //! connection uses `EVALSHA`; the call that found out is sent as
 //! `EVALSHA` at once. Each of these retries follows a reply saying that
 //! nothing ran, so no request is ever counted twice.
@@ -90,9 +92,13 @@ impl Path {
 }
 
 /// An error reply from the server itself (not a lost connection, a
-/// timeout or a redirect): the command did not run and will not run if
-/// sent as it is again.
+/// timeout, a redirect, or a passing state of the server: out of memory,
+/// busy with a long script, loading, a replica): the command did not run
+/// and will not run if sent as it is again.
 fn server_refusal(e: &RedisError) -> bool {
+    if matches!(e.code(), Some("OOM" | "BUSY" | "READONLY")) {
+        return false;
+    }
     match e.kind() {
         ErrorKind::Server(
             ServerErrorKind::Moved
@@ -238,6 +244,12 @@ mod tests {
         assert!(fcall_refused(&acl) && server_refusal(&acl));
         let moved = server("MOVED", "3999 127.0.0.1:6381");
         assert!(!server_refusal(&moved));
+        let oom = server("OOM", "command not allowed when used memory > 'maxmemory'.");
+        assert!(!server_refusal(&oom));
+        let busy = server("BUSY", "Redis is busy running a script.");
+        assert!(!server_refusal(&busy));
+        let compile = server("ERR", "Error registering functions");
+        assert!(server_refusal(&compile));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! that the path really was the one asked for; a library lost mid-run
 //! (`FUNCTION FLUSH`, on one server or one cluster node) reloaded with no
 //! request lost or counted twice; a user whom an ACL denies `FUNCTION`
-//! falling back to `EVALSHA` under `Auto`, and failing with a clear error
+//! (or `FCALL`) falling back to `EVALSHA` under `Auto`, and failing with a clear error
 //! when functions are forced.
 
 #![allow(clippy::std_instead_of_core)]
@@ -313,4 +313,27 @@ fn a_user_denied_functions_falls_back_to_evalsha() {
         "{err}"
     );
     assert!(libraries(&server).is_empty());
+}
+
+#[test]
+fn a_user_denied_fcall_falls_back_to_evalsha() {
+    let server = RedisServer::start();
+    let out = server.cli(&[
+        "acl", "setuser", "nofcall", "on", ">pw", "~*", "&*", "+@all", "-fcall",
+    ]);
+    assert_eq!(out.trim(), "OK");
+    let url = server.url().replacen("redis://", "redis://nofcall:pw@", 1);
+    let p = pool(&url, ServerScripts::Auto);
+    let limiter = bucket(p.clone(), "nofcall");
+    for i in 0..10u64 {
+        let d = limiter.check_at("k", 1, T0).unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 9 - i);
+    }
+    assert!(!limiter.check_at("k", 1, T0).unwrap().allowed);
+    assert!(!p.uses_functions());
+    // 11 checks, and the first EVALSHA answered NOSCRIPT (loaded, sent
+    // again); the one refused FCALL never ran.
+    assert_eq!(calls(&server, "evalsha"), 12);
+    assert_eq!(calls(&server, "fcall"), 0);
 }
