@@ -727,6 +727,36 @@ mod tests {
         }
     }
 
+    /// The helpers share one scope in the library (in `EVAL` a script
+    /// starts with only some of them): a name declared twice at their top
+    /// level would shadow the first one for every function after it.
+    #[test]
+    fn the_library_declares_each_helper_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for file in [COMMON, GCRA, WINDOW_LIB] {
+            for line in file.lines() {
+                let Some(rest) = line.strip_prefix("local ") else {
+                    continue;
+                };
+                let rest = rest.strip_prefix("function ").unwrap_or(rest);
+                let names = rest.split(['=', '(']).next().unwrap_or_default();
+                for name in names.split(',') {
+                    let name = name.trim();
+                    assert!(seen.insert(name.to_owned()), "{name} declared twice");
+                }
+            }
+        }
+        assert!(seen.contains("police") && seen.contains("split"));
+        assert!(!seen.contains("KEYS") && !seen.contains("ARGV"));
+        let lib = library();
+        assert!(lib.code.starts_with(&format!("#!lua name={}\n", lib.name)));
+        assert_eq!(lib.name.len(), "ratelimit_".len() + 12);
+        for script in scripts().all() {
+            let register = format!("redis.register_function('{}',", script.function());
+            assert!(lib.code.contains(&register), "{register}");
+        }
+    }
+
     #[test]
     fn max_wait_beyond_exact_range_is_unbounded() {
         assert_eq!(max_wait_arg(None), "");
