@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("p50: PING {ping:?}, check (pool) {pooled:?}");
     for line in stats
         .lines()
-        .filter(|l| l.contains("evalsha") || l.contains("ping"))
+        .filter(|l| l.contains("fcall") || l.contains("evalsha") || l.contains("ping"))
     {
         println!("{line}");
     }

@@ -30,8 +30,9 @@ if TAG ~= '' or ARGV[8] then
     return ask
   end
 end
-local d = police(KEYS[1], tonumber(ARGV[5]), tonumber(ARGV[3]), tonumber(ARGV[4]), now_s, now_lo, client)
+local allowed, remaining, retry, reset, repaired, stored =
+  police(KEYS[1], tonumber(ARGV[5]), tonumber(ARGV[3]), tonumber(ARGV[4]), now_s, now_lo, client)
 if ARGV[6] == '1' then
-  return d
+  return { allowed, remaining, retry, reset, repaired, stored }
 end
-return { d[1], d[2], d[3], d[4], d[5] }
+return { allowed, remaining, retry, reset, repaired }

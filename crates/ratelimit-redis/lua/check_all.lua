@@ -71,7 +71,7 @@ for i = 1, n do
   end
   local d
   if l.kind == 'bucket' then
-    d = police(KEYS[i], cost, l.T, l.tau, now_s, now_lo, client)
+    d = { police(KEYS[i], cost, l.T, l.tau, now_s, now_lo, client) }
   else
     d = window_decide(l.p, KEYS[i], cost, false)
   end

@@ -13,10 +13,12 @@
 local now_s, now_lo, client = clock()
 local T, tau = tonumber(ARGV[3]), tonumber(ARGV[4])
 local reply = {}
+local n = 0
 for i = 1, #KEYS do
-  local d = police(KEYS[i], tonumber(ARGV[4 + i]), T, tau, now_s, now_lo, client)
-  for j = 1, 5 do
-    reply[#reply + 1] = d[j]
-  end
+  -- A running count, not `#reply` (a length search per slot), and the
+  -- decision's values straight into the reply (no table per key).
+  reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] =
+    police(KEYS[i], tonumber(ARGV[4 + i]), T, tau, now_s, now_lo, client)
+  n = n + 5
 end
 return reply

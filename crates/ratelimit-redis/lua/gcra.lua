@@ -63,6 +63,13 @@ end
 -- (0 < rel <= 2^53).
 local function absolute(rel, now_s, now_lo)
   local lo = now_lo + rel
+  if lo < NS then
+    -- Within now's second (the usual case): no carry to divide out.
+    if now_s > MAX_S or (now_s == MAX_S and lo > MAX_LO) then
+      return nil
+    end
+    return now_s, lo
+  end
   local carry = idiv(lo, NS)
   local s = now_s + carry
   lo = lo - carry * NS
@@ -91,7 +98,9 @@ local function store(key, rel, s, lo, client)
   if client then
     redis.call('SET', key, text, 'PX', idiv(rel + 999999, 1000000) + tonumber(ARGV[2]))
   else
-    redis.call('SET', key, text, 'PXAT', s * 1000 + idiv(lo + 999999, 1000000))
+    -- ceil(lo / 10^6) in one division: exact for 0 <= lo < 10^9 (a
+    -- quotient at least 10^-6 above an integer stays above it in doubles).
+    redis.call('SET', key, text, 'PXAT', s * 1000 + math.ceil(lo / 1000000))
   end
   return text
 end
@@ -115,9 +124,10 @@ local function settle(key, admitted, new, s, lo, corrupt, tau, now_s, now_lo, cl
   return ''
 end
 
--- check(key, cost): policing. Returns {allowed, remaining, retry_after,
--- reset_after, repaired, stored}: `stored` is the text of the state this
--- call stored ('' when it stored none), the receipt of a refundable check.
+-- check(key, cost): policing. Returns allowed, remaining, retry_after,
+-- reset_after, repaired, stored (six values, no table: a batch copies them
+-- straight into its reply): `stored` is the text of the state this call
+-- stored ('' when it stored none), the receipt of a refundable check.
 local function police(key, cost, T, tau, now_s, now_lo, client)
   local rel, corrupt = load_rel(key, now_s, now_lo, tau)
   local base = rel
@@ -147,7 +157,7 @@ local function police(key, cost, T, tau, now_s, now_lo, client)
   if corrupt then
     repaired = 1
   end
-  return { allowed, remaining, retry, state, repaired, stored }
+  return allowed, remaining, retry, state, repaired, stored
 end
 
 -- Brings the state under `key` to the caller's quota `TAG` (check.lua and

@@ -18,6 +18,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, ServerErrorKind};
 
 use crate::error::RedisLimitError;
+use crate::invoke::{Path, ServerScripts};
 use crate::pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, resolves};
 use crate::script::Call;
 
@@ -35,6 +36,8 @@ pub struct AsyncRedisConnection {
 struct Inner {
     link: Link,
     response_timeout: Option<Duration>,
+    /// `FCALL` or `EVALSHA` (see `invoke.rs`).
+    path: Path,
 }
 
 /// One Redis, or a Redis Cluster.
@@ -69,6 +72,7 @@ impl AsyncRedisConnection {
             cluster: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
+            scripts: ServerScripts::Auto,
         }
     }
 
@@ -92,6 +96,7 @@ impl AsyncRedisConnection {
             cluster: true,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
+            scripts: ServerScripts::Auto,
         }
     }
 
@@ -101,9 +106,16 @@ impl AsyncRedisConnection {
         matches!(self.inner.link, Link::Cluster(_))
     }
 
-    /// Sends one script call. Nothing is retried but `NOSCRIPT` (the
-    /// script did not run: it is loaded and sent again, by
-    /// `redis::ScriptInvocation`) and, on a cluster, a few `MOVED`/`ASK`
+    /// Whether calls go as `FCALL` (else `EVALSHA`) at this point: the
+    /// builder's [`ServerScripts`], and under `Auto` what the server showed.
+    #[must_use]
+    pub fn uses_functions(&self) -> bool {
+        self.inner.path.uses_functions()
+    }
+
+    /// Sends one script call. Nothing is retried but a missing library or
+    /// script (`Function not found`, `NOSCRIPT`: the call did not run; it
+    /// is loaded and sent again, see `invoke.rs`) and, on a cluster, a few `MOVED`/`ASK`
     /// redirects (the script did not run either; the slot map is read
     /// again meanwhile); a lost connection is remade in the background for the next
     /// call.
@@ -111,13 +123,13 @@ impl AsyncRedisConnection {
         let result = match &self.inner.link {
             Link::Single(manager) => {
                 let mut con = manager.clone();
-                call.invoke_async::<redis::Value>(&mut con).await
+                self.inner.path.run_async(&mut con, call).await
             }
             Link::Cluster(cluster) => {
                 let mut con = cluster.clone();
                 let mut redirects = 0;
                 loop {
-                    match call.invoke_async::<redis::Value>(&mut con).await {
+                    match self.inner.path.run_async(&mut con, call).await {
                         // A redirect makes the connection read the slot
                         // map again, in the background: give it a moment.
                         Err(e) if redirected(&e) && redirects < MAX_REDIRECTS => {
@@ -188,9 +200,18 @@ pub struct AsyncRedisConnectionBuilder {
     cluster: bool,
     connect_timeout: Duration,
     response_timeout: Option<Duration>,
+    scripts: ServerScripts,
 }
 
 impl AsyncRedisConnectionBuilder {
+    /// How the scripts run on the server: Redis 7 functions (`FCALL`) or
+    /// `EVALSHA`. Default [`ServerScripts::Auto`]: functions where the
+    /// server runs them, found out at the first call.
+    pub fn server_scripts(mut self, scripts: ServerScripts) -> Self {
+        self.scripts = scripts;
+        self
+    }
+
     /// How long a call waits for the connection to be made (after a loss)
     /// before failing with `Connect`. Default 500 ms. A lost connection is
     /// remade once per failing call, never in a retry loop, so a call
@@ -264,6 +285,7 @@ impl AsyncRedisConnectionBuilder {
             inner: Arc::new(Inner {
                 link,
                 response_timeout: self.response_timeout,
+                path: Path::new(self.scripts),
             }),
         })
     }

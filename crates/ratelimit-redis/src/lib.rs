@@ -12,6 +12,7 @@ mod config;
 mod denied;
 mod error;
 mod fallback;
+mod invoke;
 mod key;
 mod keyspace;
 mod limiter;
@@ -33,6 +34,7 @@ pub use crate::async_limiter::{
 };
 pub use crate::config::{CircuitBreaker, DEFAULT_CLIENT_TTL_MARGIN, FailurePolicy, TimeSource};
 pub use crate::error::RedisLimitError;
+pub use crate::invoke::ServerScripts;
 pub use crate::key::RedisKey;
 pub use crate::keyspace::DEFAULT_MAX_KEY_LEN;
 pub use crate::limiter::{

@@ -28,6 +28,7 @@ use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
 
 use crate::error::RedisLimitError;
+use crate::invoke::{Path, ServerScripts};
 use crate::script::Call;
 
 /// The default connect timeout: how long a call waits for a connection.
@@ -76,6 +77,8 @@ struct Inner {
     connect_timeout: Duration,
     shared: Arc<Shared>,
     cluster: bool,
+    /// `FCALL` or `EVALSHA` (see `invoke.rs`).
+    path: Path,
 }
 
 /// What the manager and the callers share.
@@ -309,14 +312,21 @@ impl RedisPool {
         }
     }
 
+    /// Whether calls go as `FCALL` (else `EVALSHA`) at this point: the
+    /// builder's [`ServerScripts`], and under `Auto` what the server showed.
+    #[must_use]
+    pub fn uses_functions(&self) -> bool {
+        self.inner.path.uses_functions()
+    }
+
     /// Sends one script call on a pooled connection. A cluster redirect
     /// (`MOVED`/`ASK`: the script did not run) is followed once on a fresh
     /// connection, which reads the new slot map; nothing else is retried
-    /// (`NOSCRIPT` is answered by `redis::ScriptInvocation`, which loads
-    /// the script and sends it again: it had not run).
+    /// but a missing library or script (`Function not found`, `NOSCRIPT`:
+    /// loaded and sent again, see `invoke.rs`: it had not run).
     pub(crate) fn run(&self, call: &Call) -> Result<redis::Value, RedisLimitError> {
         let mut conn = self.get()?;
-        match call.invoke::<redis::Value>(conn.con()) {
+        match self.inner.path.run(conn.con(), call) {
             Ok(value) => Ok(value),
             Err(e)
                 if matches!(
@@ -327,7 +337,9 @@ impl RedisPool {
                 conn.mark_broken();
                 drop(conn);
                 let mut again = self.get()?;
-                call.invoke::<redis::Value>(again.con())
+                self.inner
+                    .path
+                    .run(again.con(), call)
                     .map_err(|e| self.call_failed(&mut again, e))
             }
             Err(e) => Err(self.call_failed(&mut conn, e)),
@@ -378,6 +390,7 @@ impl From<r2d2::Pool<redis::Client>> for RedisPool {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 shared: Arc::default(),
                 cluster: false,
+                path: Path::default(),
             }),
         }
     }
@@ -392,6 +405,7 @@ impl From<r2d2::Pool<ClusterClient>> for RedisPool {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 shared: Arc::default(),
                 cluster: true,
+                path: Path::default(),
             }),
         }
     }
@@ -406,6 +420,7 @@ pub struct RedisPoolBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     max_connections: u32,
+    scripts: ServerScripts,
     #[cfg(feature = "tls")]
     tls: Option<redis::TlsCertificates>,
 }
@@ -417,7 +432,8 @@ impl core::fmt::Debug for RedisPoolBuilder {
             .field("cluster", &self.cluster)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
-            .field("max_connections", &self.max_connections);
+            .field("max_connections", &self.max_connections)
+            .field("scripts", &self.scripts);
         // Certificates and keys stay out of logs.
         #[cfg(feature = "tls")]
         d.field("tls_certificates", &self.tls.is_some());
@@ -433,6 +449,7 @@ impl RedisPoolBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            scripts: ServerScripts::Auto,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -501,6 +518,15 @@ impl RedisPoolBuilder {
     #[must_use]
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// How the scripts run on the server: Redis 7 functions (`FCALL`) or
+    /// `EVALSHA`. Default [`ServerScripts::Auto`]: functions where the
+    /// server runs them, found out at the first call.
+    #[must_use]
+    pub fn server_scripts(mut self, scripts: ServerScripts) -> Self {
+        self.scripts = scripts;
         self
     }
 
@@ -603,6 +629,7 @@ impl RedisPoolBuilder {
                 connect_timeout: self.connect_timeout,
                 shared,
                 cluster: self.cluster,
+                path: Path::new(self.scripts),
             }),
         })
     }

@@ -1,9 +1,10 @@
 //! The Lua scripts of `lua/` (each prefixed with `lua/common.lua`, then
-//! `lua/gcra.lua` for the buckets or `lua/window_lib.lua` for the windows), run
-//! through `redis::Script`: EVALSHA, and a transparent `SCRIPT LOAD` and
-//! retry when the server answers `NOSCRIPT` (restart, failover,
-//! `SCRIPT FLUSH`). `NOSCRIPT` means the script did not run, so that retry
-//! can never count a request twice.
+//! `lua/gcra.lua` for the buckets or `lua/window_lib.lua` for the windows),
+//! and the one Redis 7 function library generated from the same sources
+//! (see [`library`]). A [`Call`] names its script and carries its KEYS and
+//! ARGV; `invoke.rs` sends it as `FCALL` (the library) or `EVALSHA` (the
+//! script), and answers `Function not found` / `NOSCRIPT` by loading and
+//! sending again: both mean nothing ran, so no retry counts a request twice.
 //!
 //! The `*_call` functions build every script call the crate sends: the one
 //! place where an algorithm meets the scripts (which script decides it,
@@ -13,11 +14,132 @@ use core::time::Duration;
 use std::sync::OnceLock;
 
 use ratelimit_core::{Algorithm, AlgorithmKind, AnyAlgorithm, Quota, Shaping};
+use redis::ToRedisArgs;
 
 use crate::error::RedisLimitError;
 
-/// A script call ready to send: the scripts live for the whole process.
-pub(crate) type Call = redis::ScriptInvocation<'static>;
+/// One script of the crate: its text for `EVAL` (`redis::Script`: its
+/// SHA-1 for `EVALSHA`) and the name of the same body in the function
+/// library (`FCALL`).
+pub(crate) struct Script {
+    pub(crate) eval: redis::Script,
+    /// The script's own name (`check` for `check.lua`).
+    name: &'static str,
+    /// Its body, without the helpers: what the library wraps.
+    body: String,
+    /// Its `EVAL` form: the helpers it needs, then its body.
+    code: String,
+    /// `<library>_<name>`: filled once the library's hash is known.
+    function: OnceLock<String>,
+}
+
+/// Which helper files an `EVAL` script starts with.
+#[derive(Clone, Copy)]
+enum Helpers {
+    None,
+    Gcra,
+    Window,
+    Both,
+}
+
+impl Script {
+    fn new(name: &'static str, helpers: Helpers, body: &str) -> Self {
+        let code = match helpers {
+            Helpers::None => body.to_owned(),
+            Helpers::Gcra => format!("{COMMON}\n{GCRA}\n{body}"),
+            Helpers::Window => format!("{COMMON}\n{WINDOW_LIB}\n{body}"),
+            Helpers::Both => format!("{COMMON}\n{GCRA}\n{WINDOW_LIB}\n{body}"),
+        };
+        Self {
+            eval: redis::Script::new(&code),
+            name,
+            body: body.to_owned(),
+            code,
+            function: OnceLock::new(),
+        }
+    }
+
+    /// The function's name in the library.
+    pub(crate) fn function(&self) -> &str {
+        self.function.get_or_init(|| {
+            let lib = library();
+            format!("{}_{}", lib.name, self.name)
+        })
+    }
+
+    /// A call of this script with no KEYS nor ARGV yet.
+    pub(crate) fn prepare_invoke(&'static self) -> Call {
+        Call {
+            script: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// A call of this script with its first key.
+    pub(crate) fn key<T: ToRedisArgs>(&'static self, key: T) -> Call {
+        let mut call = self.prepare_invoke();
+        call.key(key);
+        call
+    }
+}
+
+/// A script call ready to send: which script, its KEYS and its ARGV.
+pub(crate) struct Call {
+    script: &'static Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call {
+    /// Appends an ARGV.
+    pub(crate) fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    /// Appends a key.
+    pub(crate) fn key<T: ToRedisArgs>(&mut self, key: T) -> &mut Self {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    fn command(&self, name: &str, target: &[u8]) -> redis::Cmd {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(target)
+            .arg(self.keys.len())
+            .arg(&*self.keys)
+            .arg(&*self.args);
+        cmd
+    }
+
+    /// `FCALL <function> numkeys KEYS ARGV`.
+    pub(crate) fn fcall_cmd(&self) -> redis::Cmd {
+        self.command("FCALL", self.script.function().as_bytes())
+    }
+
+    /// `EVALSHA <sha1> numkeys KEYS ARGV`.
+    pub(crate) fn evalsha_cmd(&self) -> redis::Cmd {
+        self.command("EVALSHA", self.script.eval.get_hash().as_bytes())
+    }
+
+    /// `SCRIPT LOAD <text>`: after `NOSCRIPT`.
+    pub(crate) fn script_load_cmd(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(&self.script.code);
+        cmd
+    }
+}
+
+impl core::fmt::Debug for Call {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Call")
+            .field("script", &self.script.name)
+            .field("keys", &self.keys.len())
+            .field("args", &self.args.len())
+            .finish()
+    }
+}
 
 /// The largest tolerance `τ = C × T` the scripts accept, exclusive: 2^53 ns
 /// (about 104 days), below which doubles hold every integer exactly.
@@ -25,17 +147,35 @@ pub(crate) const MAX_TOLERANCE_NS: u64 = 1 << 53;
 
 /// Every script of the crate.
 pub(crate) struct Scripts {
-    pub(crate) check: redis::Script,
-    pub(crate) check_batch: redis::Script,
-    pub(crate) reserve: redis::Script,
-    pub(crate) cancel: redis::Script,
-    pub(crate) inspect: redis::Script,
-    pub(crate) window: redis::Script,
-    pub(crate) check_all: redis::Script,
-    pub(crate) time: redis::Script,
-    pub(crate) quota: redis::Script,
+    pub(crate) check: Script,
+    pub(crate) check_batch: Script,
+    pub(crate) reserve: Script,
+    pub(crate) cancel: Script,
+    pub(crate) inspect: Script,
+    pub(crate) window: Script,
+    pub(crate) check_all: Script,
+    pub(crate) time: Script,
+    pub(crate) quota: Script,
     /// `extend.lua`: one step of raising a prefix's expiries.
-    pub(crate) extend: redis::Script,
+    pub(crate) extend: Script,
+}
+
+impl Scripts {
+    /// Every script, in a fixed order (the library's).
+    fn all(&self) -> [&Script; 10] {
+        [
+            &self.check,
+            &self.check_batch,
+            &self.reserve,
+            &self.cancel,
+            &self.inspect,
+            &self.window,
+            &self.check_all,
+            &self.time,
+            &self.quota,
+            &self.extend,
+        ]
+    }
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
@@ -46,24 +186,75 @@ const WINDOW_LIB: &str = include_str!("../lua/window_lib.lua");
 pub(crate) fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
-        let with_common = |body: &str| redis::Script::new(&format!("{COMMON}\n{GCRA}\n{body}"));
-        let windowed = |body: &str| redis::Script::new(&format!("{COMMON}\n{WINDOW_LIB}\n{body}"));
+        use Helpers::{Both, Gcra, None, Window};
         Scripts {
-            check: with_common(include_str!("../lua/check.lua")),
-            check_batch: with_common(include_str!("../lua/check_batch.lua")),
-            reserve: with_common(include_str!("../lua/reserve.lua")),
-            cancel: with_common(include_str!("../lua/cancel.lua")),
-            inspect: redis::Script::new(include_str!("../lua/inspect.lua")),
-            window: windowed(include_str!("../lua/window.lua")),
-            check_all: with_common(&format!(
-                "{WINDOW_LIB}\n{}",
-                include_str!("../lua/check_all.lua")
-            )),
-            time: redis::Script::new(include_str!("../lua/time.lua")),
-            quota: redis::Script::new(include_str!("../lua/quota.lua")),
-            extend: redis::Script::new(include_str!("../lua/extend.lua")),
+            check: Script::new("check", Gcra, include_str!("../lua/check.lua")),
+            check_batch: Script::new("check_batch", Gcra, include_str!("../lua/check_batch.lua")),
+            reserve: Script::new("reserve", Gcra, include_str!("../lua/reserve.lua")),
+            cancel: Script::new("cancel", Gcra, include_str!("../lua/cancel.lua")),
+            inspect: Script::new("inspect", None, include_str!("../lua/inspect.lua")),
+            window: Script::new("window", Window, include_str!("../lua/window.lua")),
+            check_all: Script::new("check_all", Both, include_str!("../lua/check_all.lua")),
+            time: Script::new("time", None, include_str!("../lua/time.lua")),
+            quota: Script::new("quota", None, include_str!("../lua/quota.lua")),
+            extend: Script::new("extend", None, include_str!("../lua/extend.lua")),
         }
     })
+}
+
+/// The Redis 7 function library of every script: its name and the text
+/// `FUNCTION LOAD` sends.
+pub(crate) struct Library {
+    /// `ratelimit_<12 hex digits>`: the SHA-1 of the library's source, so
+    /// that a client of another version (other scripts) loads its own
+    /// library beside this one instead of replacing it.
+    pub(crate) name: String,
+    /// `#!lua name=<name>`, then the helpers once, then each script's body
+    /// as a registered function.
+    pub(crate) code: String,
+}
+
+/// The library, built once per process from the same sources as the
+/// scripts (no second copy of any logic).
+///
+/// The helpers read `KEYS` and `ARGV` as globals in `EVAL`; in the library
+/// they are two locals every function sets on entry (a function runs to
+/// the end before any other starts), declared before the helpers so that
+/// the helpers see them. `TAG` (gcra.lua) is reset on entry too: in `EVAL`
+/// every call starts it afresh, in the library it outlives a call.
+pub(crate) fn library() -> &'static Library {
+    static LIBRARY: OnceLock<Library> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let template = |name: &str| {
+            let mut code = format!(
+                "#!lua name={name}\n\
+                 -- generated by ratelimit-redis (script.rs) from lua/*.lua\n\
+                 local KEYS, ARGV\n{COMMON}\n{GCRA}\n{WINDOW_LIB}\n"
+            );
+            for s in scripts().all() {
+                code.push_str(&format!(
+                    "redis.register_function('{name}_{}', function(keys, args)\n\
+                     KEYS, ARGV, TAG = keys, args, ''\n{}\nend)\n",
+                    s.name, s.body
+                ));
+            }
+            code
+        };
+        let hash = redis::Script::new(&template("ratelimit")).get_hash()[..12].to_owned();
+        let name = format!("ratelimit_{hash}");
+        Library {
+            code: template(&name),
+            name,
+        }
+    })
+}
+
+/// `FUNCTION LOAD REPLACE <library>`: REPLACE only ever replaces a library
+/// of this very name, which holds this very source.
+pub(crate) fn function_load_cmd() -> redis::Cmd {
+    let mut cmd = redis::cmd("FUNCTION");
+    cmd.arg("LOAD").arg("REPLACE").arg(&library().code);
+    cmd
 }
 
 /// Where a call's `now` comes from.
@@ -82,7 +273,7 @@ pub(crate) enum Now {
 }
 
 /// The first two ARGV of every script: now and the TTL margin (ms).
-fn time_args(inv: &mut redis::ScriptInvocation<'_>, now: Now) {
+fn time_args(inv: &mut Call, now: Now) {
     match now {
         Now::Server => {
             inv.arg("").arg(0u64);
@@ -97,7 +288,7 @@ fn time_args(inv: &mut redis::ScriptInvocation<'_>, now: Now) {
 }
 
 /// The common ARGV of every GCRA script: now, TTL margin (ms), T, τ.
-fn common_args(inv: &mut redis::ScriptInvocation<'_>, now: Now, quota: &Quota) {
+fn common_args(inv: &mut Call, now: Now, quota: &Quota) {
     time_args(inv, now);
     inv.arg(quota.interval_ns()).arg(quota.tolerance_ns());
 }
@@ -442,7 +633,7 @@ pub(crate) struct Tagged<'a> {
 
 impl Tagged<'_> {
     /// The tag and the swap, as the last ARGV of check.lua and reserve.lua.
-    fn args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+    fn args(&self, inv: &mut Call) {
         let (expected, converted) = self.swap.unwrap_or(("", ""));
         inv.arg(self.tag).arg(expected).arg(converted);
     }
@@ -515,15 +706,8 @@ mod tests {
     #[test]
     fn scripts_carry_the_common_prelude_and_a_header() {
         let s = scripts();
-        for hash in [
-            s.check.get_hash(),
-            s.check_batch.get_hash(),
-            s.reserve.get_hash(),
-            s.cancel.get_hash(),
-            s.window.get_hash(),
-            s.check_all.get_hash(),
-        ] {
-            assert_eq!(hash.len(), 40);
+        for script in s.all() {
+            assert_eq!(script.eval.get_hash().len(), 40);
         }
         for body in [
             include_str!("../lua/check.lua"),
@@ -540,6 +724,36 @@ mod tests {
             for word in ["KEYS", "ARGV", "Reply", "Time source"] {
                 assert!(body.contains(word), "script header lacks {word}");
             }
+        }
+    }
+
+    /// The helpers share one scope in the library (in `EVAL` a script
+    /// starts with only some of them): a name declared twice at their top
+    /// level would shadow the first one for every function after it.
+    #[test]
+    fn the_library_declares_each_helper_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for file in [COMMON, GCRA, WINDOW_LIB] {
+            for line in file.lines() {
+                let Some(rest) = line.strip_prefix("local ") else {
+                    continue;
+                };
+                let rest = rest.strip_prefix("function ").unwrap_or(rest);
+                let names = rest.split(['=', '(']).next().unwrap_or_default();
+                for name in names.split(',') {
+                    let name = name.trim();
+                    assert!(seen.insert(name.to_owned()), "{name} declared twice");
+                }
+            }
+        }
+        assert!(seen.contains("police") && seen.contains("split"));
+        assert!(!seen.contains("KEYS") && !seen.contains("ARGV"));
+        let lib = library();
+        assert!(lib.code.starts_with(&format!("#!lua name={}\n", lib.name)));
+        assert_eq!(lib.name.len(), "ratelimit_".len() + 12);
+        for script in scripts().all() {
+            let register = format!("redis.register_function('{}',", script.function());
+            assert!(lib.code.contains(&register), "{register}");
         }
     }
 
