@@ -148,7 +148,7 @@ async fn a_second_batch_goes_while_one_is_in_flight_but_never_with_its_keys() {
     let server = RedisServer::start();
     let l = limiter(&server, 2, FailurePolicy::ReturnError).await;
     assert!(l.check("warm").await.unwrap().allowed);
-    let sent = evalsha_calls(&server);
+    let sent = script_calls(&server);
     server.pause();
     let spawn = |key: &'static str| {
         let l = l.clone();
@@ -173,5 +173,5 @@ async fn a_second_batch_goes_while_one_is_in_flight_but_never_with_its_keys() {
     assert!(!x3.allowed);
     assert_eq!((y.allowed, y.remaining), (true, 1));
     // {x1}, {y} while x1 was in flight, then {x2, x3}.
-    assert_eq!(evalsha_calls(&server), sent + 3);
+    assert_eq!(script_calls(&server), sent + 3);
 }
