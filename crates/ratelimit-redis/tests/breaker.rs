@@ -16,7 +16,7 @@ use ratelimit_redis::{
     CircuitBreaker, FailurePolicy, Health, RedisLimitError, RedisLimiter, RedisPool, TokenBucket,
 };
 use ratelimit_testkit::RedisServer;
-use support::{AsyncFactory, Factory};
+use support::{AsyncFactory, Factory, script_calls};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
 const COOL_DOWN: Duration = Duration::from_secs(30);
@@ -27,23 +27,6 @@ fn pool(server: &RedisServer) -> RedisPool {
 
 fn async_factory(server: &RedisServer) -> AsyncFactory {
     support::async_with_timeout(server, TIMEOUT)
-}
-
-/// Script calls that ran (`EVALSHA` or `FCALL`, whichever way the scripts
-/// go; a `FCALL` answered `Function not found` did not run and is counted
-/// by Redis as failed).
-fn script_calls(server: &RedisServer) -> u64 {
-    let stats = server.cli(&["info", "commandstats"]);
-    let field = |line: &str, name: &str| -> u64 {
-        line.split(',')
-            .find_map(|kv| kv.strip_prefix(name))
-            .map_or(0, |n| n.parse().unwrap())
-    };
-    ["cmdstat_evalsha:", "cmdstat_fcall:"]
-        .iter()
-        .filter_map(|head| stats.lines().find_map(|l| l.strip_prefix(head)))
-        .map(|l| field(l, "calls=") - field(l, "failed_calls="))
-        .sum()
 }
 
 fn opens_short_circuits_probes_and_closes<F: Factory>(

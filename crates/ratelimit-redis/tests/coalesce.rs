@@ -7,26 +7,12 @@
 
 #![allow(clippy::std_instead_of_core)]
 
+mod support;
+
 use ratelimit_core::{Quota, Rate, Reason, TokenBucket};
 use ratelimit_redis::{AsyncRedisConnection, AsyncRedisLimiter, FailurePolicy, RedisLimitError};
 use ratelimit_testkit::RedisServer;
-
-/// Script calls that ran (`EVALSHA` or `FCALL`, whichever way the scripts
-/// go; a `FCALL` answered `Function not found` did not run and is counted
-/// by Redis as failed).
-fn script_calls(server: &RedisServer) -> u64 {
-    let stats = server.cli(&["info", "commandstats"]);
-    let field = |line: &str, name: &str| -> u64 {
-        line.split(',')
-            .find_map(|kv| kv.strip_prefix(name))
-            .map_or(0, |n| n.parse().unwrap())
-    };
-    ["cmdstat_evalsha:", "cmdstat_fcall:"]
-        .iter()
-        .filter_map(|head| stats.lines().find_map(|l| l.strip_prefix(head)))
-        .map(|l| field(l, "calls=") - field(l, "failed_calls="))
-        .sum()
-}
+use support::script_calls;
 
 async fn limiter(
     server: &RedisServer,

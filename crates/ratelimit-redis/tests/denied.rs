@@ -15,24 +15,7 @@ use std::time::Duration;
 use ratelimit_core::{ManualClock, Quota, Rate, Reason};
 use ratelimit_redis::{RedisLimitError, RedisLimiter, RedisPool, TokenBucket};
 use ratelimit_testkit::RedisServer;
-use support::{AsyncFactory, Factory};
-
-/// Script calls that ran (`EVALSHA` or `FCALL`, whichever way the scripts
-/// go; a `FCALL` answered `Function not found` did not run and is counted
-/// by Redis as failed).
-fn script_calls(server: &RedisServer) -> u64 {
-    let stats = server.cli(&["info", "commandstats"]);
-    let field = |line: &str, name: &str| -> u64 {
-        line.split(',')
-            .find_map(|kv| kv.strip_prefix(name))
-            .map_or(0, |n| n.parse().unwrap())
-    };
-    ["cmdstat_evalsha:", "cmdstat_fcall:"]
-        .iter()
-        .filter_map(|head| stats.lines().find_map(|l| l.strip_prefix(head)))
-        .map(|l| field(l, "calls=") - field(l, "failed_calls="))
-        .sum()
-}
+use support::{AsyncFactory, Factory, script_calls};
 
 fn denied_locally_until_retry_after<F: Factory>(server: &RedisServer, factory: &F) {
     let clock = Arc::new(ManualClock::new(1_000));

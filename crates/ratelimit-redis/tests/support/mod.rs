@@ -397,3 +397,20 @@ pub fn run_one_on<F: Factory>(factory: &F, file: &str, s: &Scenario) -> Result<(
     };
     run_scenario(s, &mut ReplayAdapter(limiter))
 }
+
+/// Script calls that ran (`EVALSHA` or `FCALL`, whichever way the scripts
+/// go; a `FCALL` answered `Function not found` did not run and is counted
+/// by Redis as failed).
+pub fn script_calls(server: &ratelimit_testkit::RedisServer) -> u64 {
+    let stats = server.cli(&["info", "commandstats"]);
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    ["cmdstat_evalsha:", "cmdstat_fcall:"]
+        .iter()
+        .filter_map(|head| stats.lines().find_map(|l| l.strip_prefix(head)))
+        .map(|l| field(l, "calls=") - field(l, "failed_calls="))
+        .sum()
+}
