@@ -17,8 +17,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use ratelimit_core::{
-    Algorithm, Decision as CoreDecision, FixedWindow, LeakyBucket, Rate, Shaping, SlidingWindow,
-    TokenBucket,
+    Algorithm, Decision as CoreDecision, FixedWindow, LeakyBucket, Quota, Rate, Shaping,
+    SlidingWindow, TokenBucket,
 };
 use ratelimit_redis::{CircuitBreaker, FailurePolicy, RedisLimiter, RedisPool, TimeSource};
 
@@ -26,6 +26,7 @@ use crate::clock::PyClock;
 use crate::connection::{self, Options, Target};
 use crate::convert;
 use crate::errors;
+use crate::memory::Shown;
 use crate::result::{Decision, RateLimitResult, Reservation};
 
 /// What a limiter is rebuilt from after a fork.
@@ -47,6 +48,9 @@ pub(crate) struct Remote<A: Algorithm> {
     /// The fork generation the limiter was made in, and the limiter. Locked
     /// only with the GIL held and never across a wait.
     current: Mutex<(u64, RedisLimiter<A>)>,
+    /// Set once this limiter changed its quota: how a limiter made again
+    /// after a fork reads the prefix's quota record first.
+    refresh: std::sync::OnceLock<fn(&RedisLimiter<A>)>,
 }
 
 impl<A: Algorithm> Config<A> {
@@ -75,6 +79,7 @@ impl<A: Algorithm> Remote<A> {
         Ok(Self {
             current: Mutex::new((connection::generation(), limiter)),
             config,
+            refresh: std::sync::OnceLock::new(),
         })
     }
 
@@ -91,6 +96,13 @@ impl<A: Algorithm> Remote<A> {
         let fresh = self
             .config
             .build(connection::pool(py, &self.config.target)?)?;
+        if let Some(refresh) = self.refresh.get() {
+            // The parent's changes are in the quota record; a Redis that
+            // cannot be read now is read when the child first meets a key
+            // converted to a newer quota (it never decides one with an
+            // older quota).
+            py.detach(|| refresh(&fresh));
+        }
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if current.0 != now {
             // The parent's: its connections are the parent's sockets.
@@ -154,6 +166,85 @@ impl<A: Shaping> Remote<A> {
         .map(|r| Reservation::from(&r))
         .map_err(errors::redis)
     }
+
+    /// Replaces the quota of every key on the prefix, for every process
+    /// sharing it (at the caller's time under a manual clock).
+    fn reconfigure(
+        &self,
+        py: Python<'_>,
+        quota: Quota,
+        strategy: ratelimit_core::Strategy,
+    ) -> PyResult<()> {
+        let limiter = self.limiter(py)?;
+        let now = self.now();
+        py.detach(|| match now {
+            Some(now) => limiter.reconfigure_at(quota, strategy, now),
+            None => limiter.reconfigure(quota, strategy),
+        })
+        .map_err(errors::redis)?;
+        self.refresh.get_or_init(|| {
+            |limiter: &RedisLimiter<A>| {
+                let _ = limiter.refresh_quota();
+            }
+        });
+        Ok(())
+    }
+
+    /// `check` under the key's own quota.
+    fn check_with_quota(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        cost: u64,
+        quota: &Quota,
+    ) -> PyResult<CoreDecision> {
+        let limiter = self.limiter(py)?;
+        let key = convert::key(key)?;
+        let now = self.now();
+        py.detach(|| match now {
+            Some(now) => limiter.check_with_quota_at(&*key, cost, quota, now),
+            None => limiter.check_with_quota(&*key, cost, quota),
+        })
+        .map_err(errors::redis)
+    }
+
+    /// `reserve` under the key's own quota.
+    fn reserve_with_quota(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        cost: u64,
+        max_wait: Option<&Bound<'_, PyAny>>,
+        quota: &Quota,
+    ) -> PyResult<Reservation> {
+        let max_wait_ns = match max_wait {
+            Some(w) if !w.is_none() => convert::seconds_ns("max_wait", w, true)?,
+            _ => None,
+        };
+        let limiter = self.limiter(py)?;
+        let key = convert::key(key)?;
+        let now = self.now();
+        py.detach(|| match now {
+            Some(now) => limiter.reserve_with_quota_at(&*key, cost, max_wait_ns, quota, now),
+            None => limiter.reserve_with_quota(
+                &*key,
+                cost,
+                max_wait_ns.map(Duration::from_nanos),
+                quota,
+            ),
+        })
+        .map(|r| Reservation::from(&r))
+        .map_err(errors::redis)
+    }
+}
+
+/// A bucket quota from Python's `capacity` and rate arguments.
+fn quota(
+    capacity: &Bound<'_, PyAny>,
+    rate_name: &str,
+    rate: &Bound<'_, PyAny>,
+) -> PyResult<(Quota, String, u64, f64)> {
+    bucket(capacity, rate_name, rate, Quota::new)
 }
 
 /// The `failure_policy=` names.
@@ -320,13 +411,10 @@ macro_rules! redis_limiter {
         #[pyclass(module = "rate_limiter", frozen)]
         pub(crate) struct $name {
             inner: Remote<$algorithm>,
-            /// The constructor's quota arguments, for `repr()`.
-            args: String,
-            /// The capacity (buckets) or limit (windows).
-            limit: u64,
-            /// The rate in units per second (buckets) or the window in
-            /// nanoseconds (windows), as given.
-            param: f64,
+            /// The quota's arguments, for `repr()`; the capacity (buckets)
+            /// or limit (windows); the rate in units per second (buckets)
+            /// or the window in nanoseconds (windows), as given.
+            shown: Shown,
         }
 
         #[pymethods]
@@ -372,7 +460,7 @@ macro_rules! redis_limiter {
                     circuit_breaker, hash_keys, max_key_len, connect_timeout,
                     response_timeout, max_connections,
                 )?;
-                Ok(Self { inner: Remote::new(py, config)?, args, limit, param })
+                Ok(Self { inner: Remote::new(py, config)?, shown: Shown::new(args, limit, param) })
             }
 
             /// The original API: `check(key)` as a `RateLimitResult`. Raises
@@ -434,7 +522,7 @@ macro_rules! redis_limiter {
                 Ok(format!(
                     "{}({}, prefix={prefix}, server={server})",
                     stringify!($name),
-                    self.args,
+                    self.shown.args(),
                 ))
             }
 
@@ -493,16 +581,69 @@ redis_limiter! {
             self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
         }
 
+        /// Replaces the quota of every key on this prefix while it runs,
+        /// for every process (Python or Rust) sharing it: each key's state
+        /// is converted by `strategy` (`"keep-consumed"`, the default,
+        /// `"keep-available"`, `"proportional"`, `"reset"`), never giving
+        /// a key a free burst. Other processes adopt the change at the
+        /// first key they meet that was converted to it.
+        #[pyo3(signature = (capacity, refill_rate, *, strategy = None), text_signature = "($self, capacity, refill_rate, *, strategy='keep-consumed')")]
+        fn reconfigure(
+            &self,
+            py: Python<'_>,
+            capacity: &Bound<'_, PyAny>,
+            refill_rate: &Bound<'_, PyAny>,
+            strategy: Option<&str>,
+        ) -> PyResult<()> {
+            let strategy = crate::memory::strategy(strategy)?;
+            let (quota, args, limit, per_second) = quota(capacity, "refill_rate", refill_rate)?;
+            self.inner.reconfigure(py, quota, strategy)?;
+            self.shown.set(args, limit, per_second);
+            Ok(())
+        }
+
+        /// `check` under `key`'s own quota of `capacity` and `refill_rate`
+        /// (converted, keep-consumed, when the key's quota changes).
+        #[pyo3(signature = (key, capacity, refill_rate, cost = None), text_signature = "($self, key, capacity, refill_rate, cost=1)")]
+        fn check_with_quota(
+            &self,
+            py: Python<'_>,
+            key: &Bound<'_, PyAny>,
+            capacity: &Bound<'_, PyAny>,
+            refill_rate: &Bound<'_, PyAny>,
+            cost: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Decision> {
+            let (quota, ..) = quota(capacity, "refill_rate", refill_rate)?;
+            let d = self.inner.check_with_quota(py, key, convert::cost(cost)?, &quota)?;
+            Ok(Decision::from(&d))
+        }
+
+        /// `reserve` under `key`'s own quota (see `check_with_quota`).
+        #[pyo3(signature = (key, capacity, refill_rate, cost = None, max_wait = None), text_signature = "($self, key, capacity, refill_rate, cost=1, max_wait=None)")]
+        fn reserve_with_quota(
+            &self,
+            py: Python<'_>,
+            key: &Bound<'_, PyAny>,
+            capacity: &Bound<'_, PyAny>,
+            refill_rate: &Bound<'_, PyAny>,
+            cost: Option<&Bound<'_, PyAny>>,
+            max_wait: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Reservation> {
+            let (quota, ..) = quota(capacity, "refill_rate", refill_rate)?;
+            self.inner
+                .reserve_with_quota(py, key, convert::cost(cost)?, max_wait, &quota)
+        }
+
         /// The capacity.
         #[getter]
         fn capacity(&self) -> u64 {
-            self.limit
+            self.shown.limit()
         }
 
         /// Units per second.
         #[getter]
         fn refill_rate(&self) -> f64 {
-            self.param
+            self.shown.param()
         }
     }
 }
@@ -525,16 +666,69 @@ redis_limiter! {
             self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
         }
 
+        /// Replaces the quota of every key on this prefix while it runs,
+        /// for every process (Python or Rust) sharing it: each key's state
+        /// is converted by `strategy` (`"keep-consumed"`, the default,
+        /// `"keep-available"`, `"proportional"`, `"reset"`), never giving
+        /// a key a free burst. Other processes adopt the change at the
+        /// first key they meet that was converted to it.
+        #[pyo3(signature = (capacity, leak_rate, *, strategy = None), text_signature = "($self, capacity, leak_rate, *, strategy='keep-consumed')")]
+        fn reconfigure(
+            &self,
+            py: Python<'_>,
+            capacity: &Bound<'_, PyAny>,
+            leak_rate: &Bound<'_, PyAny>,
+            strategy: Option<&str>,
+        ) -> PyResult<()> {
+            let strategy = crate::memory::strategy(strategy)?;
+            let (quota, args, limit, per_second) = quota(capacity, "leak_rate", leak_rate)?;
+            self.inner.reconfigure(py, quota, strategy)?;
+            self.shown.set(args, limit, per_second);
+            Ok(())
+        }
+
+        /// `check` under `key`'s own quota of `capacity` and `leak_rate`
+        /// (converted, keep-consumed, when the key's quota changes).
+        #[pyo3(signature = (key, capacity, leak_rate, cost = None), text_signature = "($self, key, capacity, leak_rate, cost=1)")]
+        fn check_with_quota(
+            &self,
+            py: Python<'_>,
+            key: &Bound<'_, PyAny>,
+            capacity: &Bound<'_, PyAny>,
+            leak_rate: &Bound<'_, PyAny>,
+            cost: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Decision> {
+            let (quota, ..) = quota(capacity, "leak_rate", leak_rate)?;
+            let d = self.inner.check_with_quota(py, key, convert::cost(cost)?, &quota)?;
+            Ok(Decision::from(&d))
+        }
+
+        /// `reserve` under `key`'s own quota (see `check_with_quota`).
+        #[pyo3(signature = (key, capacity, leak_rate, cost = None, max_wait = None), text_signature = "($self, key, capacity, leak_rate, cost=1, max_wait=None)")]
+        fn reserve_with_quota(
+            &self,
+            py: Python<'_>,
+            key: &Bound<'_, PyAny>,
+            capacity: &Bound<'_, PyAny>,
+            leak_rate: &Bound<'_, PyAny>,
+            cost: Option<&Bound<'_, PyAny>>,
+            max_wait: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Reservation> {
+            let (quota, ..) = quota(capacity, "leak_rate", leak_rate)?;
+            self.inner
+                .reserve_with_quota(py, key, convert::cost(cost)?, max_wait, &quota)
+        }
+
         /// The capacity.
         #[getter]
         fn capacity(&self) -> u64 {
-            self.limit
+            self.shown.limit()
         }
 
         /// Units per second.
         #[getter]
         fn leak_rate(&self) -> f64 {
-            self.param
+            self.shown.param()
         }
     }
 }
@@ -552,13 +746,13 @@ redis_limiter! {
         /// The most units admitted per window.
         #[getter]
         fn limit(&self) -> u64 {
-            self.limit
+            self.shown.limit()
         }
 
         /// The window, in seconds.
         #[getter]
         fn window(&self) -> f64 {
-            self.param / 1e9
+            self.shown.param() / 1e9
         }
     }
 }
@@ -575,13 +769,13 @@ redis_limiter! {
         /// The limit per window-long span.
         #[getter]
         fn limit(&self) -> u64 {
-            self.limit
+            self.shown.limit()
         }
 
         /// The window, in seconds.
         #[getter]
         fn window(&self) -> f64 {
-            self.param / 1e9
+            self.shown.param() / 1e9
         }
     }
 }

@@ -5,7 +5,8 @@ the Redis limiters send it (client time).
 
 The scenario files are the repository's copies
 (crates/ratelimit-replay/conformance/). The quota changes (policies-*)
-run through the memory limiters' `reconfigure` and `*_with_quota`."""
+run through the bucket limiters' `reconfigure` and `*_with_quota`, in
+memory and in Redis."""
 
 import gzip
 import json
@@ -91,12 +92,12 @@ def run(scenario, backend, **options):
     return len(scenario["events"])
 
 
-def run_policies(scenario):
+def run_policies(scenario, backend="Memory", **options):
     """A policies scenario: `reconfigure` events change the limiter's quota;
     a check or reserve with its own capacity and rate puts its key on that
     quota from then on (as the replay does)."""
     clock = ManualClock()
-    limiter = build(scenario, "Memory", clock)
+    limiter = build(scenario, backend, clock, **options)
     own = {}
     for index, (event, expected) in enumerate(zip(scenario["events"], scenario["expected"])):
         clock.set_ns(event["t_ns"])
@@ -120,6 +121,13 @@ def test_memory_passes_every_policies_scenario(name):
     scenarios = load(name)
     assert len(scenarios) >= 40
     assert sum(run_policies(s) for s in scenarios) > 500
+
+
+@pytest.mark.parametrize("name", ["policies-ns.jsonl.gz", "policies-us.jsonl.gz"])
+def test_redis_passes_every_policies_scenario(name, redis_client):
+    # Client time: each change and decision at the event's nanosecond.
+    for s in load(name):
+        run_policies(s, "Redis", redis_client=redis_client, prefix=f"pol{name[9:11]}{s['id']}")
 
 
 @pytest.mark.parametrize("name", BUCKET_FILES + WINDOW_FILES)

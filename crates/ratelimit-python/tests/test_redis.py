@@ -277,3 +277,69 @@ def test_a_redis_cluster_client(redis_cluster):
     # Hash tags keep related keys on one node, as in Rust.
     assert limiter.redis_key("{tenant9}:login") == b"c|{tenant9}:login"
     client.close()
+
+
+def test_a_quota_change_reaches_every_limiter_on_the_prefix(redis_client, redis_url):
+    clock = ManualClock(10**18)
+    one = TokenBucketRedis(10, HOURLY, redis_client, prefix="plan", clock=clock)
+    # Another limiter on the prefix, on its own connections (another process).
+    other = TokenBucketRedis(10, HOURLY, url=f"redis://{redis_url.host}:{redis_url.port}/0",
+                             prefix="plan", clock=clock)
+    assert one.check("u", 4).remaining == 6
+    one.reconfigure(20, 2 * HOURLY)  # keep-consumed: 4 used of 20
+    assert (one.capacity, one.refill_rate) == (20, 2 * HOURLY)
+    assert one.remaining("u") == 16
+    # The other meets the converted key: adopts the change, never decides
+    # it with its older quota.
+    d = other.check("u")
+    assert d.allowed and d.remaining == 15 and d.limit == 20
+    assert other.remaining("fresh") == 20
+    with pytest.raises(ValueError, match="strategy"):
+        one.reconfigure(5, HOURLY, strategy="generous")
+
+
+def test_a_key_on_its_own_quota_in_redis(redis_client):
+    clock = ManualClock(10**18)
+    limiter = LeakyBucketRedis(2, 1.0, redis_client, prefix="own", clock=clock)
+    assert limiter.check("alice", 2).allowed and not limiter.check("alice")
+    d = limiter.check_with_quota("alice", 10, 10.0)  # 2 used stay used
+    assert d.allowed and d.remaining == 7 and d.limit == 10
+    r = limiter.reserve_with_quota("carol", 5, 1.0, cost=5)
+    assert r.admitted and r.wait_ns == 0
+    with pytest.raises(InsufficientCapacity):
+        limiter.check_with_quota("alice", 10, 10.0, cost=11)
+
+
+def test_asyncio_quota_changes(redis_url):
+    async def main():
+        client = redis.asyncio.Redis(host=redis_url.host, port=redis_url.port)
+        limiter = AsyncTokenBucketRedis(3, HOURLY, client, prefix="aioq")
+        await limiter.check("k", 3)
+        await limiter.reconfigure(6, HOURLY, strategy="keep-available")
+        left = await limiter.remaining("k")
+        own = await limiter.check_with_quota("j", 2, HOURLY)
+        await client.aclose()
+        return left, own
+
+    left, own = asyncio.run(main())
+    assert left == 0  # 0 left stays 0 left
+    assert own.allowed and own.limit == 2 and own.remaining == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_keeps_the_parents_quota_change(redis_client):
+    limiter = TokenBucketRedis(4, HOURLY, redis_client, prefix="forkq")
+    limiter.reconfigure(2, HOURLY)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's limiter is made again: it reads the record
+        try:
+            n = sum(limiter.allow_request("fresh").allowed for _ in range(4))
+            os.write(write, str(n).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.waitpid(pid, 0)
+    assert child == b"2"

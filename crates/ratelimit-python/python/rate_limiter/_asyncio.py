@@ -56,6 +56,20 @@ class _AsyncBucketRedis(_AsyncRedis):
         """``await``-able ``reserve``: a ``Reservation``."""
         return await _to_thread(self._limiter.reserve, key, cost, max_wait)
 
+    async def reconfigure(self, capacity, rate, *, strategy=None):
+        """``await``-able ``reconfigure``: every key's quota on the prefix."""
+        return await _to_thread(self._limiter.reconfigure, capacity, rate, strategy=strategy)
+
+    async def check_with_quota(self, key, capacity, rate, cost=1):
+        """``await``-able ``check_with_quota``: a ``Decision``."""
+        return await _to_thread(self._limiter.check_with_quota, key, capacity, rate, cost)
+
+    async def reserve_with_quota(self, key, capacity, rate, cost=1, max_wait=None):
+        """``await``-able ``reserve_with_quota``: a ``Reservation``."""
+        return await _to_thread(
+            self._limiter.reserve_with_quota, key, capacity, rate, cost, max_wait
+        )
+
 
 class AsyncTokenBucketRedis(_AsyncBucketRedis):
     """``TokenBucketRedis`` for asyncio code: the same arguments (a

@@ -183,6 +183,18 @@ class _Redis:
 
 class _BucketRedis(_Redis):
     def reserve(self, key: Key, cost: int = 1, max_wait: Optional[Seconds] = None) -> Reservation: ...
+    def reconfigure(
+        self, capacity: int, rate: float, *, strategy: Optional[Strategy] = None
+    ) -> None: ...
+    def check_with_quota(self, key: Key, capacity: int, rate: float, cost: int = 1) -> Decision: ...
+    def reserve_with_quota(
+        self,
+        key: Key,
+        capacity: int,
+        rate: float,
+        cost: int = 1,
+        max_wait: Optional[Seconds] = None,
+    ) -> Reservation: ...
     @property
     def capacity(self) -> int: ...
 
