@@ -175,6 +175,12 @@ impl<const N: usize> MultiDecision<N> {
 /// [`MultiDecision`] for how the answers combine, and the module docs of
 /// the crate (docs/concurrency.md) for what a concurrent caller may see.
 ///
+/// Order matters for speed, not for the answer: every [`Bucket`] but the
+/// last one given is held for the duration of the call (a one-byte lock
+/// that other all-or-nothing checks of that bucket wait for; plain checks
+/// never do), while the last one is charged without it. So put a bucket
+/// that many requests share (a global limit) last.
+///
 /// ```
 /// use ratelimit_memory::{Bucket, FixedWindow, KeyedLimiter, Rate, TokenBucket, check_all};
 ///
@@ -314,9 +320,10 @@ impl Drop for Guard<'_> {
     }
 }
 
-/// 2. The limits charged one by one (each key held first); if one
-/// denies, those already charged are rolled back, and the rest decided
-/// without charging, so that every limit that denies is reported.
+/// Step 2 of [`check_all`]: the limits charged one by one (each key held
+/// first); if one denies, those already charged are rolled back, and the
+/// rest decided without charging, so that every limit that denies is
+/// reported.
 #[inline]
 fn charge_all<const N: usize>(limits: &[&dyn Limit; N]) -> MultiDecision<N> {
     let mut decisions: [Decision; N] = [PLACEHOLDER; N];
