@@ -326,47 +326,30 @@ impl Drop for Guard<'_> {
 /// reported.
 #[inline]
 fn charge_all<const N: usize>(limits: &[&dyn Limit; N]) -> MultiDecision<N> {
-    let mut decisions: [Decision; N] = [PLACEHOLDER; N];
+    // Built in place (the answer is returned through the caller's slot):
+    // each limit writes its decision straight into it.
+    let mut out = MultiDecision {
+        decision: PLACEHOLDER,
+        limits: [PLACEHOLDER; N],
+    };
     let mut charges: [Option<Charge>; N] = [None; N];
     for (i, limit) in limits.iter().enumerate() {
-        if !limit.charge(&mut decisions[i], &mut charges[i]) {
+        if !limit.charge(&mut out.limits[i], &mut charges[i]) {
             for j in (0..i).rev() {
                 if let Some(charge) = charges[j] {
                     limits[j].roll_back(charge);
                 }
-                decisions[j] = limits[j].evaluate().1;
+                out.limits[j] = limits[j].evaluate().1;
             }
-            for j in i + 1..N {
-                decisions[j] = limits[j].evaluate().1;
+            for (decision, limit) in out.limits.iter_mut().zip(limits).skip(i + 1) {
+                *decision = limit.evaluate().1;
             }
-            return combine(decisions);
+            out.decision = combine(&out.limits);
+            return out;
         }
     }
-    allowed(decisions)
-}
-
-/// [`combine`] when every limit allowed.
-#[inline]
-fn allowed<const N: usize>(limits: [Decision; N]) -> MultiDecision<N> {
-    let mut decision = Decision {
-        allowed: true,
-        remaining: u64::MAX,
-        retry_after: None,
-        reset_after: Duration::ZERO,
-        limit: 0,
-        reason: Reason::Quota,
-    };
-    for d in &limits {
-        if d.remaining < decision.remaining {
-            decision.remaining = d.remaining;
-            decision.limit = d.limit;
-        }
-        decision.reset_after = decision.reset_after.max(d.reset_after);
-    }
-    if N == 0 {
-        decision.remaining = 0;
-    }
-    MultiDecision { decision, limits }
+    out.decision = allowed(&out.limits);
+    out
 }
 
 /// A decision to overwrite.
@@ -379,8 +362,32 @@ const PLACEHOLDER: Decision = Decision {
     reason: Reason::Quota,
 };
 
+/// The combined decision when every limit allowed (see [`combine`]).
+#[inline]
+fn allowed(limits: &[Decision]) -> Decision {
+    let mut decision = Decision {
+        allowed: true,
+        remaining: u64::MAX,
+        retry_after: None,
+        reset_after: Duration::ZERO,
+        limit: 0,
+        reason: Reason::Quota,
+    };
+    for d in limits {
+        if d.remaining < decision.remaining {
+            decision.remaining = d.remaining;
+            decision.limit = d.limit;
+        }
+        decision.reset_after = decision.reset_after.max(d.reset_after);
+    }
+    if limits.is_empty() {
+        decision.remaining = 0;
+    }
+    decision
+}
+
 /// The combined decision of the limits' (see [`MultiDecision`]).
-fn combine<const N: usize>(limits: [Decision; N]) -> MultiDecision<N> {
+fn combine(limits: &[Decision]) -> Decision {
     let allowed = limits.iter().all(|d| d.allowed);
     let tightest = limits
         .iter()
@@ -397,20 +404,17 @@ fn combine<const N: usize>(limits: [Decision; N]) -> MultiDecision<N> {
         .map(|d| d.reason)
         .find(|&r| r != Reason::Quota)
         .unwrap_or(Reason::Quota);
-    MultiDecision {
-        decision: Decision {
-            allowed,
-            remaining: tightest.remaining,
-            retry_after,
-            reset_after: limits
-                .iter()
-                .map(|d| d.reset_after)
-                .max()
-                .unwrap_or(Duration::ZERO),
-            limit: tightest.limit,
-            reason,
-        },
-        limits,
+    Decision {
+        allowed,
+        remaining: tightest.remaining,
+        retry_after,
+        reset_after: limits
+            .iter()
+            .map(|d| d.reset_after)
+            .max()
+            .unwrap_or(Duration::ZERO),
+        limit: tightest.limit,
+        reason,
     }
 }
 
