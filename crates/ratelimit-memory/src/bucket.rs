@@ -10,7 +10,7 @@ use ratelimit_core::{
 
 use crate::clock::MonotonicClock;
 use crate::receipt::{Generation, Receipt, next_id};
-use crate::sync::Mutex;
+use crate::sync::Flag;
 use crate::word::{Word, sealed::Word as _};
 
 /// Runs one step of the algorithm on `state` atomically and returns its
@@ -124,8 +124,8 @@ where
 /// ```
 ///
 /// A `Bucket` is 8 bytes of state (16 for a window algorithm) plus the
-/// algorithm, the clock, an id (for receipts) and a small mutex that only
-/// an all-or-nothing check of several limits takes
+/// algorithm, the clock, an id (for receipts) and a one-byte flag that
+/// only an all-or-nothing check of several limits sets
 /// ([`check_all`](crate::check_all)); it is not padded to a cache line, so wrap it in
 /// [`CachePadded`](https://docs.rs/crossbeam-utils/latest/crossbeam_utils/struct.CachePadded.html)
 /// if many hot buckets sit side by side in an array.
@@ -137,9 +137,9 @@ where
     pub(crate) state: <A::State as crate::word::sealed::Word>::Atomic,
     pub(crate) algorithm: A,
     pub(crate) clock: C,
-    /// Taken by an all-or-nothing check of several limits for as long as
-    /// it may roll this bucket back (see `multi.rs`); never by `check`.
-    pub(crate) writer: Mutex<()>,
+    /// Set by an all-or-nothing check of several limits for as long as it
+    /// may roll this bucket back (see `multi.rs`); never by `check`.
+    pub(crate) writer: Flag,
     /// This bucket's id, for its receipts.
     pub(crate) id: u64,
 }
@@ -169,7 +169,7 @@ where
             state: A::State::cell(A::State::default()),
             algorithm,
             clock,
-            writer: Mutex::new(()),
+            writer: Flag::new(),
             id: next_id(),
         }
     }

@@ -3,15 +3,20 @@
 //!
 //! The protocol (docs/concurrency.md, "Several limits, all or nothing"):
 //!
-//! 1. Take the `writer` mutex of every limit involved (a keyed limiter's
-//!    shard, or a [`Bucket`]'s own), in address order, each once. Every
-//!    writer that rewrites a keyed limiter's states takes that mutex first
-//!    (converting to a new quota, moving a key between its tables,
-//!    sweeping while keys lag a change), and so does every other
-//!    all-or-nothing check; a plain `check` never does. So while the
-//!    mutexes are held no key involved is converted or moved, and no other
-//!    rollback can touch its word: only plain admissions (and exact
-//!    refunds) can land on it.
+//! 1. Take the writer of every limit whose charge may be rolled back, in
+//!    address order, each once: a keyed limiter's shard's `writer` mutex,
+//!    or a [`Bucket`]'s one-byte writer flag (a spin lock held for a few
+//!    charges). Every writer that rewrites a keyed limiter's states takes
+//!    the mutex first (converting to a new quota, moving a key between its
+//!    tables, sweeping while keys lag a change), and every all-or-nothing
+//!    check takes the writer of each limit it may roll back; a plain
+//!    `check` takes neither. So while they are held no key involved is
+//!    converted or moved, and no other rollback can touch the word: only
+//!    plain admissions (and exact refunds) can land on it. The last limit
+//!    of a check is never rolled back (if it denies, nothing of it was
+//!    charged; if it allows, the request is), so to every other check its
+//!    charge is one more admission: a bucket in last place takes no flag
+//!    (a key still takes its mutex, for the conversions).
 //! 2. Charge the limits one by one, each with the compare-and-swap of
 //!    every decision, computed from the value it replaces (each key is first held,
 //!    under the limiter's latest quota: inserted in its initial state if
@@ -26,9 +31,10 @@
 //!
 //! What a concurrent caller can observe: while a request that is finally
 //! denied runs, the charges of the limits before the one that denies it.
-//! Another `check_all` on those keys never sees them (it waits for the
-//! mutex); a plain `check` of one of those keys at that moment sees the
-//! units as used, and may be told fewer remain or be denied. No limit is
+//! Another `check_all` that takes the same writers never sees them (it
+//! waits); a plain `check` of one of those keys at that moment, or a
+//! `check_all` that has the bucket in last place, sees the units as used,
+//! and may be told fewer remain or be denied. No limit is
 //! ever admitted beyond its contract, and nothing of a denied request stays
 //! charged (to the nanosecond while time stands still; otherwise at most
 //! the time that passed while the charge was visible, on the strict side).
@@ -42,7 +48,7 @@ use ratelimit_core::{Algorithm, Clock, Decision, Reason};
 use crate::bucket::{Bucket, update};
 use crate::key::KeyBytes;
 use crate::keyed::{Cell, KeyedLimiter, Refusal, ShardLock, Slot};
-use crate::sync::{self, Mutex, MutexGuard};
+use crate::sync::{self, Flag, MutexGuard};
 use crate::word::{Word, sealed::Word as _};
 
 /// One limit of an all-or-nothing [`check_all`]: a key of a
@@ -55,7 +61,18 @@ pub trait Limit: sealed::Part {}
 pub(crate) mod sealed {
     use ratelimit_core::Decision;
 
-    use crate::sync::Mutex;
+    use crate::sync::{Flag, Mutex};
+
+    /// What a limit's charge is taken under (see [`Part::writer`]).
+    #[derive(Debug, Clone, Copy)]
+    pub enum Writer<'a> {
+        /// Nothing: a charge never rolled back.
+        None,
+        /// A bucket's writer flag (a spin lock held for a few charges).
+        Flag(&'a Flag),
+        /// A keyed limiter's shard's writer mutex.
+        Mutex(&'a Mutex<()>),
+    }
 
     /// A charge: the states before and after it, widened to 128 bits.
     #[derive(Debug, Clone, Copy)]
@@ -66,25 +83,29 @@ pub(crate) mod sealed {
 
     /// One limit's side of the protocol of `check_all`.
     pub trait Part {
-        /// The mutex that keeps writers away from this limit's state.
-        fn writer(&self) -> &Mutex<()>;
+        /// What keeps other rollbacks (and, for a key, conversions and
+        /// moves) away from this limit's state while a check may roll it
+        /// back; `last` when this limit is charged last (then never rolled
+        /// back).
+        fn writer(&self, last: bool) -> Writer<'_>;
 
         /// The decision on the current state, without writing: whether it
         /// allows, and the decision to report if nothing is charged.
         fn evaluate(&self) -> (bool, Decision);
 
         /// Charges the limit (holding its key first, under the writer
-        /// mutex the caller holds): the decision, and the charge when it
-        /// allowed at a cost above zero. `Err` with the decision when it
-        /// denies (or refuses the key).
-        fn charge(&self) -> Result<(Decision, Option<Charge>), Decision>;
+        /// mutex the caller holds): whether it allowed; the decision goes
+        /// to `decision`, and the charge, when it allowed at a cost above
+        /// zero, to `charge` (out-parameters: no large value is returned
+        /// through the dynamic call).
+        fn charge(&self, decision: &mut Decision, charge: &mut Option<Charge>) -> bool;
 
         /// Rolls a charge back.
         fn roll_back(&self, charge: Charge);
     }
 }
 
-use sealed::{Charge, Part};
+use sealed::{Charge, Part, Writer};
 
 /// A key of a [`KeyedLimiter`] as one limit of [`check_all`]; from
 /// [`KeyedLimiter::limit`].
@@ -154,6 +175,12 @@ impl<const N: usize> MultiDecision<N> {
 /// [`MultiDecision`] for how the answers combine, and the module docs of
 /// the crate (docs/concurrency.md) for what a concurrent caller may see.
 ///
+/// Order matters for speed, not for the answer: every [`Bucket`] but the
+/// last one given is held for the duration of the call (a one-byte lock
+/// that other all-or-nothing checks of that bucket wait for; plain checks
+/// never do), while the last one is charged without it. So put a bucket
+/// that many requests share (a global limit) last.
+///
 /// ```
 /// use ratelimit_memory::{Bucket, FixedWindow, KeyedLimiter, Rate, TokenBucket, check_all};
 ///
@@ -176,67 +203,197 @@ impl<const N: usize> MultiDecision<N> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn check_all<const N: usize>(limits: [&dyn Limit; N]) -> MultiDecision<N> {
-    // 1. The writer mutexes, in address order, each once.
-    let writers: [&Mutex<()>; N] = core::array::from_fn(|i| limits[i].writer());
-    let mut order: [&Mutex<()>; N] = writers;
-    order.sort_unstable_by_key(|&m| core::ptr::from_ref(m) as usize);
-    let mut guards: [Option<MutexGuard<'_>>; N] = core::array::from_fn(|_| None);
-    for (slot, &writer) in order.iter().enumerate() {
-        if slot == 0 || !core::ptr::eq(order[slot - 1], writer) {
-            guards[slot] = Some(sync::lock(writer));
+    // 1. The writers of every limit whose charge may be rolled back, in
+    // address order, each once: every limit but the last. The last limit's
+    // charge is never rolled back (if it denies, nothing of it is charged;
+    // if it allows, the request is), so to the others it is one more plain
+    // admission, which needs no exclusion, unless it is a key (a key's
+    // writer mutex also keeps conversions and moves away, see `charge`).
+    let writers: [Writer<'_>; N] = core::array::from_fn(|i| limits[i].writer(i + 1 == N));
+    let mut flags: [Option<&Flag>; N] = [None; N];
+    for (flag, writer) in flags.iter_mut().zip(&writers) {
+        match *writer {
+            Writer::None => {}
+            Writer::Flag(f) => *flag = Some(f),
+            Writer::Mutex(_) => return locked(&limits, writers),
         }
     }
-    // 2. Charged one by one (each key held first); if one denies, those
-    // already charged are rolled back, and the rest decided without
-    // charging, so that every limit that denies is reported.
-    let mut decisions: [Decision; N] = core::array::from_fn(|_| placeholder());
+    // Buckets only: their flags.
+    let held = Flags::lock(flags);
+    let decided = charge_all(&limits);
+    drop(held);
+    decided
+}
+
+/// The writer flags of the buckets of a check, set.
+struct Flags<'a, const N: usize>([Option<&'a Flag>; N]);
+
+impl<'a, const N: usize> Flags<'a, N> {
+    /// Sets `flags` in address order, each once.
+    #[inline]
+    fn lock(mut flags: [Option<&'a Flag>; N]) -> Self {
+        let address = |f: &Option<&Flag>| f.map_or(0, |f| core::ptr::from_ref(f) as usize);
+        if N > 2 {
+            flags.sort_unstable_by_key(address);
+        }
+        for i in 0..N {
+            if let Some(flag) = flags[i] {
+                if flags[..i].iter().any(|f| address(f) == address(&flags[i])) {
+                    // Taken already: cleared once, on drop.
+                    flags[i] = None;
+                } else {
+                    flag.lock();
+                }
+            }
+        }
+        Self(flags)
+    }
+}
+
+impl<const N: usize> Drop for Flags<'_, N> {
+    #[inline]
+    fn drop(&mut self) {
+        for flag in self.0.iter().flatten() {
+            // Our charges and rollbacks of the bucket happen before the next
+            // holder's.
+            flag.unlock();
+        }
+    }
+}
+
+/// [`check_all`] with `order`'s writers held (some of them mutexes).
+#[inline(never)]
+fn locked<const N: usize>(
+    limits: &[&dyn Limit; N],
+    mut order: [Writer<'_>; N],
+) -> MultiDecision<N> {
+    order.sort_unstable_by_key(Writer::address);
+    let mut guards: [Option<Guard<'_>>; N] = core::array::from_fn(|_| None);
+    for slot in 0..N {
+        let repeat = slot > 0 && order[slot - 1].address() == order[slot].address();
+        if !repeat {
+            guards[slot] = order[slot].lock();
+        }
+    }
+    let decided = charge_all(limits);
+    drop(guards);
+    decided
+}
+
+impl<'a> Writer<'a> {
+    /// The address the writers are ordered by (0 for none).
+    fn address(&self) -> usize {
+        match *self {
+            Writer::None => 0,
+            Writer::Flag(flag) => core::ptr::from_ref(flag) as usize,
+            Writer::Mutex(mutex) => core::ptr::from_ref(mutex) as usize,
+        }
+    }
+
+    /// Takes the writer, if any.
+    fn lock(&self) -> Option<Guard<'a>> {
+        match *self {
+            Writer::None => None,
+            Writer::Flag(flag) => {
+                flag.lock();
+                Some(Guard::Flag(flag))
+            }
+            Writer::Mutex(mutex) => Some(Guard::Mutex(sync::lock(mutex))),
+        }
+    }
+}
+
+/// A writer held.
+enum Guard<'a> {
+    /// A bucket's flag, set: cleared on drop.
+    Flag(&'a Flag),
+    /// A shard's writer mutex.
+    #[allow(dead_code)] // held for its drop
+    Mutex(MutexGuard<'a>),
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Guard::Flag(flag) = self {
+            flag.unlock();
+        }
+    }
+}
+
+/// Step 2 of [`check_all`]: the limits charged one by one (each key held
+/// first); if one denies, those already charged are rolled back, and the
+/// rest decided without charging, so that every limit that denies is
+/// reported.
+#[inline]
+fn charge_all<const N: usize>(limits: &[&dyn Limit; N]) -> MultiDecision<N> {
+    // Built in place (the answer is returned through the caller's slot):
+    // each limit writes its decision straight into it.
+    let mut out = MultiDecision {
+        decision: PLACEHOLDER,
+        limits: [PLACEHOLDER; N],
+    };
     let mut charges: [Option<Charge>; N] = [None; N];
     for (i, limit) in limits.iter().enumerate() {
-        match limit.charge() {
-            Ok((decision, charge)) => {
-                decisions[i] = decision;
-                charges[i] = charge;
-            }
-            Err(denied) => {
-                decisions[i] = denied;
-                for j in (0..i).rev() {
-                    if let Some(charge) = charges[j] {
-                        limits[j].roll_back(charge);
-                    }
-                    decisions[j] = limits[j].evaluate().1;
+        if !limit.charge(&mut out.limits[i], &mut charges[i]) {
+            for j in (0..i).rev() {
+                if let Some(charge) = charges[j] {
+                    limits[j].roll_back(charge);
                 }
-                for j in i + 1..N {
-                    decisions[j] = limits[j].evaluate().1;
-                }
-                drop(guards);
-                return combine(decisions);
+                out.limits[j] = limits[j].evaluate().1;
             }
+            for (decision, limit) in out.limits.iter_mut().zip(limits).skip(i + 1) {
+                *decision = limit.evaluate().1;
+            }
+            out.decision = combine(&out.limits);
+            return out;
         }
     }
-    drop(guards);
-    combine(decisions)
+    out.decision = allowed(&out.limits);
+    out
 }
 
 /// A decision to overwrite.
-fn placeholder() -> Decision {
-    Decision {
-        allowed: false,
-        remaining: 0,
+const PLACEHOLDER: Decision = Decision {
+    allowed: false,
+    remaining: 0,
+    retry_after: None,
+    reset_after: Duration::ZERO,
+    limit: 0,
+    reason: Reason::Quota,
+};
+
+/// The combined decision when every limit allowed (see [`combine`]).
+#[inline]
+fn allowed(limits: &[Decision]) -> Decision {
+    let mut decision = Decision {
+        allowed: true,
+        remaining: u64::MAX,
         retry_after: None,
         reset_after: Duration::ZERO,
         limit: 0,
         reason: Reason::Quota,
+    };
+    for d in limits {
+        if d.remaining < decision.remaining {
+            decision.remaining = d.remaining;
+            decision.limit = d.limit;
+        }
+        decision.reset_after = decision.reset_after.max(d.reset_after);
     }
+    if limits.is_empty() {
+        decision.remaining = 0;
+    }
+    decision
 }
 
 /// The combined decision of the limits' (see [`MultiDecision`]).
-fn combine<const N: usize>(limits: [Decision; N]) -> MultiDecision<N> {
+fn combine(limits: &[Decision]) -> Decision {
     let allowed = limits.iter().all(|d| d.allowed);
     let tightest = limits
         .iter()
         .min_by_key(|d| d.remaining)
         .copied()
-        .unwrap_or_else(placeholder);
+        .unwrap_or(PLACEHOLDER);
     let deniers = || limits.iter().filter(|d| !d.allowed);
     let retry_after = if allowed || deniers().any(|d| d.retry_after.is_none()) {
         None
@@ -247,20 +404,17 @@ fn combine<const N: usize>(limits: [Decision; N]) -> MultiDecision<N> {
         .map(|d| d.reason)
         .find(|&r| r != Reason::Quota)
         .unwrap_or(Reason::Quota);
-    MultiDecision {
-        decision: Decision {
-            allowed,
-            remaining: tightest.remaining,
-            retry_after,
-            reset_after: limits
-                .iter()
-                .map(|d| d.reset_after)
-                .max()
-                .unwrap_or(Duration::ZERO),
-            limit: tightest.limit,
-            reason,
-        },
-        limits,
+    Decision {
+        allowed,
+        remaining: tightest.remaining,
+        retry_after,
+        reset_after: limits
+            .iter()
+            .map(|d| d.reset_after)
+            .max()
+            .unwrap_or(Duration::ZERO),
+        limit: tightest.limit,
+        reason,
     }
 }
 
@@ -284,25 +438,32 @@ fn evaluate<A: Algorithm>(algorithm: &A, state: A::State, now: u64, cost: u64) -
 }
 
 /// [`Part::charge`] on a word.
+#[inline]
 fn charge<A: Algorithm>(
     algorithm: &A,
     cell: &Cell<A::State>,
     now: u64,
     cost: u64,
-) -> Result<(Decision, Option<Charge>), Decision>
+    decision: &mut Decision,
+    charge: &mut Option<Charge>,
+) -> bool
 where
     A::State: Word,
 {
     match update(cell, |state| algorithm.check_verdict(state, now, cost)) {
-        Ok(u) if u.answer.allowed => Ok((
-            u.answer,
-            u.swap.map(|(before, after)| Charge {
+        Ok(u) => {
+            *decision = u.answer;
+            // A denial stores nothing: no swap.
+            *charge = u.swap.map(|(before, after)| Charge {
                 before: before.wide(),
                 after: after.wide(),
-            }),
-        )),
-        Ok(u) => Err(u.answer),
-        Err(_) => Err(never(algorithm, A::State::load(cell), now)),
+            });
+            u.answer.allowed
+        }
+        Err(_) => {
+            *decision = never(algorithm, A::State::load(cell), now);
+            false
+        }
     }
 }
 
@@ -438,8 +599,8 @@ where
     S: BuildHasher,
     Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
 {
-    fn writer(&self) -> &Mutex<()> {
-        &self.shard().1.writer
+    fn writer(&self, _last: bool) -> Writer<'_> {
+        Writer::Mutex(&self.shard().1.writer)
     }
 
     fn evaluate(&self) -> (bool, Decision) {
@@ -480,7 +641,35 @@ where
         }
     }
 
-    fn charge(&self) -> Result<(Decision, Option<Charge>), Decision> {
+    fn charge(&self, decision: &mut Decision, charged: &mut Option<Charge>) -> bool {
+        match self.charge_key(charged) {
+            Ok(d) => {
+                *decision = d;
+                true
+            }
+            Err(d) => {
+                *decision = d;
+                false
+            }
+        }
+    }
+
+    fn roll_back(&self, charge: Charge) {
+        self.roll_back_key(charge);
+    }
+}
+
+impl<K, A, C, S, Q> KeyedLimit<'_, K, A, C, S, Q>
+where
+    K: Hash + Eq + Borrow<Q>,
+    A: Algorithm,
+    A::State: Word,
+    C: Clock,
+    S: BuildHasher,
+    Q: Hash + Eq + ToOwned<Owned = K> + KeyBytes + ?Sized,
+{
+    /// [`Part::charge`]: the decision, `Err` when it denies.
+    fn charge_key(&self, charged: &mut Option<Charge>) -> Result<Decision, Decision> {
         if self.limiter.too_long(self.key) {
             return Err(refusal(Refusal::KeyTooLong, self.quota_limit()));
         }
@@ -492,19 +681,23 @@ where
         // a change made after this point is later than the decision.
         self.hold()?;
         loop {
-            let charged = self.with_slot(|slot, algorithm, now| {
-                slot.flatten()
-                    .map(|cell| charge(algorithm, cell, now, self.cost))
+            let done = self.with_slot(|slot, algorithm, now| {
+                slot.flatten().map(|cell| {
+                    let mut decision = PLACEHOLDER;
+                    let allowed = charge(algorithm, cell, now, self.cost, &mut decision, charged);
+                    if allowed { Ok(decision) } else { Err(decision) }
+                })
             });
-            if let Some(charged) = charged {
-                return charged;
+            if let Some(done) = done {
+                return done;
             }
             // Not held (or under another quota): held, then charged.
             self.hold()?;
         }
     }
 
-    fn roll_back(&self, charge: Charge) {
+    /// [`Part::roll_back`].
+    fn roll_back_key(&self, charge: Charge) {
         let (hash, lock) = self.shard();
         let shard = sync::read(&lock.table);
         let now = self.limiter.clock.now_ns().max(shard.floor());
@@ -558,8 +751,12 @@ impl<A: Algorithm, C: Clock> Part for BucketLimit<'_, A, C>
 where
     A::State: Word,
 {
-    fn writer(&self) -> &Mutex<()> {
-        &self.bucket.writer
+    fn writer(&self, last: bool) -> Writer<'_> {
+        if last {
+            Writer::None
+        } else {
+            Writer::Flag(&self.bucket.writer)
+        }
     }
 
     fn evaluate(&self) -> (bool, Decision) {
@@ -572,9 +769,16 @@ where
         )
     }
 
-    fn charge(&self) -> Result<(Decision, Option<Charge>), Decision> {
+    fn charge(&self, decision: &mut Decision, charged: &mut Option<Charge>) -> bool {
         let b = self.bucket;
-        charge(&b.algorithm, &b.state, b.clock.now_ns(), self.cost)
+        charge(
+            &b.algorithm,
+            &b.state,
+            b.clock.now_ns(),
+            self.cost,
+            decision,
+            charged,
+        )
     }
 
     fn roll_back(&self, charge: Charge) {

@@ -72,6 +72,87 @@ impl AtomicU128 {
     }
 }
 
+/// A bucket's writer flag: a lock without a guard, set by an
+/// all-or-nothing check for as long as it may roll the bucket back
+/// (`multi.rs`). A one-byte spin lock: `swap` with Acquire sets it, a
+/// Release store clears it; a waiter reads until it looks clear (yielding
+/// every 64 reads) and tries again. It is held for a few charges, never
+/// across a lock or a system call.
+#[cfg(not(ratelimit_loom))]
+#[derive(Debug)]
+pub struct Flag(AtomicU8);
+
+#[cfg(not(ratelimit_loom))]
+impl Flag {
+    pub(crate) fn new() -> Self {
+        Self(AtomicU8::new(0))
+    }
+
+    /// Sets the flag, waiting while another holder has it.
+    #[inline]
+    pub(crate) fn lock(&self) {
+        // Acquire: pairs with the Release of the previous holder's clear.
+        while self.0.swap(1, Ordering::Acquire) != 0 {
+            let mut spins = 0u32;
+            while self.0.load(Ordering::Relaxed) != 0 {
+                spins += 1;
+                if spins % 64 == 0 {
+                    yield_now();
+                } else {
+                    core::hint::spin_loop();
+                }
+            }
+        }
+    }
+
+    /// Clears the flag (the caller set it).
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        // Release: what the holder wrote happens before the next holder's
+        // writes.
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+/// The writer flag under loom: the same lock as a mutex-guarded boolean
+/// and a condition variable, so the model checker sees a waiter block
+/// instead of spinning (loom cannot bound a spin loop).
+#[cfg(ratelimit_loom)]
+pub struct Flag {
+    held: loom::sync::Mutex<bool>,
+    clear: loom::sync::Condvar,
+}
+
+#[cfg(ratelimit_loom)]
+impl core::fmt::Debug for Flag {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Flag")
+    }
+}
+
+#[cfg(ratelimit_loom)]
+impl Flag {
+    pub(crate) fn new() -> Self {
+        Self {
+            held: loom::sync::Mutex::new(false),
+            clear: loom::sync::Condvar::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) {
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            held = self.clear.wait(held).unwrap();
+        }
+        *held = true;
+    }
+
+    pub(crate) fn unlock(&self) {
+        *self.held.lock().unwrap() = false;
+        self.clear.notify_one();
+    }
+}
+
 /// The read guard of `lock`, poisoned or not.
 ///
 /// Poisoning carries no meaning here: a shard's table is valid between any

@@ -256,6 +256,31 @@ fn loom_all_or_nothing_never_over_admits_or_leaves_a_charge() {
     });
 }
 
+/// Two all-or-nothing checks share a bucket and are both denied by a
+/// bucket of their own (drained): each charges the shared bucket, then
+/// rolls the charge back. Whatever the order of the charges and the
+/// rollbacks (one may roll back while the other's charge is stacked on
+/// its own), the shared bucket ends with nothing charged.
+#[test]
+fn loom_two_denied_all_or_nothing_checks_leave_no_charge() {
+    loom::model(|| {
+        let shared = Arc::new(Bucket::with_clock(token(2), ManualClock::new(S)));
+        let drained = || {
+            let b = Bucket::with_clock(token(1), ManualClock::new(S));
+            assert!(b.check().allowed);
+            Arc::new(b)
+        };
+        let (mine, theirs) = (drained(), drained());
+        let other = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || check_all([&shared.limit(1), &theirs.limit(1)]).allowed())
+        };
+        let ours = check_all([&shared.limit(1), &mine.limit(1)]).allowed();
+        assert!(!ours && !other.join().unwrap());
+        assert_eq!(shared.peek().remaining, 2, "a denied request left a charge");
+    });
+}
+
 /// The same through a keyed limiter: a request charged to two keys of one
 /// shard (one writer mutex), racing a plain check of one of them.
 #[test]

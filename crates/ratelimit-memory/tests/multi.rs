@@ -291,3 +291,116 @@ fn all_or_nothing_under_contention_counts_exactly() {
         assert_eq!(clock.now_ns(), 10 * S);
     }
 }
+
+/// Buckets only, eight threads at a frozen instant: two shared buckets (a
+/// token and a leaky bucket) in front of small per-pair token buckets, so
+/// that the shared ones are held by their writer flags and most requests
+/// are denied by the small bucket after charging the shared ones, whose
+/// charges are then rolled back while other checks' charges are stacked on
+/// them; plain checks of the small buckets and of the shared token bucket
+/// race them. Every bucket's consumption at the end equals, exactly, the
+/// costs it admitted.
+#[test]
+fn all_or_nothing_over_shared_buckets_counts_exactly() {
+    const THREADS: u64 = 8;
+    const SMALL: u64 = 4;
+    for round in 0..200 {
+        let clock = Arc::new(ManualClock::new(10 * S));
+        let shared = Arc::new(Bucket::with_clock(token(40, 1), Arc::clone(&clock)));
+        let queue = Arc::new(Bucket::with_clock(
+            LeakyBucket::with_rate(50, Rate::per_second(1)).unwrap(),
+            Arc::clone(&clock),
+        ));
+        let small: Arc<Vec<_>> = Arc::new(
+            (0..SMALL)
+                .map(|_| Bucket::with_clock(token(3, 1), Arc::clone(&clock)))
+                .collect(),
+        );
+        let (shared_admitted, queue_admitted, small_admitted) =
+            (counts(1), counts(1), counts(SMALL));
+        let start = Arc::new(Barrier::new(THREADS as usize));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (shared, queue, small) =
+                    (Arc::clone(&shared), Arc::clone(&queue), Arc::clone(&small));
+                let (sa, qa, ma) = (
+                    Arc::clone(&shared_admitted),
+                    Arc::clone(&queue_admitted),
+                    Arc::clone(&small_admitted),
+                );
+                let start = Arc::clone(&start);
+                std::thread::spawn(move || {
+                    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ ((t + 1) * (round + 7)));
+                    start.wait();
+                    for _ in 0..40 {
+                        let i = rng.below(SMALL) as usize;
+                        let cost = 1 + rng.below(2);
+                        match rng.below(5) {
+                            0 => {
+                                if small[i].check_n(cost).unwrap().allowed {
+                                    ma[i].fetch_add(cost, Ordering::Relaxed);
+                                }
+                            }
+                            1 => {
+                                if shared.check_n(cost).unwrap().allowed {
+                                    sa[0].fetch_add(cost, Ordering::Relaxed);
+                                }
+                            }
+                            2 => {
+                                // Two flags, taken in address order whatever
+                                // the order given.
+                                let d = check_all([
+                                    &queue.limit(cost),
+                                    &shared.limit(cost),
+                                    &small[i].limit(cost),
+                                ]);
+                                if d.allowed() {
+                                    qa[0].fetch_add(cost, Ordering::Relaxed);
+                                    sa[0].fetch_add(cost, Ordering::Relaxed);
+                                    ma[i].fetch_add(cost, Ordering::Relaxed);
+                                }
+                            }
+                            _ => {
+                                let d = check_all([
+                                    &shared.limit(cost),
+                                    &queue.limit(cost),
+                                    &small[i].limit(cost),
+                                ]);
+                                if d.allowed() {
+                                    qa[0].fetch_add(cost, Ordering::Relaxed);
+                                    sa[0].fetch_add(cost, Ordering::Relaxed);
+                                    ma[i].fetch_add(cost, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for (i, bucket) in small.iter().enumerate() {
+            let used = 3 - bucket.peek().remaining;
+            assert_eq!(
+                used,
+                small_admitted[i].load(Ordering::Relaxed),
+                "round {round}: small {i}"
+            );
+        }
+        let used = 40 - shared.peek().remaining;
+        let admitted = shared_admitted[0].load(Ordering::Relaxed);
+        assert_eq!(used, admitted, "round {round}: shared");
+        let queued = 50 - queue.peek().remaining;
+        assert_eq!(
+            queued,
+            queue_admitted[0].load(Ordering::Relaxed),
+            "round {round}: queue"
+        );
+        // Every small bucket was exhausted: most requests were denied by it
+        // after charging the shared buckets.
+        let small_used: u64 = small.iter().map(|b| 3 - b.peek().remaining).sum();
+        assert!(small_used >= 3 * SMALL - 2, "round {round}: {small_used}");
+        assert_eq!(clock.now_ns(), 10 * S);
+    }
+}
