@@ -142,6 +142,25 @@ impl<A: Algorithm> Remote<A> {
         let name = limiter.redis_key(&*key).map_err(errors::redis)?;
         Ok(PyBytes::new(py, &name))
     }
+
+    /// Replaces a window limiter's `L` and `W` for every key on the
+    /// prefix, for every process sharing it (at the caller's time under a
+    /// manual clock).
+    fn reconfigure_window(&self, py: Python<'_>, window: A) -> PyResult<()> {
+        let limiter = self.limiter(py)?;
+        let now = self.now();
+        py.detach(|| match now {
+            Some(now) => limiter.reconfigure_window_at(window, now),
+            None => limiter.reconfigure_window(window),
+        })
+        .map_err(errors::redis)?;
+        self.refresh.get_or_init(|| {
+            |limiter: &RedisLimiter<A>| {
+                let _ = limiter.refresh_window();
+            }
+        });
+        Ok(())
+    }
 }
 
 impl<A: Shaping> Remote<A> {
@@ -743,6 +762,23 @@ redis_limiter! {
         // No `reserve`: a window cannot shape (it has no rate to space
         // admitted requests by).
 
+        /// Replaces the quota of every key on this prefix while it runs,
+        /// for every process (Python or Rust) sharing it: under the same
+        /// `window` each key keeps its counts against the new `limit`; a
+        /// new `window` starts every key afresh. Other processes adopt the
+        /// change at the first key they meet that was decided under it.
+        fn reconfigure(
+            &self,
+            py: Python<'_>,
+            limit: &Bound<'_, PyAny>,
+            window: &Bound<'_, PyAny>,
+        ) -> PyResult<()> {
+            let (algorithm, args, l, w) = fixed_window(limit, window)?;
+            self.inner.reconfigure_window(py, algorithm)?;
+            self.shown.set(args, l, w);
+            Ok(())
+        }
+
         /// The most units admitted per window.
         #[getter]
         fn limit(&self) -> u64 {
@@ -765,6 +801,23 @@ redis_limiter! {
     SlidingWindowRedis(SlidingWindow, limit, window, sliding_window) {
         // No `reserve`: a window cannot shape (it has no rate to space
         // admitted requests by).
+
+        /// Replaces the quota of every key on this prefix while it runs,
+        /// for every process (Python or Rust) sharing it: under the same
+        /// `window` each key keeps its counts against the new `limit`; a
+        /// new `window` starts every key afresh. Other processes adopt the
+        /// change at the first key they meet that was decided under it.
+        fn reconfigure(
+            &self,
+            py: Python<'_>,
+            limit: &Bound<'_, PyAny>,
+            window: &Bound<'_, PyAny>,
+        ) -> PyResult<()> {
+            let (algorithm, args, l, w) = sliding_window(limit, window)?;
+            self.inner.reconfigure_window(py, algorithm)?;
+            self.shown.set(args, l, w);
+            Ok(())
+        }
 
         /// The limit per window-long span.
         #[getter]

@@ -218,3 +218,37 @@ def test_windows_follow_the_failure_policy_when_redis_is_down(cls):
     assert (allowed.allowed, allowed.reason) == (True, "fail_open")
     local = cls(2, 60, client, failure_policy="local", connect_timeout=0.2).check("k", 2)
     assert (local.allowed, local.reason) == (True, "fallback")
+
+
+@pytest.mark.parametrize("cls", WINDOWS)
+def test_a_window_quota_change_reaches_every_limiter_on_the_prefix(cls, redis_client):
+    clock = ManualClock(T)
+    port = redis_client.connection_pool.connection_kwargs["port"]
+    first = cls(5, 60, redis_client, prefix="wq", clock=clock)
+    second = cls(5, 60, url=f"redis://127.0.0.1:{port}/0", prefix="wq", clock=clock)
+    assert first.check("k", 4).allowed
+    first.reconfigure(8, 60)  # same window: the count of 4 is kept
+    assert (first.limit, first.window) == (8, 60.0)
+    assert first.remaining("k") == 4
+    # The other limiter meets the key decided under the change: it adopts
+    # it, and never decides the key with its older limit of 5.
+    d = second.check("k", 4)
+    assert d.allowed and d.limit == 8 and d.remaining == 0
+    first.reconfigure(8, 30)  # a new window: every key afresh
+    assert first.remaining("k") == 8
+    with pytest.raises(ValueError):
+        first.reconfigure(0, 30)
+    assert (first.limit, first.window) == (8, 30.0)
+
+
+def test_asyncio_window_quota_change(redis_url):
+    async def main():
+        client = redis.asyncio.Redis(host=redis_url.host, port=redis_url.port)
+        limiter = AsyncFixedWindowRedis(2, 60, client, prefix="awq", clock=ManualClock(T))
+        await limiter.check("k", 2)
+        await limiter.reconfigure(3, 60)
+        left = await limiter.remaining("k")
+        await client.aclose()
+        return left
+
+    assert asyncio.run(main()) == 1

@@ -85,14 +85,20 @@ class AsyncLeakyBucketRedis(_AsyncBucketRedis):
     _sync_class = LeakyBucketRedis
 
 
-class AsyncFixedWindowRedis(_AsyncRedis):
+class _AsyncWindowRedis(_AsyncRedis):
+    async def reconfigure(self, limit, window):
+        """``await``-able ``reconfigure``: every key's quota on the prefix."""
+        return await _to_thread(self._limiter.reconfigure, limit, window)
+
+
+class AsyncFixedWindowRedis(_AsyncWindowRedis):
     """``FixedWindowRedis`` for asyncio code (see ``AsyncTokenBucketRedis``);
     like it, no ``reserve``."""
 
     _sync_class = FixedWindowRedis
 
 
-class AsyncSlidingWindowRedis(_AsyncRedis):
+class AsyncSlidingWindowRedis(_AsyncWindowRedis):
     """``SlidingWindowRedis`` for asyncio code (see ``AsyncTokenBucketRedis``);
     like it, no ``reserve``."""
 
