@@ -190,6 +190,19 @@ impl Shown {
         self.param.store(param.to_bits(), Ordering::Relaxed);
     }
 
+    /// Replaces all three with `other`'s.
+    pub(crate) fn set_from(&self, other: Self) {
+        let args = other
+            .args
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.set(
+            args,
+            other.limit.into_inner(),
+            f64::from_bits(other.param.into_inner()),
+        );
+    }
+
     pub(crate) fn args(&self) -> String {
         self.args
             .lock()
@@ -273,224 +286,164 @@ macro_rules! memory_limiter {
     };
 }
 
-memory_limiter! {
+/// A bucket class: `memory_limiter!` with the constructor, `reserve`, quota
+/// changes (`reconfigure`, `check_with_quota`, `reserve_with_quota`) and
+/// the `capacity` and rate getters, the rate argument named `$rate`.
+macro_rules! bucket_limiter {
+    (
+        $(#[$doc:meta])*
+        $name:ident($algorithm:ident, $rate:ident) {
+            $(#[$reserve_doc:meta])*
+            reserve;
+            $(#[$rate_doc:meta])*
+            rate;
+        }
+    ) => {
+        memory_limiter! {
+            $(#[$doc])*
+            $name($algorithm) {
+                #[new]
+                #[pyo3(signature = (capacity, $rate, *, clock = None, max_keys = None))]
+                fn new(
+                    capacity: &Bound<'_, PyAny>,
+                    $rate: &Bound<'_, PyAny>,
+                    clock: Option<&Bound<'_, PyAny>>,
+                    max_keys: Option<&Bound<'_, PyAny>>,
+                ) -> PyResult<Self> {
+                    let (algorithm, shown) = Self::quota(capacity, $rate)?;
+                    let (clock, max_keys) = options(clock, max_keys)?;
+                    Ok(Self {
+                        inner: Keyed::new(algorithm, clock, max_keys),
+                        shown,
+                    })
+                }
+
+                /// Replaces the quota of every key while the limiter runs,
+                /// now: each key's state is converted by `strategy`
+                /// (`"keep-consumed"`, the default: units used stay used;
+                /// `"keep-available"`: units left stay left, at most the
+                /// new capacity; `"proportional"`: the same fraction stays
+                /// used; `"reset"`: every key afresh), never giving a key a
+                /// free burst.
+                #[pyo3(signature = (capacity, $rate, *, strategy = None))]
+                fn reconfigure(
+                    &self,
+                    capacity: &Bound<'_, PyAny>,
+                    $rate: &Bound<'_, PyAny>,
+                    strategy: Option<&str>,
+                ) -> PyResult<()> {
+                    let strategy = self::strategy(strategy)?;
+                    let (algorithm, shown) = Self::quota(capacity, $rate)?;
+                    self.inner.limiter.reconfigure(algorithm, strategy);
+                    self.shown.set_from(shown);
+                    Ok(())
+                }
+
+                $(#[$reserve_doc])*
+                #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
+                fn reserve(
+                    &self,
+                    key: &Bound<'_, PyAny>,
+                    cost: Option<&Bound<'_, PyAny>>,
+                    max_wait: Option<&Bound<'_, PyAny>>,
+                ) -> PyResult<Reservation> {
+                    self.inner.reserve(key, convert::cost(cost)?, max_wait, None)
+                }
+
+                /// `check` under `key`'s own quota (a plan, an override):
+                /// from this call on the key is decided under that quota,
+                /// its state converted (keep-consumed) when the quota
+                /// differs from the one it was on; keys never given one
+                /// follow the limiter's.
+                #[pyo3(signature = (key, capacity, $rate, cost = None))]
+                fn check_with_quota(
+                    &self,
+                    key: &Bound<'_, PyAny>,
+                    capacity: &Bound<'_, PyAny>,
+                    $rate: &Bound<'_, PyAny>,
+                    cost: Option<&Bound<'_, PyAny>>,
+                ) -> PyResult<Decision> {
+                    let (quota, _) = Self::quota(capacity, $rate)?;
+                    let d = self.inner.check_with_quota(key, convert::cost(cost)?, &quota)?;
+                    Ok(Decision::from(&d))
+                }
+
+                /// `reserve` under `key`'s own quota (see
+                /// `check_with_quota`).
+                #[pyo3(signature = (key, capacity, $rate, cost = None, max_wait = None))]
+                fn reserve_with_quota(
+                    &self,
+                    key: &Bound<'_, PyAny>,
+                    capacity: &Bound<'_, PyAny>,
+                    $rate: &Bound<'_, PyAny>,
+                    cost: Option<&Bound<'_, PyAny>>,
+                    max_wait: Option<&Bound<'_, PyAny>>,
+                ) -> PyResult<Reservation> {
+                    let (quota, _) = Self::quota(capacity, $rate)?;
+                    self.inner
+                        .reserve(key, convert::cost(cost)?, max_wait, Some(&quota))
+                }
+
+                /// The capacity.
+                #[getter]
+                fn capacity(&self) -> u64 {
+                    self.shown.limit()
+                }
+
+                $(#[$rate_doc])*
+                #[getter]
+                fn $rate(&self) -> f64 {
+                    self.shown.param()
+                }
+            }
+        }
+
+        impl $name {
+            /// The algorithm of Python's `capacity` and rate arguments, and
+            /// how the limiter shows it.
+            fn quota(
+                capacity: &Bound<'_, PyAny>,
+                rate: &Bound<'_, PyAny>,
+            ) -> PyResult<($algorithm, Shown)> {
+                let (algorithm, limit, per_second) =
+                    bucket(capacity, stringify!($rate), rate, $algorithm::with_rate)?;
+                let args = format!(
+                    concat!("capacity={}, ", stringify!($rate), "={}"),
+                    limit,
+                    float_repr(capacity.py(), per_second)
+                );
+                Ok((algorithm, Shown::new(args, limit, per_second)))
+            }
+        }
+    };
+}
+
+bucket_limiter! {
     /// A token bucket per key, in this process: bursts up to `capacity`,
     /// refilled at `refill_rate` tokens per second.
-    TokenBucketMemory(TokenBucket) {
-        #[new]
-        #[pyo3(signature = (capacity, refill_rate, *, clock = None, max_keys = None))]
-        fn new(
-            capacity: &Bound<'_, PyAny>,
-            refill_rate: &Bound<'_, PyAny>,
-            clock: Option<&Bound<'_, PyAny>>,
-            max_keys: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Self> {
-            let (algorithm, limit, rate) =
-                bucket(capacity, "refill_rate", refill_rate, TokenBucket::with_rate)?;
-            let (clock, max_keys) = options(clock, max_keys)?;
-            Ok(Self {
-                inner: Keyed::new(algorithm, clock, max_keys),
-                shown: Shown::new(
-                    format!("capacity={limit}, refill_rate={}", float_repr(capacity.py(), rate)),
-                    limit,
-                    rate,
-                ),
-            })
-        }
-
-        /// Replaces the quota of every key while the limiter runs, now:
-        /// each key's state is converted by `strategy` (`"keep-consumed"`,
-        /// the default: tokens used stay used; `"keep-available"`: tokens
-        /// left stay left, at most the new capacity; `"proportional"`: the
-        /// same fraction stays used; `"reset"`: every bucket full), never
-        /// giving a key a free burst.
-        #[pyo3(signature = (capacity, refill_rate, *, strategy = None), text_signature = "($self, capacity, refill_rate, *, strategy='keep-consumed')")]
-        fn reconfigure(
-            &self,
-            capacity: &Bound<'_, PyAny>,
-            refill_rate: &Bound<'_, PyAny>,
-            strategy: Option<&str>,
-        ) -> PyResult<()> {
-            let strategy = self::strategy(strategy)?;
-            let (algorithm, limit, rate) =
-                bucket(capacity, "refill_rate", refill_rate, TokenBucket::with_rate)?;
-            self.inner.limiter.reconfigure(algorithm, strategy);
-            self.shown.set(
-                format!("capacity={limit}, refill_rate={}", float_repr(capacity.py(), rate)),
-                limit,
-                rate,
-            );
-            Ok(())
-        }
-
+    TokenBucketMemory(TokenBucket, refill_rate) {
         /// Admits `cost` units for `key` to proceed after a wait of at most
         /// `max_wait` seconds (`None`: any wait), borrowing from the
         /// future, or rejects the request and consumes nothing.
-        #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
-        fn reserve(
-            &self,
-            key: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-            max_wait: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Reservation> {
-            self.inner.reserve(key, convert::cost(cost)?, max_wait, None)
-        }
-
-        /// `check` under `key`'s own quota of `capacity` and `refill_rate`
-        /// (a plan, an override): from this call on the key is decided
-        /// under that quota, its state converted (keep-consumed) when the
-        /// quota differs from the one it was on; keys never given one
-        /// follow the limiter's.
-        #[pyo3(signature = (key, capacity, refill_rate, cost = None), text_signature = "($self, key, capacity, refill_rate, cost=1)")]
-        fn check_with_quota(
-            &self,
-            key: &Bound<'_, PyAny>,
-            capacity: &Bound<'_, PyAny>,
-            refill_rate: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Decision> {
-            let (quota, _, _) = bucket(capacity, "refill_rate", refill_rate, TokenBucket::with_rate)?;
-            let d = self.inner.check_with_quota(key, convert::cost(cost)?, &quota)?;
-            Ok(Decision::from(&d))
-        }
-
-        /// `reserve` under `key`'s own quota (see `check_with_quota`).
-        #[pyo3(signature = (key, capacity, refill_rate, cost = None, max_wait = None), text_signature = "($self, key, capacity, refill_rate, cost=1, max_wait=None)")]
-        fn reserve_with_quota(
-            &self,
-            key: &Bound<'_, PyAny>,
-            capacity: &Bound<'_, PyAny>,
-            refill_rate: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-            max_wait: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Reservation> {
-            let (quota, _, _) = bucket(capacity, "refill_rate", refill_rate, TokenBucket::with_rate)?;
-            self.inner
-                .reserve(key, convert::cost(cost)?, max_wait, Some(&quota))
-        }
-
-        /// The capacity (burst size).
-        #[getter]
-        fn capacity(&self) -> u64 {
-            self.shown.limit()
-        }
-
+        reserve;
         /// Tokens added per second.
-        #[getter]
-        fn refill_rate(&self) -> f64 {
-            self.shown.param()
-        }
+        rate;
     }
 }
 
-memory_limiter! {
+bucket_limiter! {
     /// A leaky bucket per key, in this process: a queue of at most
     /// `capacity` units drained at `leak_rate` per second. `check` polices
     /// exactly like a token bucket; `reserve` spaces admitted requests
     /// exactly `1 / leak_rate` apart, with no burst.
-    LeakyBucketMemory(LeakyBucket) {
-        #[new]
-        #[pyo3(signature = (capacity, leak_rate, *, clock = None, max_keys = None))]
-        fn new(
-            capacity: &Bound<'_, PyAny>,
-            leak_rate: &Bound<'_, PyAny>,
-            clock: Option<&Bound<'_, PyAny>>,
-            max_keys: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Self> {
-            let (algorithm, limit, rate) =
-                bucket(capacity, "leak_rate", leak_rate, LeakyBucket::with_rate)?;
-            let (clock, max_keys) = options(clock, max_keys)?;
-            Ok(Self {
-                inner: Keyed::new(algorithm, clock, max_keys),
-                shown: Shown::new(
-                    format!("capacity={limit}, leak_rate={}", float_repr(capacity.py(), rate)),
-                    limit,
-                    rate,
-                ),
-            })
-        }
-
-        /// Replaces the quota of every key while the limiter runs, now,
-        /// converting each key's queue by `strategy` (`"keep-consumed"`,
-        /// the default, `"keep-available"`, `"proportional"`, `"reset"`;
-        /// see `TokenBucketMemory.reconfigure`).
-        #[pyo3(signature = (capacity, leak_rate, *, strategy = None), text_signature = "($self, capacity, leak_rate, *, strategy='keep-consumed')")]
-        fn reconfigure(
-            &self,
-            capacity: &Bound<'_, PyAny>,
-            leak_rate: &Bound<'_, PyAny>,
-            strategy: Option<&str>,
-        ) -> PyResult<()> {
-            let strategy = self::strategy(strategy)?;
-            let (algorithm, limit, rate) =
-                bucket(capacity, "leak_rate", leak_rate, LeakyBucket::with_rate)?;
-            self.inner.limiter.reconfigure(algorithm, strategy);
-            self.shown.set(
-                format!("capacity={limit}, leak_rate={}", float_repr(capacity.py(), rate)),
-                limit,
-                rate,
-            );
-            Ok(())
-        }
-
+    LeakyBucketMemory(LeakyBucket, leak_rate) {
         /// Queues `cost` units for `key`: admitted to proceed after the
         /// wait for the queue ahead to drain, if that wait is at most
         /// `max_wait` seconds (`None`: any) and the queue has room; or
         /// rejected, consuming nothing.
-        #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
-        fn reserve(
-            &self,
-            key: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-            max_wait: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Reservation> {
-            self.inner.reserve(key, convert::cost(cost)?, max_wait, None)
-        }
-
-        /// `check` under `key`'s own quota of `capacity` and `leak_rate`
-        /// (a plan, an override): from this call on the key is decided
-        /// under that quota, its state converted (keep-consumed) when the
-        /// quota differs from the one it was on; keys never given one
-        /// follow the limiter's.
-        #[pyo3(signature = (key, capacity, leak_rate, cost = None), text_signature = "($self, key, capacity, leak_rate, cost=1)")]
-        fn check_with_quota(
-            &self,
-            key: &Bound<'_, PyAny>,
-            capacity: &Bound<'_, PyAny>,
-            leak_rate: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Decision> {
-            let (quota, _, _) = bucket(capacity, "leak_rate", leak_rate, LeakyBucket::with_rate)?;
-            let d = self.inner.check_with_quota(key, convert::cost(cost)?, &quota)?;
-            Ok(Decision::from(&d))
-        }
-
-        /// `reserve` under `key`'s own quota (see `check_with_quota`).
-        #[pyo3(signature = (key, capacity, leak_rate, cost = None, max_wait = None), text_signature = "($self, key, capacity, leak_rate, cost=1, max_wait=None)")]
-        fn reserve_with_quota(
-            &self,
-            key: &Bound<'_, PyAny>,
-            capacity: &Bound<'_, PyAny>,
-            leak_rate: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-            max_wait: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Reservation> {
-            let (quota, _, _) = bucket(capacity, "leak_rate", leak_rate, LeakyBucket::with_rate)?;
-            self.inner
-                .reserve(key, convert::cost(cost)?, max_wait, Some(&quota))
-        }
-
-        /// The queue's capacity.
-        #[getter]
-        fn capacity(&self) -> u64 {
-            self.shown.limit()
-        }
-
+        reserve;
         /// Units drained per second.
-        #[getter]
-        fn leak_rate(&self) -> f64 {
-            self.shown.param()
-        }
+        rate;
     }
 }
 
