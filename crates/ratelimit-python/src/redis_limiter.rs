@@ -582,174 +582,112 @@ fn sliding_window(
     self::window(limit, window, SlidingWindow::new)
 }
 
-redis_limiter! {
-    /// A token bucket per key, shared through Redis with every process
-    /// (Python or Rust) on the same server and prefix.
-    TokenBucketRedis(TokenBucket, capacity, refill_rate, token_bucket) {
-        /// Admits `cost` units to proceed after a wait of at most
-        /// `max_wait` seconds (`None`: any), or rejects the request and
-        /// consumes nothing.
-        #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
-        fn reserve(
-            &self,
-            py: Python<'_>,
-            key: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-            max_wait: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Reservation> {
-            self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
-        }
+/// A bucket class: `redis_limiter!` with `reserve`, the quota changes
+/// (`reconfigure`, `check_with_quota`, `reserve_with_quota`) and the
+/// `capacity` and rate getters, the rate argument named `$rate`.
+macro_rules! redis_bucket {
+    (
+        $(#[$doc:meta])*
+        $name:ident($algorithm:ty, $rate:ident, $make:expr)
+    ) => {
+        redis_limiter! {
+            $(#[$doc])*
+            $name($algorithm, capacity, $rate, $make) {
+                /// Admits `cost` units to proceed after a wait of at most
+                /// `max_wait` seconds (`None`: any), or rejects the request and
+                /// consumes nothing.
+                #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
+                fn reserve(
+                    &self,
+                    py: Python<'_>,
+                    key: &Bound<'_, PyAny>,
+                    cost: Option<&Bound<'_, PyAny>>,
+                    max_wait: Option<&Bound<'_, PyAny>>,
+                ) -> PyResult<Reservation> {
+                    self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
+                }
 
-        /// Replaces the quota of every key on this prefix while it runs,
-        /// for every process (Python or Rust) sharing it: each key's state
-        /// is converted by `strategy` (`"keep-consumed"`, the default,
-        /// `"keep-available"`, `"proportional"`, `"reset"`), never giving
-        /// a key a free burst. Other processes adopt the change at the
-        /// first key they meet that was converted to it.
-        #[pyo3(signature = (capacity, refill_rate, *, strategy = None), text_signature = "($self, capacity, refill_rate, *, strategy='keep-consumed')")]
-        fn reconfigure(
-            &self,
-            py: Python<'_>,
-            capacity: &Bound<'_, PyAny>,
-            refill_rate: &Bound<'_, PyAny>,
-            strategy: Option<&str>,
-        ) -> PyResult<()> {
-            let strategy = crate::memory::strategy(strategy)?;
-            let (quota, args, limit, per_second) = quota(capacity, "refill_rate", refill_rate)?;
-            self.inner.reconfigure(py, quota, strategy)?;
-            self.shown.set(args, limit, per_second);
-            Ok(())
-        }
+                /// Replaces the quota of every key on this prefix while it
+                /// runs, for every process (Python or Rust) sharing it: each
+                /// key's state is converted by `strategy`
+                /// (`"keep-consumed"`, the default, `"keep-available"`,
+                /// `"proportional"`, `"reset"`), never giving a key a free
+                /// burst. Other processes adopt the change at the first key
+                /// they meet that was converted to it.
+                #[pyo3(signature = (capacity, $rate, *, strategy = None))]
+                fn reconfigure(
+                    &self,
+                    py: Python<'_>,
+                    capacity: &Bound<'_, PyAny>,
+                    $rate: &Bound<'_, PyAny>,
+                    strategy: Option<&str>,
+                ) -> PyResult<()> {
+                    let strategy = crate::memory::strategy(strategy)?;
+                    let (quota, args, limit, per_second) =
+                        quota(capacity, stringify!($rate), $rate)?;
+                    self.inner.reconfigure(py, quota, strategy)?;
+                    self.shown.set(args, limit, per_second);
+                    Ok(())
+                }
 
-        /// `check` under `key`'s own quota of `capacity` and `refill_rate`
-        /// (converted, keep-consumed, when the key's quota changes).
-        #[pyo3(signature = (key, capacity, refill_rate, cost = None), text_signature = "($self, key, capacity, refill_rate, cost=1)")]
-        fn check_with_quota(
-            &self,
-            py: Python<'_>,
-            key: &Bound<'_, PyAny>,
-            capacity: &Bound<'_, PyAny>,
-            refill_rate: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Decision> {
-            let (quota, ..) = quota(capacity, "refill_rate", refill_rate)?;
-            let d = self.inner.check_with_quota(py, key, convert::cost(cost)?, &quota)?;
-            Ok(Decision::from(&d))
-        }
+                /// `check` under `key`'s own quota of `capacity` and `$rate`
+                /// (converted, keep-consumed, when the key's quota changes).
+                #[pyo3(signature = (key, capacity, $rate, cost = None))]
+                fn check_with_quota(
+                    &self,
+                    py: Python<'_>,
+                    key: &Bound<'_, PyAny>,
+                    capacity: &Bound<'_, PyAny>,
+                    $rate: &Bound<'_, PyAny>,
+                    cost: Option<&Bound<'_, PyAny>>,
+                ) -> PyResult<Decision> {
+                    let (quota, ..) = quota(capacity, stringify!($rate), $rate)?;
+                    let d = self.inner.check_with_quota(py, key, convert::cost(cost)?, &quota)?;
+                    Ok(Decision::from(&d))
+                }
 
-        /// `reserve` under `key`'s own quota (see `check_with_quota`).
-        #[pyo3(signature = (key, capacity, refill_rate, cost = None, max_wait = None), text_signature = "($self, key, capacity, refill_rate, cost=1, max_wait=None)")]
-        fn reserve_with_quota(
-            &self,
-            py: Python<'_>,
-            key: &Bound<'_, PyAny>,
-            capacity: &Bound<'_, PyAny>,
-            refill_rate: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-            max_wait: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Reservation> {
-            let (quota, ..) = quota(capacity, "refill_rate", refill_rate)?;
-            self.inner
-                .reserve_with_quota(py, key, convert::cost(cost)?, max_wait, &quota)
-        }
+                /// `reserve` under `key`'s own quota (see `check_with_quota`).
+                #[pyo3(signature = (key, capacity, $rate, cost = None, max_wait = None))]
+                fn reserve_with_quota(
+                    &self,
+                    py: Python<'_>,
+                    key: &Bound<'_, PyAny>,
+                    capacity: &Bound<'_, PyAny>,
+                    $rate: &Bound<'_, PyAny>,
+                    cost: Option<&Bound<'_, PyAny>>,
+                    max_wait: Option<&Bound<'_, PyAny>>,
+                ) -> PyResult<Reservation> {
+                    let (quota, ..) = quota(capacity, stringify!($rate), $rate)?;
+                    self.inner
+                        .reserve_with_quota(py, key, convert::cost(cost)?, max_wait, &quota)
+                }
 
-        /// The capacity.
-        #[getter]
-        fn capacity(&self) -> u64 {
-            self.shown.limit()
-        }
+                /// The capacity.
+                #[getter]
+                fn capacity(&self) -> u64 {
+                    self.shown.limit()
+                }
 
-        /// Units per second.
-        #[getter]
-        fn refill_rate(&self) -> f64 {
-            self.shown.param()
+                /// Units per second.
+                #[getter]
+                fn $rate(&self) -> f64 {
+                    self.shown.param()
+                }
+            }
         }
-    }
+    };
 }
 
-redis_limiter! {
+redis_bucket! {
+    /// A token bucket per key, shared through Redis with every process
+    /// (Python or Rust) on the same server and prefix.
+    TokenBucketRedis(TokenBucket, refill_rate, token_bucket)
+}
+
+redis_bucket! {
     /// A leaky bucket per key, shared through Redis with every process
     /// (Python or Rust) on the same server and prefix.
-    LeakyBucketRedis(LeakyBucket, capacity, leak_rate, leaky_bucket) {
-        /// Admits `cost` units to proceed after a wait of at most
-        /// `max_wait` seconds (`None`: any), or rejects the request and
-        /// consumes nothing.
-        #[pyo3(signature = (key, cost = None, max_wait = None), text_signature = "($self, key, cost=1, max_wait=None)")]
-        fn reserve(
-            &self,
-            py: Python<'_>,
-            key: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-            max_wait: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Reservation> {
-            self.inner.reserve(py, key, convert::cost(cost)?, max_wait)
-        }
-
-        /// Replaces the quota of every key on this prefix while it runs,
-        /// for every process (Python or Rust) sharing it: each key's state
-        /// is converted by `strategy` (`"keep-consumed"`, the default,
-        /// `"keep-available"`, `"proportional"`, `"reset"`), never giving
-        /// a key a free burst. Other processes adopt the change at the
-        /// first key they meet that was converted to it.
-        #[pyo3(signature = (capacity, leak_rate, *, strategy = None), text_signature = "($self, capacity, leak_rate, *, strategy='keep-consumed')")]
-        fn reconfigure(
-            &self,
-            py: Python<'_>,
-            capacity: &Bound<'_, PyAny>,
-            leak_rate: &Bound<'_, PyAny>,
-            strategy: Option<&str>,
-        ) -> PyResult<()> {
-            let strategy = crate::memory::strategy(strategy)?;
-            let (quota, args, limit, per_second) = quota(capacity, "leak_rate", leak_rate)?;
-            self.inner.reconfigure(py, quota, strategy)?;
-            self.shown.set(args, limit, per_second);
-            Ok(())
-        }
-
-        /// `check` under `key`'s own quota of `capacity` and `leak_rate`
-        /// (converted, keep-consumed, when the key's quota changes).
-        #[pyo3(signature = (key, capacity, leak_rate, cost = None), text_signature = "($self, key, capacity, leak_rate, cost=1)")]
-        fn check_with_quota(
-            &self,
-            py: Python<'_>,
-            key: &Bound<'_, PyAny>,
-            capacity: &Bound<'_, PyAny>,
-            leak_rate: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Decision> {
-            let (quota, ..) = quota(capacity, "leak_rate", leak_rate)?;
-            let d = self.inner.check_with_quota(py, key, convert::cost(cost)?, &quota)?;
-            Ok(Decision::from(&d))
-        }
-
-        /// `reserve` under `key`'s own quota (see `check_with_quota`).
-        #[pyo3(signature = (key, capacity, leak_rate, cost = None, max_wait = None), text_signature = "($self, key, capacity, leak_rate, cost=1, max_wait=None)")]
-        fn reserve_with_quota(
-            &self,
-            py: Python<'_>,
-            key: &Bound<'_, PyAny>,
-            capacity: &Bound<'_, PyAny>,
-            leak_rate: &Bound<'_, PyAny>,
-            cost: Option<&Bound<'_, PyAny>>,
-            max_wait: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Reservation> {
-            let (quota, ..) = quota(capacity, "leak_rate", leak_rate)?;
-            self.inner
-                .reserve_with_quota(py, key, convert::cost(cost)?, max_wait, &quota)
-        }
-
-        /// The capacity.
-        #[getter]
-        fn capacity(&self) -> u64 {
-            self.shown.limit()
-        }
-
-        /// Units per second.
-        #[getter]
-        fn leak_rate(&self) -> f64 {
-            self.shown.param()
-        }
-    }
+    LeakyBucketRedis(LeakyBucket, leak_rate, leaky_bucket)
 }
 
 redis_limiter! {
