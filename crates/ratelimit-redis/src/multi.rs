@@ -53,13 +53,28 @@ impl<A: Algorithm, C: Transport> RedisLimiter<A, C> {
     /// error here: that limit denies, and so does the whole check.
     ///
     /// # Errors
-    /// `KeyTooLong` for a key the limiter refuses.
+    /// `KeyTooLong` for a key the limiter refuses; `InvalidOption` when
+    /// this limiter's quota has changed (`reconfigure`,
+    /// `reconfigure_window`, or a change adopted from another process):
+    /// the multi-limit script does not convert states between quotas, and
+    /// deciding with the quota the limiter was built with would be deciding
+    /// with a quota it knows to be stale.
     pub fn limit<K: RedisKey + ?Sized>(
         &self,
         key: &K,
         cost: u64,
     ) -> Result<RedisLimit, RedisLimitError> {
         let e = self.engine();
+        let version = if e.is_window() {
+            e.window_current()?.0
+        } else {
+            e.current().map_or(0, |(version, _)| version)
+        };
+        if version > 0 {
+            return Err(RedisLimitError::InvalidOption(format!(
+                "check_all: this limiter's quota has changed (version {version}); a multi-limit check decides every limit under the quota its limiter was built with and cannot convert states, so it refuses rather than decide with a stale quota (check each limit on its own, or build a new limiter with the new quota and its own prefix)"
+            )));
+        }
         Ok(RedisLimit {
             redis_key: e.keys.redis_key(key)?,
             cost,

@@ -203,3 +203,52 @@ fn async_check_all() {
         assert_eq!(b.inspect("k").await.unwrap().window.unwrap().count, 1);
     });
 }
+
+/// A limiter whose quota changed is refused as a limit of a multi-limit
+/// check, before anything is sent: the script would decide it with the
+/// quota the limiter was built with, which it knows to be stale.
+#[test]
+fn a_limiter_whose_quota_changed_is_refused_not_decided_stale() {
+    use ratelimit_core::Strategy;
+
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let bucket = RedisLimiter::builder(TokenBucket::new(
+        Quota::new(3, Rate::per_second(2)).unwrap(),
+    ))
+    .prefix("rq-tb")
+    .time_source(client_time())
+    .build(pool.clone())
+    .unwrap();
+    let window = RedisLimiter::builder(FixedWindow::per_second(5).unwrap())
+        .prefix("rq-fw")
+        .time_source(client_time())
+        .build(pool.clone())
+        .unwrap();
+    let d = pool
+        .check_all_at(
+            [bucket.limit("k", 1).unwrap(), window.limit("k", 1).unwrap()],
+            S,
+        )
+        .unwrap();
+    assert!(d.allowed());
+    bucket
+        .reconfigure_at(
+            Quota::new(1, Rate::per_second(1)).unwrap(),
+            Strategy::KeepConsumed,
+            2 * S,
+        )
+        .unwrap();
+    window
+        .reconfigure_window_at(FixedWindow::per_second(1).unwrap(), 2 * S)
+        .unwrap();
+    for err in [
+        bucket.limit("k", 1).unwrap_err(),
+        window.limit("k", 1).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, RedisLimitError::InvalidOption(m) if m.contains("quota has changed")),
+            "{err}"
+        );
+    }
+}
