@@ -299,6 +299,14 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         requests: &[(K, u64)],
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         let e = self.engine();
+        if e.bucket_changed() {
+            // As the blocking `check_batch`: one converting check each.
+            let mut out = Vec::with_capacity(requests.len());
+            for (key, cost) in requests {
+                out.push(crate::limiter::as_element(self.check_n(key, *cost).await)?);
+            }
+            return Ok(out);
+        }
         let now = e.now(None);
         loop {
             let r = self.run(e.batch(requests, now)?).await;
@@ -458,6 +466,15 @@ impl<A: Algorithm> RedisLimiter<A, AsyncRedisConnection> {
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         let e = self.engine();
+        if e.bucket_changed() {
+            let mut out = Vec::with_capacity(requests.len());
+            for (key, cost) in requests {
+                out.push(crate::limiter::as_element(
+                    self.check_at(key, *cost, now_ns).await,
+                )?);
+            }
+            return Ok(out);
+        }
         let now = e.now(Some(now_ns));
         loop {
             let r = self.run(e.batch(requests, now)?).await;

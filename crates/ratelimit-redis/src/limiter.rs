@@ -794,6 +794,9 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         requests: &[(K, u64)],
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         let e = self.engine();
+        if e.bucket_changed() {
+            return one_by_one(requests, |k, c| self.check_n(k, c));
+        }
         let r = self.run(e.batch(requests, e.now(None))?);
         if self.window_batch_again(&r)? {
             return self.check_batch(requests);
@@ -821,6 +824,9 @@ impl<A: Algorithm> RedisLimiter<A, RedisPool> {
         now_ns: u64,
     ) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
         let e = self.engine();
+        if e.bucket_changed() {
+            return one_by_one(requests, |k, c| self.check_at(k, c, now_ns));
+        }
         let r = self.run(e.batch(requests, e.now(Some(now_ns)))?);
         if self.window_batch_again(&r)? {
             return self.check_batch_at(requests, now_ns);
@@ -1055,5 +1061,32 @@ impl<A: Shaping> RedisLimiter<A, RedisPool> {
     ) -> Result<Reservation, RedisLimitError> {
         let e = self.engine();
         self.reserve_under(key, cost, max_wait_ns, e.now(Some(now_ns)), Some(quota))
+    }
+}
+
+/// `check_batch` under a changed bucket quota: the batch script does not
+/// convert states between quotas, so each request is one `check` (which
+/// does), in order: the same answers, one round trip each. A Redis failure
+/// the failure policy does not answer fails the whole batch, as it would
+/// the batch call.
+pub(crate) fn one_by_one<K: RedisKey>(
+    requests: &[(K, u64)],
+    mut check: impl FnMut(&K, u64) -> Result<Decision, RedisLimitError>,
+) -> Result<Vec<Result<Decision, InsufficientCapacity>>, RedisLimitError> {
+    requests
+        .iter()
+        .map(|(key, cost)| as_element(check(key, *cost)))
+        .collect()
+}
+
+/// One check's answer as a batch element: its own `InsufficientCapacity`,
+/// or the batch's error.
+pub(crate) fn as_element(
+    r: Result<Decision, RedisLimitError>,
+) -> Result<Result<Decision, InsufficientCapacity>, RedisLimitError> {
+    match r {
+        Ok(d) => Ok(Ok(d)),
+        Err(RedisLimitError::InsufficientCapacity(e)) => Ok(Err(e)),
+        Err(e) => Err(e),
     }
 }

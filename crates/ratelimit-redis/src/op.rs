@@ -1157,6 +1157,17 @@ impl<A: Algorithm> Engine<A> {
         }
     }
 
+    /// Whether this is a bucket limiter whose quota has changed (a change
+    /// of its own or one it adopted): its batch script cannot convert.
+    pub(crate) fn bucket_changed(&self) -> bool {
+        !self.is_window()
+            && !self
+                .changes
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+    }
+
     /// The limiter's current quota version and quota.
     pub(crate) fn current(&self) -> Result<(usize, Quota), RedisLimitError> {
         let changes = self.changes.read().unwrap_or_else(PoisonError::into_inner);

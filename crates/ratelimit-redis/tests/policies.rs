@@ -311,3 +311,51 @@ fn the_failure_policies_answer_under_the_quota_now() {
     );
     assert_eq!(w.iter().filter(|d| d.allowed).count(), 2);
 }
+
+/// `check_batch` under a changed bucket quota answers as single checks do:
+/// each key converted, none decided with the quota the limiter was built
+/// with (sync and async).
+#[test]
+fn a_batch_after_a_change_converts_each_key() {
+    let server = RedisServer::start();
+    let pool = RedisPool::open(&server.url()).unwrap();
+    let hourly = |c| Quota::new(c, Rate::per_hour(c)).unwrap();
+    let sync = RedisLimiter::builder(TokenBucket::new(hourly(10)))
+        .prefix("batch-sync")
+        .time_source(client_time())
+        .build(pool)
+        .unwrap();
+    assert_eq!(sync.check_at("a", 4, S).unwrap().remaining, 6);
+    sync.reconfigure_at(hourly(20), Strategy::KeepConsumed, 2 * S)
+        .unwrap();
+    let answers = sync
+        .check_batch_at(&[("a", 1), ("b", 1), ("a", 21)], 3 * S)
+        .unwrap();
+    assert_eq!(answers[0].as_ref().unwrap().remaining, 20 - 4 - 1);
+    assert_eq!(answers[1].as_ref().unwrap().remaining, 19);
+    assert!(answers[2].is_err(), "a cost above the new capacity");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = AsyncRedisConnection::open(&server.url()).await.unwrap();
+        let limiter = AsyncRedisLimiter::builder(TokenBucket::new(hourly(10)))
+            .prefix("batch-async")
+            .time_source(client_time())
+            .build(conn)
+            .unwrap();
+        assert_eq!(limiter.check_at("a", 4, S).await.unwrap().remaining, 6);
+        limiter
+            .reconfigure_at(hourly(20), Strategy::KeepConsumed, 2 * S)
+            .await
+            .unwrap();
+        let answers = limiter
+            .check_batch_at(&[("a", 1), ("b", 1)], 3 * S)
+            .await
+            .unwrap();
+        assert_eq!(answers[0].as_ref().unwrap().remaining, 15);
+        assert_eq!(answers[1].as_ref().unwrap().remaining, 19);
+    });
+}
