@@ -294,8 +294,8 @@ impl Ghosts {
                 let below = self.below;
                 self.hashes.retain(|h| h & 0xffff_ffff < below);
             }
-            // Only with a threshold of 1, after 2^31 halvings' worth of
-            // drops: forget arbitrary ones.
+            // Only once the threshold is down to 1 (32 halvings): keep
+            // the lowest hashes.
             self.hashes.truncate(GHOSTS);
         }
     }
