@@ -317,6 +317,28 @@ fn returning_keys_stay_held_and_a_flood_does_not_grow_the_tables() {
 /// than the ghosts' sample): it still learns it in a cycle or two.
 #[test]
 fn a_large_returning_working_set_is_learned() {
-    let (limiter, _) = returning_keys_stay_held(15_000, Some(1));
+    let (limiter, _) = returning_keys_stay_held(3_000, Some(1));
     assert!(limiter.capacity() <= 2 * 20_000);
+}
+
+/// A working set larger than a shard grows for (4096 keys) is swept as if
+/// it never returned: the table stays small instead of holding every key.
+#[test]
+fn a_returning_working_set_beyond_the_cap_is_swept() {
+    let clock = Arc::new(ManualClock::new(S));
+    let limiter = KeyedLimiter::<u64, _, _>::builder(
+        TokenBucket::with_rate(1, Rate::per_second(1)).unwrap(), // T = 1 s
+    )
+    .max_keys(20_000)
+    .shards(1)
+    .clock(Arc::clone(&clock))
+    .hasher(FixedHasher::default())
+    .build();
+    for cycle in 0..4 {
+        for key in shuffled(10_000, cycle + 1) {
+            clock.advance(Duration::from_secs(1));
+            assert!(limiter.check(&key).allowed);
+            assert!(limiter.capacity() < 4096, "cycle {cycle}: key {key}");
+        }
+    }
 }
