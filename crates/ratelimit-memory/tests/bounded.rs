@@ -222,3 +222,123 @@ fn a_key_swept_then_checked_in_the_past_admits_once_per_interval() {
     assert!(!again.allowed, "a second admission at 2 s within T");
     assert_eq!(again.retry_after, Some(Duration::from_millis(100)));
 }
+
+/// The keys `0..n` in an order that is the same every run but no pattern
+/// of the table's (an xorshift permutation).
+fn shuffled(n: u64, seed: u64) -> Vec<u64> {
+    let mut keys: Vec<u64> = (0..n).collect();
+    let mut rng = seed;
+    for i in (1..keys.len()).rev() {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        keys.swap(i, (rng % (i as u64 + 1)) as usize);
+    }
+    keys
+}
+
+/// A limiter over a working set of `n` keys that keep coming back, each
+/// expired by its next visit (every held state has expired at every
+/// check), visited in a new order each cycle. The first cycle shows the
+/// shards nothing returning; in the second they see keys come back and
+/// grow (keys visited before a shard grew were dropped, and come back in
+/// the third; a shard that sampled too few returns grows in the third).
+/// From the fifth on, every key stays held (the number held never drops, so no sweep drops one and no
+/// visit inserts one again).
+fn returning_keys_stay_held(
+    n: u64,
+    shards: Option<usize>,
+) -> (
+    KeyedLimiter<u64, TokenBucket, Arc<ManualClock>, FixedHasher>,
+    Arc<ManualClock>,
+) {
+    let clock = Arc::new(ManualClock::new(S));
+    let mut builder = KeyedLimiter::<u64, _, _>::builder(
+        TokenBucket::with_rate(1, Rate::per_second(1)).unwrap(), // T = 1 s
+    )
+    .max_keys(20_000)
+    .clock(Arc::clone(&clock))
+    .hasher(FixedHasher::default());
+    if let Some(shards) = shards {
+        builder = builder.shards(shards);
+    }
+    let limiter = builder.build();
+    let seed = 0x9e37_79b9_7f4a_7c15;
+    // Learning: the shards see their keys come back, and grow.
+    for cycle in 0..4 {
+        for key in shuffled(n, seed + cycle) {
+            clock.advance(Duration::from_secs(1));
+            assert!(limiter.check(&key).allowed);
+        }
+    }
+    assert_eq!(limiter.len(), n as usize);
+    for cycle in 4..8 {
+        for key in shuffled(n, seed + cycle) {
+            clock.advance(Duration::from_secs(1));
+            assert!(limiter.check(&key).allowed);
+            assert_eq!(
+                limiter.len(),
+                n as usize,
+                "cycle {cycle}: key {key} was dropped"
+            );
+        }
+    }
+    (limiter, clock)
+}
+
+/// A working set of returning keys: sweeping them would drop each one
+/// only to insert it again at its next visit. The shards sample the keys
+/// their sweeps drop, see them come back, and grow their tables instead.
+/// A flood of new keys afterwards is swept as before: no table grows for
+/// it.
+#[test]
+fn returning_keys_stay_held_and_a_flood_does_not_grow_the_tables() {
+    let n = 4_000;
+    let (limiter, clock) = returning_keys_stay_held(n, None);
+    assert_eq!(limiter.shards(), 64);
+    // A flood of keys that never return, each expired by the next check:
+    // the shards sweep (dropping the old working set too) and stop growing.
+    // `capacity` counts the slots a sweep erased only once the table
+    // rehashes in place, so the tables' size is the most it reads.
+    let mut most = 0;
+    for key in n..n + 200_000 {
+        clock.advance(Duration::from_secs(1));
+        assert!(limiter.check(&key).allowed);
+        assert!(limiter.len() <= 20_000);
+        if key < n + 40_000 {
+            most = most.max(limiter.capacity());
+        } else {
+            assert!(limiter.capacity() <= most, "key {key}: a table grew");
+        }
+    }
+}
+
+/// One shard over a working set far larger than its table at first (and
+/// than the ghosts' sample): it still learns it in a cycle or two.
+#[test]
+fn a_large_returning_working_set_is_learned() {
+    let (limiter, _) = returning_keys_stay_held(3_000, Some(1));
+    assert!(limiter.capacity() <= 2 * 20_000);
+}
+
+/// A working set larger than a shard grows for (4096 keys) is swept as if
+/// it never returned: the table stays small instead of holding every key.
+#[test]
+fn a_returning_working_set_beyond_the_cap_is_swept() {
+    let clock = Arc::new(ManualClock::new(S));
+    let limiter = KeyedLimiter::<u64, _, _>::builder(
+        TokenBucket::with_rate(1, Rate::per_second(1)).unwrap(), // T = 1 s
+    )
+    .max_keys(20_000)
+    .shards(1)
+    .clock(Arc::clone(&clock))
+    .hasher(FixedHasher::default())
+    .build();
+    for cycle in 0..4 {
+        for key in shuffled(10_000, cycle + 1) {
+            clock.advance(Duration::from_secs(1));
+            assert!(limiter.check(&key).allowed);
+            assert!(limiter.capacity() < 4096, "cycle {cycle}: key {key}");
+        }
+    }
+}
