@@ -447,110 +447,97 @@ bucket_limiter! {
     }
 }
 
-memory_limiter! {
+/// A window class: `memory_limiter!` with the constructor, `reconfigure`
+/// and the `limit` and `window` getters.
+macro_rules! window_limiter {
+    (
+        $(#[$doc:meta])*
+        $name:ident($algorithm:ident) {
+            $(#[$limit_doc:meta])*
+            limit;
+        }
+    ) => {
+        memory_limiter! {
+            $(#[$doc])*
+            $name($algorithm) {
+                #[new]
+                #[pyo3(signature = (limit, window, *, clock = None, max_keys = None))]
+                fn new(
+                    limit: &Bound<'_, PyAny>,
+                    window: &Bound<'_, PyAny>,
+                    clock: Option<&Bound<'_, PyAny>>,
+                    max_keys: Option<&Bound<'_, PyAny>>,
+                ) -> PyResult<Self> {
+                    let (algorithm, shown) = Self::quota(limit, window)?;
+                    let (clock, max_keys) = options(clock, max_keys)?;
+                    Ok(Self {
+                        inner: Keyed::new(algorithm, clock, max_keys),
+                        shown,
+                    })
+                }
+
+                /// Replaces the quota of every key while the limiter runs,
+                /// now: under the same `window` each key keeps its counts
+                /// against the new `limit`; a new `window` starts every key
+                /// afresh.
+                fn reconfigure(
+                    &self,
+                    limit: &Bound<'_, PyAny>,
+                    window: &Bound<'_, PyAny>,
+                ) -> PyResult<()> {
+                    let (algorithm, shown) = Self::quota(limit, window)?;
+                    self.inner.limiter.reconfigure(algorithm, Strategy::default());
+                    self.shown.set_from(shown);
+                    Ok(())
+                }
+
+                $(#[$limit_doc])*
+                #[getter]
+                fn limit(&self) -> u64 {
+                    self.shown.limit()
+                }
+
+                /// The window, in seconds.
+                #[getter]
+                fn window(&self) -> f64 {
+                    self.shown.param() / 1e9
+                }
+            }
+        }
+
+        impl $name {
+            /// The algorithm of Python's `limit` and `window` arguments,
+            /// and how the limiter shows it.
+            fn quota(
+                limit: &Bound<'_, PyAny>,
+                window: &Bound<'_, PyAny>,
+            ) -> PyResult<($algorithm, Shown)> {
+                let (algorithm, l, w) = self::window(limit, window, $algorithm::new)?;
+                let args = format!("limit={l}, window={}", float_repr(limit.py(), w as f64 / 1e9));
+                Ok((algorithm, Shown::new(args, l, w as f64)))
+            }
+        }
+    };
+}
+
+window_limiter! {
     /// At most `limit` units per `window` seconds per key, in this process;
     /// the windows are aligned to the limiter's clock (they start when the
     /// limiter is made, for the default clock) and the count resets at
     /// each window's end.
     FixedWindowMemory(FixedWindow) {
-        #[new]
-        #[pyo3(signature = (limit, window, *, clock = None, max_keys = None))]
-        fn new(
-            limit: &Bound<'_, PyAny>,
-            window: &Bound<'_, PyAny>,
-            clock: Option<&Bound<'_, PyAny>>,
-            max_keys: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Self> {
-            let (algorithm, l, w) = self::window(limit, window, FixedWindow::new)?;
-            let (clock, max_keys) = options(clock, max_keys)?;
-            Ok(Self {
-                inner: Keyed::new(algorithm, clock, max_keys),
-                shown: Shown::new(
-                    format!("limit={l}, window={}", float_repr(limit.py(), w as f64 / 1e9)),
-                    l,
-                    w as f64,
-                ),
-            })
-        }
-
-        /// Replaces the quota of every key while the limiter runs, now:
-        /// under the same `window` each key keeps its counts against the
-        /// new `limit`; a new `window` starts every key afresh.
-        fn reconfigure(&self, limit: &Bound<'_, PyAny>, window: &Bound<'_, PyAny>) -> PyResult<()> {
-            let (algorithm, l, w) = self::window(limit, window, FixedWindow::new)?;
-            self.inner.limiter.reconfigure(algorithm, Strategy::default());
-            self.shown.set(
-                format!("limit={l}, window={}", float_repr(limit.py(), w as f64 / 1e9)),
-                l,
-                w as f64,
-            );
-            Ok(())
-        }
-
         /// The most units admitted per window.
-        #[getter]
-        fn limit(&self) -> u64 {
-            self.shown.limit()
-        }
-
-        /// The window, in seconds.
-        #[getter]
-        fn window(&self) -> f64 {
-            self.shown.param() / 1e9
-        }
+        limit;
     }
 }
 
-memory_limiter! {
+window_limiter! {
     /// About `limit` units in any `window`-second span per key, in this
     /// process (the sliding window counter: the current window's count plus
     /// the previous window's, weighted by how much of it is still inside).
     /// `limit` must be below 2**32.
     SlidingWindowMemory(SlidingWindow) {
-        #[new]
-        #[pyo3(signature = (limit, window, *, clock = None, max_keys = None))]
-        fn new(
-            limit: &Bound<'_, PyAny>,
-            window: &Bound<'_, PyAny>,
-            clock: Option<&Bound<'_, PyAny>>,
-            max_keys: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Self> {
-            let (algorithm, l, w) = self::window(limit, window, SlidingWindow::new)?;
-            let (clock, max_keys) = options(clock, max_keys)?;
-            Ok(Self {
-                inner: Keyed::new(algorithm, clock, max_keys),
-                shown: Shown::new(
-                    format!("limit={l}, window={}", float_repr(limit.py(), w as f64 / 1e9)),
-                    l,
-                    w as f64,
-                ),
-            })
-        }
-
-        /// Replaces the quota of every key while the limiter runs, now:
-        /// under the same `window` each key keeps its counts against the
-        /// new `limit`; a new `window` starts every key afresh.
-        fn reconfigure(&self, limit: &Bound<'_, PyAny>, window: &Bound<'_, PyAny>) -> PyResult<()> {
-            let (algorithm, l, w) = self::window(limit, window, SlidingWindow::new)?;
-            self.inner.limiter.reconfigure(algorithm, Strategy::default());
-            self.shown.set(
-                format!("limit={l}, window={}", float_repr(limit.py(), w as f64 / 1e9)),
-                l,
-                w as f64,
-            );
-            Ok(())
-        }
-
         /// The limit per window-long span.
-        #[getter]
-        fn limit(&self) -> u64 {
-            self.shown.limit()
-        }
-
-        /// The window, in seconds.
-        #[getter]
-        fn window(&self) -> f64 {
-            self.shown.param() / 1e9
-        }
+        limit;
     }
 }

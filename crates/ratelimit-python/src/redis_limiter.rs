@@ -690,83 +690,73 @@ redis_bucket! {
     LeakyBucketRedis(LeakyBucket, leak_rate, leaky_bucket)
 }
 
-redis_limiter! {
+/// A window class: `redis_limiter!` with `reconfigure` and the `limit`
+/// and `window` getters (no `reserve`: a window cannot shape, it has no
+/// rate to space admitted requests by).
+macro_rules! redis_window {
+    (
+        $(#[$doc:meta])*
+        $name:ident($algorithm:ty, $make:expr) {
+            $(#[$limit_doc:meta])*
+            limit;
+        }
+    ) => {
+        redis_limiter! {
+            $(#[$doc])*
+            $name($algorithm, limit, window, $make) {
+                /// Replaces the quota of every key on this prefix while it
+                /// runs, for every process (Python or Rust) sharing it:
+                /// under the same `window` each key keeps its counts
+                /// against the new `limit`; a new `window` starts every key
+                /// afresh. Other processes adopt the change at the first
+                /// key they meet that was decided under it.
+                fn reconfigure(
+                    &self,
+                    py: Python<'_>,
+                    limit: &Bound<'_, PyAny>,
+                    window: &Bound<'_, PyAny>,
+                ) -> PyResult<()> {
+                    let (algorithm, args, l, w) = $make(limit, window)?;
+                    self.inner.reconfigure_window(py, algorithm)?;
+                    self.shown.set(args, l, w);
+                    Ok(())
+                }
+
+                $(#[$limit_doc])*
+                #[getter]
+                fn limit(&self) -> u64 {
+                    self.shown.limit()
+                }
+
+                /// The window, in seconds.
+                #[getter]
+                fn window(&self) -> f64 {
+                    self.shown.param() / 1e9
+                }
+            }
+        }
+    };
+}
+
+redis_window! {
     /// At most `limit` units per `window` seconds per key, shared through
     /// Redis with every process (Python or Rust) on the same server and
     /// prefix. The windows are aligned to the Unix epoch under the server's
     /// time (a one-minute window resets on the minute), to the caller's
     /// clock under `clock=`. Policing only: there is no `reserve`.
-    FixedWindowRedis(FixedWindow, limit, window, fixed_window) {
-        // No `reserve`: a window cannot shape (it has no rate to space
-        // admitted requests by).
-
-        /// Replaces the quota of every key on this prefix while it runs,
-        /// for every process (Python or Rust) sharing it: under the same
-        /// `window` each key keeps its counts against the new `limit`; a
-        /// new `window` starts every key afresh. Other processes adopt the
-        /// change at the first key they meet that was decided under it.
-        fn reconfigure(
-            &self,
-            py: Python<'_>,
-            limit: &Bound<'_, PyAny>,
-            window: &Bound<'_, PyAny>,
-        ) -> PyResult<()> {
-            let (algorithm, args, l, w) = fixed_window(limit, window)?;
-            self.inner.reconfigure_window(py, algorithm)?;
-            self.shown.set(args, l, w);
-            Ok(())
-        }
-
+    FixedWindowRedis(FixedWindow, fixed_window) {
         /// The most units admitted per window.
-        #[getter]
-        fn limit(&self) -> u64 {
-            self.shown.limit()
-        }
-
-        /// The window, in seconds.
-        #[getter]
-        fn window(&self) -> f64 {
-            self.shown.param() / 1e9
-        }
+        limit;
     }
 }
 
-redis_limiter! {
+redis_window! {
     /// About `limit` units in any `window`-second span per key (the sliding
     /// window counter), shared through Redis with every process (Python or
     /// Rust) on the same server and prefix. Policing only: there is no
     /// `reserve`.
-    SlidingWindowRedis(SlidingWindow, limit, window, sliding_window) {
-        // No `reserve`: a window cannot shape (it has no rate to space
-        // admitted requests by).
-
-        /// Replaces the quota of every key on this prefix while it runs,
-        /// for every process (Python or Rust) sharing it: under the same
-        /// `window` each key keeps its counts against the new `limit`; a
-        /// new `window` starts every key afresh. Other processes adopt the
-        /// change at the first key they meet that was decided under it.
-        fn reconfigure(
-            &self,
-            py: Python<'_>,
-            limit: &Bound<'_, PyAny>,
-            window: &Bound<'_, PyAny>,
-        ) -> PyResult<()> {
-            let (algorithm, args, l, w) = sliding_window(limit, window)?;
-            self.inner.reconfigure_window(py, algorithm)?;
-            self.shown.set(args, l, w);
-            Ok(())
-        }
-
+    SlidingWindowRedis(SlidingWindow, sliding_window) {
         /// The limit per window-long span.
-        #[getter]
-        fn limit(&self) -> u64 {
-            self.shown.limit()
-        }
-
-        /// The window, in seconds.
-        #[getter]
-        fn window(&self) -> f64 {
-            self.shown.param() / 1e9
-        }
+        limit;
     }
 }
