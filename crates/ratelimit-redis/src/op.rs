@@ -234,16 +234,43 @@ impl<A: Algorithm> Engine<A> {
         now: Now,
         own: Option<&A>,
     ) -> Result<Op<'_, A, Check>, RedisLimitError> {
+        self.policing(
+            redis_key,
+            cost,
+            now,
+            own,
+            script::check_call,
+            CheckOne { cost },
+        )
+    }
+
+    /// A policing call of `kind` on `redis_key` (`check` or its refundable
+    /// form, made by `build`), under a key's own window `own` or the
+    /// limiter's quota: a cost above a changed window quota's limit is sent
+    /// as 0 (the key still moves to that quota) and answered with the
+    /// error; the tag spec, if any, goes last.
+    fn policing<S, T>(
+        &self,
+        redis_key: Vec<u8>,
+        cost: u64,
+        now: Now,
+        own: Option<&A>,
+        build: fn(&Params, &[u8], u64, Now) -> Call,
+        kind: S,
+    ) -> Result<Op<'_, A, One<S, T>>, RedisLimitError>
+    where
+        S: Single<A, Output = T>,
+    {
         let (params, tagged) = self.check_params(own)?;
         let limit = tagged.as_ref().map(|t| t.1);
         let over = over_limit(limit, cost, || self.limit())?;
         params.check_now(now)?;
         let sent = if over.is_some() { 0 } else { cost };
-        let mut call = script::check_call(&params, &redis_key, sent, now);
+        let mut call = build(&params, &redis_key, sent, now);
         if let Some((spec, _)) = &tagged {
             call.arg(spec.as_str());
         }
-        let mut one = One::new(redis_key, CheckOne { cost }).limited(limit);
+        let mut one = One::new(redis_key, kind).limited(limit);
         one.over = over;
         Ok(Op::new(self, vec![call], true, one))
     }
@@ -257,18 +284,14 @@ impl<A: Algorithm> Engine<A> {
         cost: u64,
         now: Now,
     ) -> Result<Op<'_, A, CheckReceipt>, RedisLimitError> {
-        let (params, tagged) = self.check_params(None)?;
-        let limit = tagged.as_ref().map(|t| t.1);
-        let over = over_limit(limit, cost, || self.limit())?;
-        params.check_now(now)?;
-        let sent = if over.is_some() { 0 } else { cost };
-        let mut call = script::check_receipt_call(&params, &redis_key, sent, now);
-        if let Some((spec, _)) = &tagged {
-            call.arg(spec.as_str());
-        }
-        let mut one = One::new(redis_key, CheckReceiptOne { cost }).limited(limit);
-        one.over = over;
-        Ok(Op::new(self, vec![call], true, one))
+        self.policing(
+            redis_key,
+            cost,
+            now,
+            None,
+            script::check_receipt_call,
+            CheckReceiptOne { cost },
+        )
     }
 
     /// Gives back the admission `receipt` records; `None` when the receipt
