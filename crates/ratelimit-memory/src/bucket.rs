@@ -39,7 +39,7 @@ use crate::word::{Word, sealed::Word as _};
 /// computed from a value the word really held. The keyed limiter's
 /// reclamation gets its ordering from the shard lock, not from this word
 /// (see `keyed.rs` and `docs/concurrency.md`).
-#[inline]
+#[inline(always)]
 pub(crate) fn update<A: Algorithm, D: Answer>(
     state: &<A::State as crate::word::sealed::Word>::Atomic,
     mut step: impl FnMut(A::State) -> Result<Verdict<A, D>, InsufficientCapacity>,
