@@ -168,17 +168,22 @@ where
 }
 
 /// A shard and the locks around it.
+///
+/// `repr(C)`, with the read-locked table first, so that the fields a check
+/// reads (the lock word, then the first of [`Shard`]'s) start at the
+/// beginning of the shard's cache-aligned block; see [`Shard`].
+#[repr(C)]
 pub(crate) struct ShardLock<K, A: Algorithm>
 where
     A::State: Word,
 {
+    pub(crate) table: RwLock<Shard<K, A>>,
     /// Taken before the write lock by every writer of the shard's tables,
     /// and for the whole of an all-or-nothing check of several limits
     /// (`multi.rs`), which so keeps conversions and sweeps away from the
     /// keys it charges without holding the read lock. Never taken by the
     /// hot path.
     pub(crate) writer: Mutex<()>,
-    pub(crate) table: RwLock<Shard<K, A>>,
     /// The shard's epoch (a copy written under the write lock), read by
     /// `reconfigure` to prune the history.
     seen: AtomicU64,
@@ -186,27 +191,34 @@ where
 
 /// One shard: its entries and the bookkeeping of its sweeps and quota
 /// changes, all under the shard's lock.
+///
+/// `repr(C)`, hot fields first: a check reads `entries`, `epoch`, `floor`,
+/// `pending`, `own`'s length and `algorithm`, which for a bucket fill the
+/// shard's first 128 bytes; with the lock word before them a check touches
+/// three cache lines of the shard's block, where the compiler's order of
+/// the fields spread them over four (`layout_tests` checks the order).
+#[repr(C)]
 pub(crate) struct Shard<K, A: Algorithm>
 where
     A::State: Word,
 {
     /// The keys on the limiter's quota.
     entries: HashTable<(K, Cell<A::State>)>,
+    /// The latest change of the limiter's quota this shard has seen.
+    epoch: u64,
+    /// The latest `now` of a sweep, or time of a change of quota:
+    /// decisions never use an earlier time.
+    floor: u64,
+    /// While some entry of `entries` is kept under an older epoch.
+    pending: Option<Box<Pending<A>>>,
     /// The keys on a quota of their own.
     own: HashTable<Own<K, A>>,
     /// The limiter's quota at `epoch`.
     algorithm: A,
-    /// The latest change of the limiter's quota this shard has seen.
-    epoch: u64,
-    /// While some entry of `entries` is kept under an older epoch.
-    pending: Option<Box<Pending<A>>>,
     /// The last version given to a key's own quota.
     versions: u64,
     /// This shard's share of `max_keys`.
     limit: usize,
-    /// The latest `now` of a sweep, or time of a change of quota:
-    /// decisions never use an earlier time.
-    floor: u64,
     /// A lower bound on every held entry's expiry time
     /// ([`Algorithm::expires_at`]; exact right after a sweep, `u64::MAX`
     /// when empty). Admissions only move expiries later; a refund or a
@@ -1883,5 +1895,50 @@ impl<K, A: fmt::Debug, C: fmt::Debug, S> fmt::Debug for KeyedBuilder<K, A, C, S>
             .field("max_key_len", &self.max_key_len)
             .field("shards", &self.shards)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(ratelimit_loom)))]
+mod layout_tests {
+    use super::*;
+    use ratelimit_core::{Rate, SlidingWindow, TokenBucket};
+
+    /// Where `field` ends, in bytes from `base`.
+    fn end<T>(base: *const u8, field: &T) -> usize {
+        (field as *const T as usize + size_of::<T>()) - base as usize
+    }
+
+    /// The fields a check reads end within the shard's first 128 bytes
+    /// (two cache lines, for a bucket's quota); the cold ones come after.
+    #[test]
+    fn a_check_reads_the_first_two_lines_of_a_bucket_shard() {
+        let limiter: KeyedLimiter<u64, TokenBucket> =
+            KeyedLimiter::with_algorithm(TokenBucket::with_rate(10, Rate::per_second(1)).unwrap());
+        let shard = sync::read(&limiter.shards[0].table);
+        let base = &*shard as *const Shard<u64, TokenBucket> as *const u8;
+        let hot = [
+            end(base, &shard.entries),
+            end(base, &shard.epoch),
+            end(base, &shard.floor),
+            end(base, &shard.pending),
+            end(base, &shard.own),
+            end(base, &shard.algorithm),
+        ];
+        assert_eq!(hot.iter().max(), Some(&128), "{hot:?}");
+        let cold = (&shard.limit as *const usize as usize) - base as usize;
+        assert!(cold >= 128, "{cold}");
+    }
+
+    /// The same order for a window's larger quota: the algorithm is the last
+    /// hot field, so only it spills over.
+    #[test]
+    fn the_algorithm_is_the_last_hot_field() {
+        let window = SlidingWindow::new(10, core::time::Duration::from_secs(1)).unwrap();
+        let limiter: KeyedLimiter<u64, SlidingWindow> = KeyedLimiter::with_algorithm(window);
+        let shard = sync::read(&limiter.shards[0].table);
+        let base = &*shard as *const Shard<u64, SlidingWindow> as *const u8;
+        let algorithm_start = end(base, &shard.algorithm) - size_of::<SlidingWindow>();
+        assert_eq!(algorithm_start, end(base, &shard.own));
+        assert!(algorithm_start <= 96, "{algorithm_start}");
     }
 }
