@@ -54,6 +54,7 @@ use crate::clock::MonotonicClock;
 use crate::config::{Change, Config};
 use crate::key::{DEFAULT_MAX_KEY_LEN, KeyBytes};
 use crate::layout::Layout;
+use crate::prefetch::Prefetch;
 use crate::receipt::{Generation, Receipt, next_id};
 use crate::sync::{self, AtomicU8, AtomicU64, AtomicUsize, Mutex, Ordering, RwLock};
 use crate::word::{Word, sealed::Word as _};
@@ -187,6 +188,8 @@ where
     /// The shard's epoch (a copy written under the write lock), read by
     /// `reconfigure` to prune the history.
     seen: AtomicU64,
+    /// Where `entries` is, for prefetching ahead of the read lock.
+    prefetch: Prefetch,
 }
 
 /// One shard: its entries and the bookkeeping of its sweeps and quota
@@ -237,6 +240,9 @@ where
     grow: bool,
     /// A sample of the keys sweeps dropped.
     ghosts: Ghosts,
+    /// The bucket of the latest insertion into `entries`, from which
+    /// [`publish`](Self::publish) finds the table.
+    inserted_at: usize,
 }
 
 /// A key on a quota of its own.
@@ -584,8 +590,10 @@ where
                         returning: 0,
                         grow: false,
                         ghosts: Ghosts::new(),
+                        inserted_at: 0,
                     }),
                     seen: AtomicU64::new(0),
+                    prefetch: Prefetch::default(),
                 })
             })
             .collect();
@@ -871,6 +879,9 @@ where
         }
         let hash = self.hasher.hash_one(key);
         let lock = &self.shards[self.layout.shard(hash)];
+        // Both cache lines of the lookup, requested before the lock's
+        // read-modify-write and the clock read (see `prefetch.rs`).
+        lock.prefetch.issue::<(K, Cell<A::State>)>(hash);
         let now = self.clock.now_ns();
         let latest = self.config.latest();
         {
@@ -1013,6 +1024,7 @@ where
         } else {
             shard.insert_default(hash, key.to_owned(), next, &rehash)
         };
+        shard.publish(&lock.prefetch);
         shard.lower_earliest_mut(algorithm.expires_at(next));
         shard.note_insertion(hash);
         drop(writer);
@@ -1106,6 +1118,7 @@ where
         } else {
             shard.insert_default(hash, key.to_owned(), state, &rehash);
         }
+        shard.publish(&lock.prefetch);
         // A fresh state expires at once: the next sweep may take it back.
         shard.lower_earliest(0);
         shard.note_insertion(hash);
@@ -1740,10 +1753,19 @@ where
             .entries
             .insert_unique(hash, (key, A::State::cell(state)), |e| rehash(&e.0))
             .bucket_index();
+        self.inserted_at = i;
         if let Some(p) = self.pending.as_deref_mut() {
             p.tags[i].store((self.epoch - p.base) as u8, Ordering::Relaxed);
         }
         Generation::Limiter(self.epoch)
+    }
+
+    /// Tells `hint` where `entries` is now, from the latest insertion's
+    /// entry (nothing if that bucket has been emptied since).
+    fn publish(&self, hint: &Prefetch) {
+        if let Some(entry) = self.entries.get_bucket(self.inserted_at) {
+            hint.note(&self.entries, self.inserted_at, entry);
+        }
     }
 
     /// Inserts a key on a quota of its own (not held yet).

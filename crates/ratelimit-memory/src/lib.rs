@@ -1,5 +1,5 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod acquire;
 mod bucket;
@@ -10,6 +10,7 @@ mod key;
 mod keyed;
 mod layout;
 mod multi;
+mod prefetch;
 mod receipt;
 mod sync;
 mod word;
