@@ -125,7 +125,11 @@ mod tests {
         type Entry = (u64, [u64; 2]);
         let mut table: HashTable<Entry> = HashTable::new();
         let hint = Prefetch::default();
-        assert_eq!(hint.home_entry::<Entry>(1), None, "no hint before an insertion");
+        assert_eq!(
+            hint.home_entry::<Entry>(1),
+            None,
+            "no hint before an insertion"
+        );
         let mut at_home = 0;
         let mut checked = 0;
         for key in 0..5_000_u64 {
