@@ -950,6 +950,7 @@ where
         let mut shard = sync::write(&lock.table);
         // Keys converted under read locks since: the tags may go.
         shard.drop_tags_if_done();
+        shard.publish(&lock.prefetch);
         let mut writer = None;
         let found = if shard.epoch == latest && shard.pending.is_none() {
             let now = now.max(shard.floor);
@@ -1041,6 +1042,7 @@ where
         if shard.epoch < self.config.latest() {
             shard.open(self.config.since(shard.epoch));
             lock.seen.store(shard.epoch, Ordering::Relaxed);
+            shard.publish(&lock.prefetch);
         }
     }
 
@@ -1761,11 +1763,13 @@ where
     }
 
     /// Tells `hint` where `entries` is now, from the latest insertion's
-    /// entry (nothing if that bucket has been emptied since).
+    /// entry (nothing if that bucket has been emptied since), and where
+    /// its tags are, if it has any.
     fn publish(&self, hint: &Prefetch) {
         if let Some(entry) = self.entries.get_bucket(self.inserted_at) {
             hint.note(&self.entries, self.inserted_at, entry);
         }
+        hint.note_tags(self.pending.as_deref().map(|p| &p.tags[..]));
     }
 
     /// Inserts a key on a quota of its own (not held yet).
@@ -1949,6 +1953,43 @@ mod layout_tests {
         assert_eq!(hot.iter().max(), Some(&128), "{hot:?}");
         let cold = (&shard.limit as *const usize as usize) - base as usize;
         assert!(cold >= 128, "{cold}");
+    }
+
+    /// After a change of quota, a shard that holds keys has tags, and its
+    /// prefetch hint points at them; once every key is converted and the
+    /// tags are dropped, the hint says so.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_hint_follows_the_tags() {
+        let clock = std::sync::Arc::new(ratelimit_core::ManualClock::new(1_000_000_000));
+        let quota = |c| TokenBucket::with_rate(c, Rate::per_second(1)).unwrap();
+        let limiter: KeyedLimiter<u64, TokenBucket, _> = KeyedLimiter::builder(quota(10))
+            .shards(1)
+            .clock(std::sync::Arc::clone(&clock))
+            .build();
+        for k in 0..100 {
+            assert!(limiter.check(&k).allowed);
+        }
+        let lock = &limiter.shards[0];
+        assert_eq!(lock.prefetch.tags_address(), 0, "no tags before a change");
+        limiter.reconfigure(quota(5), Strategy::KeepConsumed);
+        assert!(limiter.check(&0).allowed);
+        let tags = {
+            let shard = sync::read(&lock.table);
+            shard.pending.as_deref().map(|p| p.tags.as_ptr() as usize)
+        };
+        assert!(tags.is_some(), "the shard keeps tags while keys lag");
+        assert_eq!(Some(lock.prefetch.tags_address()), tags);
+        // Every key converted; the next write-locked pass drops the tags.
+        for k in 0..100 {
+            let _ = limiter.check(&k);
+        }
+        assert!(
+            limiter.check(&1000).allowed,
+            "a new key takes the write lock"
+        );
+        assert!(sync::read(&lock.table).pending.is_none());
+        assert_eq!(lock.prefetch.tags_address(), 0);
     }
 
     /// The same order for a window's larger quota: the algorithm is the last

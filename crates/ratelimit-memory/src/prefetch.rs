@@ -27,6 +27,10 @@
 //! hashbrown in use, so a change of its layout shows up as a failure, not
 //! as a silent loss of speed.
 //!
+//! While some keys of the shard lag a change of quota, the shard also has
+//! a tag per bucket (`keyed.rs`, `Pending`), read before the entry: the
+//! home bucket's tag is prefetched too.
+//!
 //! x86-64 only (`prefetcht0`); elsewhere, and under loom, a no-op.
 
 use hashbrown::HashTable;
@@ -45,6 +49,10 @@ pub(crate) struct Prefetch {
     /// The number of buckets minus one.
     #[cfg(all(target_arch = "x86_64", not(ratelimit_loom)))]
     mask: AtomicUsize,
+    /// The address of the shard's tags (one byte per bucket, while some
+    /// key lags a change of quota), or 0.
+    #[cfg(all(target_arch = "x86_64", not(ratelimit_loom)))]
+    tags: AtomicUsize,
 }
 
 impl Prefetch {
@@ -66,8 +74,19 @@ impl Prefetch {
         }
     }
 
+    /// Records where the shard's tags are (`None`: it has none). Called
+    /// under the shard's write lock, where tags are made and dropped.
+    #[inline]
+    #[allow(unused_variables)]
+    pub(crate) fn note_tags<U>(&self, tags: Option<&[U]>) {
+        #[cfg(all(target_arch = "x86_64", not(ratelimit_loom)))]
+        self.tags
+            .store(tags.map_or(0, |t| t.as_ptr() as usize), Ordering::Relaxed);
+    }
+
     /// Asks for the cache lines of the control group and of the home
-    /// entry of a key with this hash, in a table of `T`.
+    /// entry of a key with this hash, in a table of `T`, and of its tag if
+    /// the shard has tags.
     #[inline(always)]
     #[allow(unused_variables)]
     pub(crate) fn issue<T>(&self, hash: u64) {
@@ -92,7 +111,23 @@ impl Prefetch {
                 _mm_prefetch::<_MM_HINT_T0>(group as *const i8);
                 _mm_prefetch::<_MM_HINT_T0>(entry as *const i8);
             }
+            let tags = self.tags.load(Ordering::Relaxed);
+            if tags != 0 {
+                // A tag per bucket: the home bucket's, like the entry.
+                let tag = tags.wrapping_add(home);
+                // SAFETY: as above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(tag as *const i8);
+                }
+            }
         }
+    }
+
+    /// The tags' address the hint holds (0: none), for tests.
+    #[cfg(all(test, target_arch = "x86_64", not(ratelimit_loom)))]
+    pub(crate) fn tags_address(&self) -> usize {
+        self.tags.load(Ordering::Relaxed)
     }
 
     /// The home entry's address the hint gives for `hash`, if it has one
